@@ -1,0 +1,62 @@
+"""The ``unihar`` command line: one typer app; each command lives in its own module.
+
+Errors the user can cause (:class:`unihar.errors.UniHARError`) end as one line on stderr starting
+``error:`` and exit code 2, never a traceback. Set ``UNIHAR_DEBUG=1`` to see the traceback anyway.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="unihar",
+    help="Uni-HAR: human action recognition from video (pose transformer + RGB fusion).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _register_commands() -> None:
+    from unihar.cli import predict
+
+    predict.register(app)
+    for name in ("train", "evaluate"):
+        try:
+            module = __import__(f"unihar.cli.{name}", fromlist=["register"])
+        except ModuleNotFoundError as err:
+            if err.name != f"unihar.cli.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``unihar`` script."""
+    from unihar.errors import UniHARError
+
+    _register_commands()
+    try:
+        app(args=argv, standalone_mode=True)
+    except UniHARError as err:
+        if os.environ.get("UNIHAR_DEBUG"):
+            raise
+        # One line, whatever the message: multi-line details are joined with "; ".
+        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        typer.echo(f"error: {message or type(err).__name__}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""The Uni-HAR network and its checkpoint I/O."""
+from unihar.models.checkpoint import checkpoint_filter_fn, load_checkpoint, read_state_dict
+from unihar.models.unihar import (
+    ConcatFusion,
+    CrossAttentionFusion,
+    ImageEncoder,
+    PoseFormerFactorized,
+    UniHAR,
+    UniHARFeatures,
+    build_model,
+)
+
+__all__ = [
+    "ConcatFusion",
+    "CrossAttentionFusion",
+    "ImageEncoder",
+    "PoseFormerFactorized",
+    "UniHAR",
+    "UniHARFeatures",
+    "build_model",
+    "checkpoint_filter_fn",
+    "load_checkpoint",
+    "read_state_dict",
+]
