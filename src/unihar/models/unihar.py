@@ -307,15 +307,28 @@ class UniHAR(nn.Module):
                 raise InputError("segment_mask: every sample needs at least one valid clip (a row of all False was given)")
 
     # ------------------------------------------------------------------ forward
+    def encode_clips(self, clips: Tensor) -> Tensor:
+        """Pose clips (N, T, J, C) -> per-frame tokens (N, T, D) (the token grid averaged over joints).
+
+        The mean of a clip's frame tokens over T is its clip embedding. Clips are independent, so a
+        streaming predictor can encode each clip once and reuse it in every window that contains it.
+        """
+        return self.short_seq_model(clips).mean(dim=2)
+
+    def encode_frames(self, frames: Tensor) -> Tensor:
+        """RGB frames (N, 3, H, W), ImageNet-normalised -> per-frame image features (N, Di)."""
+        if self.image_encoder is None:
+            raise InputError("this model is pose-only (image_model.enabled is false): it has no image encoder")
+        return self.image_encoder(frames)
+
     def forward_features(self, pose: Tensor, images: Tensor | None = None, segment_mask: Tensor | None = None) -> UniHARFeatures:
         """Pose (B, L, T, J, C) [+ images (B, L, T', 3, H, W)] -> per-frame pose tokens and image features."""
         b, l, t, j, c = pose.shape
-        tokens = self.short_seq_model(pose.reshape(b * l, t, j, c))  # clips share weights: fold L into batch
-        frame_tokens = tokens.mean(dim=2).reshape(b, l, t, -1)
+        frame_tokens = self.encode_clips(pose.reshape(b * l, t, j, c)).reshape(b, l, t, -1)  # clips share weights
         image_frames = None
         if images is not None and self.image_encoder is not None:
             tt = images.shape[2]
-            image_frames = self.image_encoder(images.reshape(b * l * tt, *images.shape[3:])).reshape(b, l, tt, -1)
+            image_frames = self.encode_frames(images.reshape(b * l * tt, *images.shape[3:])).reshape(b, l, tt, -1)
         return UniHARFeatures(frame_tokens, image_frames, segment_mask)
 
     def pose_feature(self, frame_tokens: Tensor, segment_mask: Tensor | None = None) -> Tensor:
