@@ -122,10 +122,9 @@ def main() -> None:
     print(f"video: {video}")
     mm = multimodal_model()
     if not args.skip_live:
-        from unihar.cli.predict import default_model_dir
-        from unihar.hub import from_pretrained
+        from unihar.hub import load_model
 
-        pose_only = from_pretrained(default_model_dir())
+        pose_only = load_model()  # the bundled model
         r = live(video, pose_only, 1, None)
         print(f"live, bundled pose-only model: {r['frames']} frames at {r['source_fps']:.2f} fps, dropped {r['dropped']} "
               f"({r['dropped_pct']:.1f}%), {r['fps']:.1f} fps handled, {r['predictions']} predictions")

@@ -31,6 +31,13 @@ def _stream(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([xy, conf], -1).astype(np.float32), frames
 
 
+def _live_inputs(n: int) -> tuple[np.ndarray, list[np.ndarray], dict[int, np.ndarray]]:
+    """Keypoints, frames as distinct objects, and a fake estimator's table (frame id -> keypoints)."""
+    kpts, frames = _stream(n)
+    frames = [frame.copy() for frame in frames]
+    return kpts, frames, {id(frame): kpts[i] for i, frame in enumerate(frames)}
+
+
 def _offline_probs(model, kpts: np.ndarray, frames: np.ndarray | None) -> np.ndarray:
     prep = PreprocessConfig.from_model_config(model.config)
     pose = torch.from_numpy(pose_window(kpts, prep))[None]
@@ -119,9 +126,7 @@ def test_bad_stream_inputs() -> None:
 
 def test_run_live_drops_frames_when_the_pose_stage_is_slow() -> None:
     model = _model(False)
-    kpts, frames = _stream(40)
-    frames = [frame.copy() for frame in frames]  # distinct objects, so the fake estimator can look them up
-    lookup = {id(frame): kpts[i] for i, frame in enumerate(frames)}
+    kpts, frames, lookup = _live_inputs(40)
 
     def slow_pose(frame: np.ndarray) -> np.ndarray:
         time.sleep(0.02)  # slower than the 100 fps source below
@@ -137,9 +142,7 @@ def test_run_live_drops_frames_when_the_pose_stage_is_slow() -> None:
 
 def test_run_live_keeps_up_with_a_fast_enough_pose_stage() -> None:
     model = _model(False)
-    kpts, frames = _stream(24)
-    frames = [frame.copy() for frame in frames]
-    lookup = {id(frame): kpts[i] for i, frame in enumerate(frames)}
+    kpts, frames, lookup = _live_inputs(24)
     offline = StreamingPredictor(model, fps=FPS)
     expected = [p for p in (offline.push(k) for k in kpts) if p is not None]
     predictions = []
@@ -152,9 +155,7 @@ def test_run_live_keeps_up_with_a_fast_enough_pose_stage() -> None:
 
 def test_run_live_multimodal_prefetches_images_in_its_own_thread() -> None:
     model = _model(True)
-    kpts, frames = _stream(24)
-    frames = [frame.copy() for frame in frames]
-    lookup = {id(frame): kpts[i] for i, frame in enumerate(frames)}
+    kpts, frames, lookup = _live_inputs(24)
     reference = StreamingPredictor(model, fps=FPS)
     expected = [p for p in (reference.push(k, f) for k, f in zip(kpts, frames)) if p is not None]
     live = StreamingPredictor(model, fps=FPS)

@@ -11,6 +11,7 @@ Our own folders follow the ``transformers`` layout: ``config.json`` + ``model.sa
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -163,11 +164,19 @@ def save_pretrained(model: Any, save_directory: str | Path, overwrite: bool = Fa
     # safetensors refuses shared or non-contiguous storage: give each tensor its own contiguous copy.
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(tensors, str(out / SAFETENSORS_NAME), metadata={"format": "pt"})
+    _readable_like_the_config(out / SAFETENSORS_NAME)
     (out / CONFIG_NAME).write_text(json.dumps(model.config, indent=2) + "\n", encoding="utf-8")
     if model.labels:
         labels = {str(i): name for i, name in enumerate(model.labels)}
         (out / LABELS_NAME).write_text(json.dumps(labels, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
+
+
+def _readable_like_the_config(path: Path) -> None:
+    """safetensors writes its file owner-only (0600); give it the permissions an ordinary file gets (umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
 
 
 def from_pretrained(repo_or_path: str | Path | None = None, revision: str | None = None) -> Any:
@@ -189,3 +198,33 @@ def from_pretrained(repo_or_path: str | Path | None = None, revision: str | None
     model = build_model(config, labels=labels)
     load_checkpoint(model, weights)
     return model.eval()
+
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+def load_model(weights: str | Path | None = None, backend: str = "torch", revision: str | None = None) -> Any:
+    """The model the command line and the server run.
+
+    ``weights``: a ``save_pretrained`` folder or Hub repo id (``backend="torch"``), or an ``.onnx`` file
+    from ``unihar export`` (``backend="onnxruntime"``); None: the model bundled with the package.
+    """
+    from unihar import assets
+
+    backend = backend.strip().lower()
+    if backend not in BACKENDS:
+        raise UniHARError(f"backend: expected one of {list(BACKENDS)}, got {backend!r}")
+    if backend == "onnxruntime":
+        if weights is None or not str(weights).lower().endswith(".onnx"):
+            raise UniHARError(f"the onnxruntime backend needs weights pointing to an .onnx file (from `unihar export`), got {weights!r}")
+        from unihar.inference.onnx_backend import OnnxModel
+
+        return OnnxModel(weights)
+    if weights is None:
+        weights = assets.default_model_dir()
+        if not (weights / CONFIG_NAME).is_file():
+            raise CheckpointError(
+                f"the bundled default model is not installed ({weights} has no {CONFIG_NAME}); "
+                f"pass --weights with a model folder or a Hub id such as {DEFAULT_REPO_ID}"
+            )
+    return from_pretrained(weights, revision=revision)

@@ -25,18 +25,18 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _register_commands() -> None:
-    from unihar.cli import predict
+_registered = False
 
-    predict.register(app)
-    for name in ("train", "evaluate"):
-        try:
-            module = __import__(f"unihar.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError as err:
-            if err.name != f"unihar.cli.{name}":
-                raise
-            continue
+
+def _register_commands() -> None:
+    global _registered
+    if _registered:
+        return
+    from unihar.cli import evaluate, export, predict, serve, stream, train
+
+    for module in (predict, stream, train, evaluate, export, serve):
         module.register(app)
+    _registered = True
 
 
 def main(argv: list[str] | None = None) -> None:

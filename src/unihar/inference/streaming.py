@@ -14,8 +14,8 @@ to the ResNet) trade that exactness for speed; ``benchmarks/streaming.py`` measu
 
 :func:`run_live` runs a source (webcam index, RTSP/HTTP URL, or a file read at its own frame rate)
 through three overlapping stages, decoding, pose estimation, model, so the slowest one sets the pace.
-Between decoding and pose estimation sits a one-frame slot: when the pose stage is still busy with the
-previous frame, the waiting frame is replaced by the new one and counted as dropped, never queued.
+Between decoding and pose estimation sits a slot of a few frames (``max_pending``, 3 by default) that
+absorbs jitter; when it is full, the oldest waiting frame is dropped and counted, never queued further.
 A dropped frame keeps its place on the timeline: the predictor carries the last pose over it.
 """
 from __future__ import annotations
@@ -251,6 +251,11 @@ def open_live_source(source: str | int) -> tuple[Iterator[np.ndarray], float, bo
     """(frames, fps, is_file) for a webcam index, an RTSP/HTTP URL or a video file."""
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
         return _open_webcam(int(source))
+    if "://" not in str(source):  # a file: the same reader as offline prediction (rate, rotation, errors)
+        from unihar.data.video import open_video
+
+        reader = open_video(source)
+        return iter(reader), reader.info.fps, True
     import av
 
     try:
@@ -263,7 +268,6 @@ def open_live_source(source: str | int) -> tuple[Iterator[np.ndarray], float, bo
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     fps = float(stream.average_rate or stream.guessed_rate or 30.0)
-    is_file = "://" not in str(source)
 
     def frames() -> Iterator[np.ndarray]:
         try:
@@ -274,7 +278,7 @@ def open_live_source(source: str | int) -> tuple[Iterator[np.ndarray], float, bo
         finally:
             container.close()
 
-    return frames(), fps, is_file
+    return frames(), fps, False
 
 
 def _open_webcam(index: int) -> tuple[Iterator[np.ndarray], float, bool]:
@@ -324,15 +328,18 @@ def run_live(
     on_prediction: Callable[[StreamPrediction], None],
     pace_fps: float | None = None,
     on_frame: Callable[[int, np.ndarray, np.ndarray | None], None] | None = None,
+    max_pending: int = 3,
 ) -> StreamSummary:
     """Decode -> pose -> model in three threads (plus image encoding in a fourth for multimodal
     models); returns what was delivered, dropped and how fast.
 
     ``pace_fps``: deliver frames no faster than this rate (a file read as if live). ``estimate_pose``
     maps an RGB frame to (J, 3) keypoints in ``pose_layout`` or None. ``on_frame(index, frame,
-    keypoints)`` is called from the model thread for every frame handled (display).
+    keypoints)`` is called from the model thread for every frame handled (display). ``max_pending``:
+    frames that may wait for the pose stage (a few absorb jitter; beyond that the oldest is dropped,
+    so latency stays under ``max_pending`` frame intervals).
     """
-    slot: queue.Queue = queue.Queue(maxsize=1)  # decode -> pose: newest frame wins
+    slot: queue.Queue = queue.Queue(maxsize=max_pending)  # decode -> pose: when full, the oldest frame goes
     to_model: queue.Queue = queue.Queue(maxsize=4 * predictor.span)  # pose -> model: bounded
     counts = {"frames": 0, "dropped": 0}
     errors: list[BaseException] = []
@@ -340,7 +347,7 @@ def run_live(
     started = time.perf_counter()
 
     def offer(item: object) -> bool:
-        """Put ``item`` in the one-frame slot, replacing a waiting frame; False if one was replaced."""
+        """Put ``item`` in the slot, dropping the oldest waiting frame if it is full; False if one was dropped."""
         while True:
             try:
                 slot.put_nowait(item)

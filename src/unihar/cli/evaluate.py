@@ -1,0 +1,73 @@
+"""``unihar eval``: score a model on a labelled dataset (top-1, top-5, mean class accuracy, per class,
+confusion matrix). Sequences are cut into windows exactly as a video is at inference."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+DATA_HELP = "Evaluation data as FORMAT:PATH; FORMAT is penn-action, mpose, haa500, skeleton-npz or video-folder."
+
+
+def eval_command(
+    data: str = typer.Option(..., "--data", help=DATA_HELP),
+    split: str = typer.Option("test", "--split", help="Which split to score (train, val, test)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="save_pretrained folder or Hub repo id; default: the bundled model."),
+    as_json: bool = typer.Option(False, "--json", help='Print only {"n", "top1", "top5", "mean_class_acc"} as one JSON object.'),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Confusion-matrix PNG (default: confusion_matrix.png; none with --json unless given)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --plot file."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Windows per forward pass."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes extracting poses from videos not cached yet (haa500, video-folder)."),
+) -> None:
+    """Evaluate a model on a dataset split."""
+    from unihar.data.datasets import load_dataset
+    from unihar.data.preprocess import PreprocessConfig
+    from unihar.errors import InputError
+    from unihar.training.evaluation import evaluate, plot_confusion
+
+    if plot is None and not as_json:
+        plot = Path("confusion_matrix.png")
+    if plot is not None and plot.exists() and not overwrite:
+        raise InputError(f"{plot} already exists; pass --overwrite to replace it or choose another --plot path")
+    from unihar.hub import load_model
+
+    model = load_model(weights)
+    prep = PreprocessConfig.from_model_config(model.config)
+    dataset = load_dataset(data, split, workers=workers)
+    result = evaluate(model, dataset, prep, batch_size=batch_size)
+    metrics = result.metrics()
+    if plot is not None:
+        plot_confusion(result, plot, title=f"{data} [{split}]  top-1 {metrics['top1']:.3f}")
+    if as_json:
+        sys.stdout.write(json.dumps(metrics) + "\n")
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{data} [{split}]")
+    for col in ("class", "n", "accuracy", "most confused with"):
+        table.add_column(col, justify="left" if col in ("class", "most confused with") else "right")
+    cm = result.confusion
+    per_class = result.per_class_accuracy
+    for i, name in enumerate(result.classes):
+        support = int(cm[i].sum())
+        if support == 0:
+            continue
+        off = cm[i].copy()
+        off[i] = 0
+        worst = f"{result.classes[int(off.argmax())]} ({int(off.max())})" if off.max() > 0 else "-"
+        table.add_row(name, str(support), f"{per_class[i]:.3f}", worst)
+    console = Console()
+    console.print(table)
+    console.print(f"n={metrics['n']}  top-1={metrics['top1']:.4f}  top-5={metrics['top5']:.4f}  "
+                  f"mean class accuracy={metrics['mean_class_acc']:.4f}")
+    if plot is not None:
+        console.print(f"confusion matrix: {plot}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)

@@ -1,0 +1,44 @@
+"""``unihar export``: a model as one self-contained ONNX file (config and labels in its metadata).
+
+    unihar export --out model.onnx                         # the bundled model
+    unihar export --weights m97j/uni-har --out uni-har.onnx
+    unihar export --out model-int8.onnx --quantize         # dynamic int8 weights
+    unihar predict clip.mp4 --weights model.onnx           # run it with onnxruntime
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from unihar.errors import InputError
+
+
+def export(
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the .onnx file."),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Model folder or Hub id (default: the bundled model)."),
+    export_format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
+    quantize: bool = typer.Option(False, "--quantize", help="Dynamic int8 quantization of the weights (onnxruntime)."),
+    pose_only: bool = typer.Option(False, "--pose-only", help="Export only the pose path of a multimodal model."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+) -> None:
+    """Export a model for onnxruntime, with dynamic batch size and clip count."""
+    from unihar.hub import load_model
+    from unihar.inference.onnx_backend import export_onnx
+
+    if export_format != "onnx":
+        raise InputError(f"--format: only 'onnx' is supported, got {export_format!r}")
+    if out.suffix != ".onnx":
+        raise InputError(f"--out: expected a file name ending in .onnx, got {str(out)!r}")
+    if out.exists() and not overwrite:
+        raise InputError(f"{str(out)!r} already exists; pass --overwrite to replace it")
+    model = load_model(weights)
+    path = export_onnx(model, out, with_images=False if pose_only else None, quantize=quantize, overwrite=overwrite)
+    size = path.stat().st_size / 1e6
+    typer.echo(f"wrote {path} ({size:.1f} MB{', int8 weights' if quantize else ''})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``export`` command to the ``unihar`` app."""
+    app.command("export")(export)

@@ -1,0 +1,154 @@
+"""``unihar predict VIDEO``: the actions in a video, as a table, as JSON, or drawn onto the video.
+
+    unihar predict clip.mp4                          # bundled default model, top-5 table
+    unihar predict clip.mp4 --weights m97j/uni-har   # the published Hub checkpoint
+    unihar predict clip.mp4 --json                   # one JSON object on stdout
+    unihar predict clip.mp4 --output annotated.mp4   # skeleton + top-3 bars on every frame
+    unihar predict clip.mp4 --pose-backend openpose-json --poses clip_json/
+    unihar predict clip.mp4 --backend onnxruntime --weights model.onnx   # from `unihar export`
+
+Bad input (missing or corrupt video, nobody in view, an existing --output without --overwrite, ...)
+ends with one ``error: ...`` line on stderr and exit code 2 (see :func:`unihar.cli.main`).
+"""
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from unihar.errors import InputError
+
+
+def predict(
+    video: Path = typer.Argument(
+        ..., help="Video file (mp4, avi, mkv, webm, mov, ...) or folder of images; or, with an importing "
+        "--pose-backend and no --poses, the keypoint file/folder itself.", show_default=False,
+    ),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", "-w", help="Model folder or Hugging Face Hub id (e.g. m97j/uni-har). Default: the bundled model."
+    ),
+    topk: int = typer.Option(5, "--topk", "-k", help="How many actions to list."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of a table."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Write the video with the skeleton and the top-3 actions drawn on it."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --output if it exists."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda if available)."),
+    pose_backend: str = typer.Option(
+        "mediapipe", "--pose-backend", help="mediapipe (estimate from the video), openpose-json or array (import)."
+    ),
+    poses: Optional[Path] = typer.Option(
+        None, "--poses", help="Keypoints for openpose-json (folder) or array (.npy/.npz) when VIDEO is the matching video."
+    ),
+    fps: Optional[float] = typer.Option(
+        None, "--fps", help="Frame rate of an image folder or of keypoints without a video (default 30)."
+    ),
+    backend: str = typer.Option(
+        "torch", "--backend", help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`)."
+    ),
+) -> None:
+    """Recognise the actions in a video."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from unihar.data.pose import get_pose_backend
+    from unihar.data.video import open_video
+    from unihar.inference.pipeline import VideoPipeline
+    from unihar.inference.render import check_output_path, render_video
+
+    # Check everything the user gave before loading a model or decoding a frame.
+    from unihar.hub import BACKENDS, load_model
+
+    backend = backend.strip().lower()
+    if backend not in BACKENDS:
+        raise InputError(f"--backend: expected one of {list(BACKENDS)}, got {backend!r}")
+    pose = get_pose_backend(pose_backend)
+    if fps is not None and not fps > 0:
+        raise InputError(f"--fps: expected a positive frame rate, got {fps}")
+    if output is not None:
+        check_output_path(output, overwrite)
+        if not pose.needs_video and poses is None:
+            raise InputError("--output needs the video: pass it as VIDEO and the keypoints with --poses")
+    if pose.needs_video or poses is not None:
+        open_video(video, fps=fps)  # raises VideoError for a missing / unreadable video
+    elif not Path(video).exists():
+        raise InputError(f"keypoints not found: {str(video)!r} does not exist")
+
+    model = load_model(weights, backend)
+    if backend == "onnxruntime" and device is None:
+        device = "cpu"
+    pipeline = VideoPipeline(model, pose_backend=pose, device=device)
+    pipeline.check_topk(topk)
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=json_output or not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("poses", total=None)
+
+        def advance(done: int, total: Optional[int]) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = pipeline(video, topk=topk, poses=poses, fps=fps, progress=advance)
+        if output is not None:
+            render_task = bar.add_task("writing video", total=result.frames)
+            render_video(
+                video, result, output, overwrite=overwrite, fps=fps,
+                progress=lambda done, total: bar.update(render_task, completed=done, total=total),
+            )
+
+    if json_output:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        sys.stdout.flush()
+        return
+    _print_table(result, output)
+
+
+def _print_table(result, output: Optional[Path]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    duration = result.frames / result.fps if result.fps else 0.0
+    summary = (
+        f"{result.source}: {result.frames} frames, {result.fps:.2f} fps ({duration:.1f} s), "
+        f"{len(result.windows)} window{'s' if len(result.windows) != 1 else ''}"
+    )
+    if result.missing_frames:
+        summary += f"; nobody detected in {result.missing_frames} frames (filled from the neighbouring frames)"
+    console.print(summary, soft_wrap=True, highlight=False, markup=False)
+    table = Table(title=f"Top {len(result.topk)} actions (whole video)")
+    table.add_column("#", justify="right")
+    table.add_column("action")
+    table.add_column("probability", justify="right")
+    table.add_column("", min_width=20)
+    for rank, score in enumerate(result.topk, start=1):
+        table.add_row(str(rank), escape(score.label), f"{score.prob:.3f}", "█" * int(round(score.prob * 20)))
+    console.print(table)
+    if len(result.windows) > 1:
+        timeline = Table(title="Timeline (top action per window)")
+        timeline.add_column("from (s)", justify="right")
+        timeline.add_column("to (s)", justify="right")
+        timeline.add_column("action")
+        timeline.add_column("probability", justify="right")
+        for window in result.windows:
+            best = window.topk[0]
+            timeline.add_row(
+                f"{window.start_frame / result.fps:.1f}", f"{window.end_frame / result.fps:.1f}", escape(best.label), f"{best.prob:.3f}"
+            )
+        console.print(timeline)
+    if output is not None:
+        console.print(f"annotated video written to {output}", soft_wrap=True, highlight=False, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``predict`` command to the ``unihar`` app."""
+    app.command("predict")(predict)

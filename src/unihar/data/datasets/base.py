@@ -1,0 +1,206 @@
+"""What every dataset loader returns, and how a sequence becomes training / evaluation windows.
+
+Each loader reads its own format into a :class:`SkeletonDataset`: whole sequences of keypoints in the
+dataset's own joint layout, with integer labels and class names. Converting to the model's layout,
+cutting windows and normalising happen afterwards, in one place (:class:`WindowDataset` and
+:func:`sequence_windows`), through :mod:`unihar.data.preprocess` -- the same path inference uses.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from unihar.data.layouts import DERIVED_JOINTS, KeypointLayout, convert_keypoints, get_layout
+from unihar.data.preprocess import PreprocessConfig, frame_indices, pose_window, window_ranges
+from unihar.errors import InputError
+
+__all__ = ["SkeletonDataset", "WindowDataset", "sequence_windows", "window_spans", "crop_for_training"]
+
+
+@dataclass
+class SkeletonDataset:
+    """Whole labelled keypoint sequences of one split, in the dataset's own joint layout.
+
+    ``sequences[i]`` is ``(frames, J, 3)`` float32: x, y (pixels, or any unit: windows are normalised
+    later) and a confidence in [0, 1] (0 = missing). ``fps`` is the frame rate the sequences were
+    recorded at, or ``None`` when unknown: then a whole sequence is one model window.
+    """
+
+    sequences: list[np.ndarray]
+    labels: np.ndarray
+    classes: list[str]
+    layout: KeypointLayout
+    fps: float | None = None
+    names: list[str] = field(default_factory=list)
+    name: str = "dataset"
+    # For datasets made from videos: (video path, the video's frame count) per sequence, so a stage-2
+    # (image) model can fetch the RGB frames behind any stretch of a sequence (see ``video_frames``).
+    videos: list[tuple[str, int]] | None = None
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if len(self.sequences) != len(self.labels):
+            raise InputError(
+                f"{self.name}: {len(self.sequences)} sequences but {len(self.labels)} labels; they must match"
+            )
+        if not self.names:
+            self.names = [str(i) for i in range(len(self.sequences))]
+        for seq, seq_name in zip(self.sequences, self.names):
+            if seq.ndim != 3 or seq.shape[1:] != (self.layout.num_joints, 3):
+                raise InputError(
+                    f"{self.name}: sequence {seq_name!r} has shape {seq.shape}, expected "
+                    f"(frames, {self.layout.num_joints}, 3) for layout {self.layout.name!r}"
+                )
+            if seq.shape[0] < 1:
+                raise InputError(f"{self.name}: sequence {seq_name!r} has no frames")
+        bad = self.labels[(self.labels < 0) | (self.labels >= len(self.classes))]
+        if bad.size:
+            raise InputError(
+                f"{self.name}: label {int(bad[0])} is outside 0..{len(self.classes) - 1} "
+                f"({len(self.classes)} classes)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=len(self.classes))
+
+    def to_layout(self, layout: str | Sequence[str] | KeypointLayout) -> "SkeletonDataset":
+        """The same data with joints converted by name to ``layout`` (see :func:`convert_keypoints`).
+
+        Warns once about source joints the target cannot use and target joints the source cannot fill.
+        """
+        dst = get_layout(layout)
+        if dst.joints == self.layout.joints:
+            return self
+        used = set(dst.joints)
+        for joint in dst.joints:
+            used.update(DERIVED_JOINTS.get(joint, ()) if joint not in self.layout else ())
+        dropped = [j for j in self.layout.joints if j not in used]
+        missing = [
+            j for j in dst.joints
+            if j not in self.layout and not any(p in self.layout for p in DERIVED_JOINTS.get(j, ()))
+        ]
+        if dropped:
+            warnings.warn(f"{self.name}: joints not in the model's layout {dst.name!r} are dropped: {dropped}", stacklevel=2)
+        if missing:
+            warnings.warn(
+                f"{self.name}: the model's joints {missing} are not in the data; they are fed as missing (confidence 0)",
+                stacklevel=2,
+            )
+        sequences = [convert_keypoints(seq, self.layout, dst) for seq in self.sequences]
+        return SkeletonDataset(sequences, self.labels, self.classes, dst, self.fps, self.names, self.name, self.videos)
+
+    def video_frames(self, index: int, start: int, end: int) -> np.ndarray:
+        """RGB frames ``(end - start, H, W, 3)`` uint8 behind frames ``[start, end)`` of sequence ``index``.
+
+        Sequences of video datasets are resampled to one time base; this maps their frames back to
+        the video's own frames and decodes only up to the last one needed.
+        """
+        if self.videos is None:
+            raise InputError(f"{self.name}: a model with an image branch needs video data (haa500 or video-folder)")
+        from unihar.data.video import open_video
+
+        path, total = self.videos[index]
+        wanted = frame_indices(total, len(self.sequences[index]))[start:end]
+        frames: dict[int, np.ndarray] = {}
+        needed = set(wanted.tolist())
+        for i, frame in enumerate(open_video(path)):
+            if i in needed:
+                frames[i] = frame
+            if i >= wanted.max():
+                break
+        last = frames[max(frames)] if frames else None
+        if last is None:
+            raise InputError(f"{self.name}: could not decode frames of {path}")
+        return np.stack([frames.get(int(i), last) for i in wanted])
+
+
+def crop_for_training(
+    num_frames: int,
+    fps: float | None,
+    prep: PreprocessConfig,
+    rng: np.random.Generator,
+    speed: tuple[float, float] = (1.0, 1.0),
+    min_crop: float = 1.0,
+) -> tuple[int, int]:
+    """``[start, end)`` of a random stretch of a ``num_frames``-frame sequence that one training window covers.
+
+    With a known ``fps`` a window spans ``window_seconds * fps`` frames (as at inference), times a
+    random playback ``speed`` factor so the model sees the action faster and slower; a shorter sequence
+    is taken whole. Without ``fps`` the whole sequence is one window (its frames are resampled to
+    ``L * T`` anyway, so speed has no meaning there). Either way a random ``min_crop``..1 fraction of the
+    chosen frames is kept (temporal crop).
+    """
+    if fps is None:
+        span = num_frames
+    else:
+        factor = rng.uniform(*speed) if speed[1] > speed[0] else speed[0]
+        span = min(num_frames, max(1, int(round(prep.window_seconds * fps * factor))))
+    if min_crop < 1.0:
+        span = max(1, int(round(span * rng.uniform(min_crop, 1.0))))
+    start = int(rng.integers(0, num_frames - span + 1))
+    return start, start + span
+
+
+def window_spans(num_frames: int, fps: float | None, prep: PreprocessConfig) -> list[tuple[int, int]]:
+    """``[start, end)`` of every evaluation window of a sequence: inference's sliding windows, or the
+    whole sequence when there is no frame rate."""
+    return [(0, num_frames)] if fps is None else window_ranges(num_frames, fps, prep)
+
+
+def sequence_windows(seq: np.ndarray, fps: float | None, prep: PreprocessConfig) -> np.ndarray:
+    """All evaluation windows of one sequence, ``(W, L, T, J, 3)``, exactly as inference cuts a video."""
+    return np.stack([pose_window(seq[s:e], prep) for s, e in window_spans(seq.shape[0], fps, prep)])
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Training samples: one random window per sequence per epoch, normalised and augmented.
+
+    Items are ``(pose (L, T, J, 3), label)``, or ``(pose, images (L, T, 3, S, S), label)`` with
+    ``images=True`` (stage 2; video datasets only). Randomness comes from a generator seeded with
+    (seed, epoch, index), so a run is reproducible and a resumed run draws the same samples as an
+    uninterrupted one. Call :meth:`set_epoch` each epoch.
+    """
+
+    def __init__(
+        self,
+        data: SkeletonDataset,
+        prep: PreprocessConfig,
+        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+        speed: tuple[float, float] = (1.0, 1.0),
+        min_crop: float = 1.0,
+        seed: int = 0,
+        images: bool = False,
+    ):
+        self.data = data.to_layout(prep.layout)
+        if images and self.data.videos is None:
+            raise InputError(f"{data.name}: training the image branch needs video data (haa500 or video-folder)")
+        self.prep, self.augment, self.images = prep, augment, images
+        self.speed, self.min_crop, self.seed, self.epoch = speed, min_crop, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        seq = self.data.sequences[index]
+        start, end = crop_for_training(len(seq), self.data.fps, self.prep, rng, self.speed, self.min_crop)
+        window = pose_window(seq[start:end], self.prep)
+        if self.augment is not None:
+            window = self.augment(window, rng)
+        pose = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))
+        label = int(self.data.labels[index])
+        if not self.images:
+            return pose, label
+        from unihar.data.preprocess import image_window
+
+        return pose, image_window(self.data.video_frames(index, start, end), self.prep), label

@@ -1,0 +1,199 @@
+"""Video datasets: poses are extracted once with a pose backend and cached.
+
+``haa500:PATH``
+    HAA500 (Chung et al., ICCV 2021): ``PATH/video/<class>/<class>_NNN.mp4`` (``PATH`` may also be the
+    ``video`` folder itself), 20 clips per class. Official split by clip number: 0-15 train, 16 val,
+    17-19 test.
+``video-folder:DIR``
+    Your own videos, ``DIR/<class>/*.mp4`` (also .avi, .mov, .mkv, .webm). With ``DIR/train/<class>/``
+    and ``DIR/test/<class>/`` (and optionally ``val``) those folders are the splits; otherwise every
+    fifth video of each class (sorted by name: the 5th, 10th, ...) is ``test`` and the rest ``train``.
+
+Extraction runs the pose backend (MediaPipe by default) over every video that has no cached poses yet,
+``workers`` videos at a time in separate processes. Each video's poses go to their own file under
+``$UNIHAR_CACHE/poses/<backend>/`` the moment it is done, keyed by the video's path, size and mtime, so
+an interrupted extraction resumes where it stopped and an edited video is extracted again. Videos in
+which nobody is found are skipped with a warning. All sequences are resampled to 30 fps, so one
+dataset has one time base whatever its videos' frame rates.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from unihar.data.datasets.base import SkeletonDataset
+from unihar.data.datasets.penn_action import cache_dir
+from unihar.data.layouts import get_layout
+from unihar.data.preprocess import frame_indices
+from unihar.errors import InputError, NoPersonError, UniHARError
+
+__all__ = ["load_haa500", "load_video_folder", "extract_poses", "pose_cache_path", "VIDEO_EXTENSIONS", "TIME_BASE_FPS"]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+TIME_BASE_FPS = 30.0
+HAA500_SPLITS = {"train": range(0, 16), "val": range(16, 17), "test": range(17, 20)}
+
+
+def pose_cache_path(video: Path, backend: str) -> Path:
+    stat = video.stat()
+    key = f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return cache_dir() / "poses" / backend / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npz"
+
+
+def _extract_one(video: str, backend: str, out: str) -> tuple[str, str | None]:
+    """Worker: poses of one video -> ``out`` (.npz). Returns (video, error message or None)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from unihar.data.pose import get_pose_backend
+    from unihar.data.video import open_video
+
+    try:
+        reader = open_video(video)
+        seq = get_pose_backend(backend)(reader)
+        fps = float(reader.info.fps)
+    except NoPersonError as err:
+        return video, f"no person: {err}"
+    except UniHARError as err:
+        return video, str(err)
+    tmp = out + ".tmp.npz"
+    np.savez_compressed(tmp, keypoints=seq.keypoints.astype(np.float32), joints=np.asarray(seq.layout.joints),
+                        fps=fps, missing=seq.missing, frame_size=np.asarray(seq.frame_size))
+    os.replace(tmp, out)
+    return video, None
+
+
+def extract_poses(
+    videos: list[Path],
+    backend: str = "mediapipe",
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[Path, Path | None]:
+    """Cached pose file of each video (extracting the missing ones in parallel); None = no usable poses."""
+    result: dict[Path, Path | None] = {}
+    todo: list[tuple[Path, Path]] = []
+    for video in videos:
+        cache = pose_cache_path(video, backend)
+        if cache.is_file():
+            result[video] = cache
+        else:
+            todo.append((video, cache))
+    if todo:
+        todo[0][1].parent.mkdir(parents=True, exist_ok=True)
+    failed: list[str] = []
+    done = len(result)
+    if workers <= 1:
+        outcomes = (_extract_one(str(v), backend, str(c)) for v, c in todo)
+        pool = None
+    else:
+        # "spawn", not the Linux default "fork": a forked copy of a process whose torch / MediaPipe
+        # threads are running can crash or hang in the child.
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        futures = [pool.submit(_extract_one, str(v), backend, str(c)) for v, c in todo]
+        outcomes = (f.result() for f in as_completed(futures))
+    cache_of = {str(v): c for v, c in todo}
+    try:
+        for video, error in outcomes:
+            done += 1
+            result[Path(video)] = None if error else cache_of[video]
+            if error:
+                failed.append(f"{video}: {error}")
+            if progress is not None:
+                progress(done, len(videos))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if failed:
+        warnings.warn(f"{len(failed)} video(s) skipped: " + "; ".join(failed[:5]), stacklevel=2)
+    return result
+
+
+def _load_sequences(
+    items: list[tuple[Path, int]], classes: list[str], backend: str, workers: int, name: str
+) -> SkeletonDataset:
+    if not items:
+        raise InputError(f"{name}: no videos found")
+    caches = extract_poses([v for v, _ in items], backend, workers)
+    sequences, labels, names, sources, layout = [], [], [], [], None
+    for video, label in items:
+        cache = caches.get(video)
+        if cache is None:
+            continue
+        with np.load(cache) as z:
+            kpts, fps, joints = z["keypoints"], float(z["fps"]), tuple(str(j) for j in z["joints"])
+        layout = layout or get_layout(list(joints))
+        if joints != layout.joints:
+            raise InputError(f"{name}: cached poses of {video} have a different joint layout; clear {cache.parent}")
+        n_out = max(1, int(round(len(kpts) * TIME_BASE_FPS / fps))) if fps > 0 else len(kpts)
+        sequences.append(kpts[frame_indices(len(kpts), n_out)])
+        labels.append(label)
+        names.append(video.stem)
+        sources.append((str(video), len(kpts)))
+    if not sequences:
+        raise InputError(f"{name}: no video gave usable poses")
+    return SkeletonDataset(sequences, np.asarray(labels), classes, layout, fps=TIME_BASE_FPS, names=names, name=name,
+                           videos=sources)
+
+
+def _videos_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+
+
+def load_haa500(path: str | Path, split: str = "train", workers: int = 1, pose_backend: str = "mediapipe") -> SkeletonDataset:
+    """One HAA500 split (``train``: clips 0-15, ``val``: 16, ``test``: 17-19 of every class)."""
+    if split not in HAA500_SPLITS:
+        raise InputError(f"haa500: split must be one of {list(HAA500_SPLITS)}, got {split!r}")
+    root = Path(path)
+    video_dir = root / "video" if (root / "video").is_dir() else root
+    class_dirs = sorted(d for d in video_dir.iterdir() if d.is_dir()) if video_dir.is_dir() else []
+    if not class_dirs:
+        raise InputError(f"haa500: expected class folders under {root}/video (video/<class>/<class>_NNN.mp4)")
+    classes = [d.name for d in class_dirs]
+    pattern = re.compile(r"_(\d+)$")
+    items = []
+    for label, folder in enumerate(class_dirs):
+        for video in _videos_in(folder):
+            match = pattern.search(video.stem)
+            if match is None:
+                raise InputError(f"haa500: {video.name} does not end in _NNN (the clip number)")
+            if int(match.group(1)) in HAA500_SPLITS[split]:
+                items.append((video, label))
+    return _load_sequences(items, classes, pose_backend, workers, f"haa500/{split}")
+
+
+def load_video_folder(path: str | Path, split: str = "train", workers: int = 1, pose_backend: str = "mediapipe") -> SkeletonDataset:
+    """``DIR/<class>/*.mp4`` (split every 5th video to ``test``) or ``DIR/<split>/<class>/*.mp4``."""
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError(f"video-folder: folder not found: {root}")
+    explicit = (root / "train").is_dir() and (root / "test").is_dir()
+    if explicit:
+        if not (root / split).is_dir():
+            raise InputError(f"video-folder: no {split}/ folder in {root}")
+        classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+        split_root = root / split
+    else:
+        if split not in ("train", "test"):
+            raise InputError(f"video-folder: without train/ and test/ folders the splits are train and test, got {split!r}")
+        classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+        split_root = root
+    if not classes:
+        raise InputError(f"video-folder: expected one folder per class in {root} (DIR/<class>/*.mp4)")
+    items = []
+    for label, name in enumerate(classes):
+        folder = split_root / name
+        if not folder.is_dir():
+            continue
+        videos = _videos_in(folder)
+        if not explicit:
+            videos = [v for i, v in enumerate(videos) if (i % 5 == 4) == (split == "test")]
+        items.extend((v, label) for v in videos)
+    return _load_sequences(items, classes, pose_backend, workers, f"video-folder/{split}")

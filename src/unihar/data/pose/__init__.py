@@ -1,0 +1,45 @@
+"""Pose backends: turn a video (or stored keypoints) into a :class:`PoseSequence`.
+
+=================  ====================================================  =====================
+name               reads                                                 layout
+=================  ====================================================  =====================
+``mediapipe``      video frames (BlazePose full, offline, the default)   ``mediapipe33``
+``openpose-json``  a folder of OpenPose ``*_keypoints.json`` files       ``body25`` / ``coco18``
+``array``          a ``.npy`` / ``.npz`` array ``(T, J, 3)``            given or guessed from J
+=================  ====================================================  =====================
+
+Backends with ``needs_video = True`` take frames (``estimate``) or a video path; the others ``load``
+a path. Either way gaps are filled and counted (:func:`fill_missing`), and ``NoPersonError`` is raised
+when nobody is found in any frame.
+"""
+from __future__ import annotations
+
+from unihar.data.pose.arrays import ArrayPoses
+from unihar.data.pose.base import PoseSequence, fill_missing, finalize_poses
+from unihar.data.pose.mediapipe_backend import MediaPipePose
+from unihar.data.pose.openpose import OpenPoseJSON
+from unihar.data.pose.tracking import select_main_actor
+from unihar.errors import InputError
+
+__all__ = [
+    "POSE_BACKENDS",
+    "ArrayPoses",
+    "MediaPipePose",
+    "OpenPoseJSON",
+    "PoseSequence",
+    "fill_missing",
+    "finalize_poses",
+    "get_pose_backend",
+    "select_main_actor",
+]
+
+POSE_BACKENDS = {"mediapipe": MediaPipePose, "openpose-json": OpenPoseJSON, "array": ArrayPoses}
+
+
+def get_pose_backend(name: str = "mediapipe", **kwargs):
+    """A pose backend by name (see the table above); ``kwargs`` go to its constructor."""
+    key = name.strip().lower().replace("_", "-")
+    key = {"openpose": "openpose-json", "blazepose": "mediapipe", "npy": "array", "npz": "array"}.get(key, key)
+    if key not in POSE_BACKENDS:
+        raise InputError(f"unknown pose backend {name!r}; expected one of {sorted(POSE_BACKENDS)}")
+    return POSE_BACKENDS[key](**kwargs)

@@ -1,0 +1,179 @@
+"""MediaPipe BlazePose (full) as the default pose estimator.
+
+``mediapipe==0.10.21`` ships the BlazePose detector and the "full" landmark model
+(``model_complexity=1``) inside its wheel, so this runs offline from what pip installs. Output: the 33
+MediaPipe landmarks in pixel coordinates, with each landmark's *visibility* as its confidence.
+
+Several people: BlazePose follows one person. It detects the most prominent person, then tracks that
+person's region from frame to frame (re-detecting only when the track is lost), which in practice
+keeps the main actor. Frames where it finds nobody are filled by :func:`~unihar.data.pose.base.fill_missing`
+and counted in ``PoseSequence.missing``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from unihar.data.layouts import LAYOUTS
+from unihar.data.pose.base import PoseSequence, finalize_poses
+from unihar.errors import ConfigError, InputError
+
+__all__ = ["MediaPipePose"]
+
+
+_silence_lock = threading.Lock()
+_silence_depth = 0
+_saved_state: tuple[int, object] | None = None  # (real fd 2, Python's sys.stderr) while silenced
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send the C++ log lines (TFLite, absl) MediaPipe writes straight to file descriptor 2 to /dev/null.
+
+    Python's own ``sys.stderr`` (warnings, the CLI's progress bar) keeps writing to the real stderr
+    meanwhile. Left alone, those native lines would break the CLI's promise of one ``error:`` line on
+    stderr and clutter the progress bar. Re-entrant and thread-safe (the web server runs several
+    estimations at once): the first caller in redirects, the last one out restores.
+    """
+    global _silence_depth, _saved_state
+    with _silence_lock:
+        if _silence_depth == 0:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError, AttributeError):  # no real stderr (some notebooks): nothing to hide
+                saved = None
+            if saved is not None:
+                python_stderr = sys.stderr
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+                encoding = getattr(python_stderr, "encoding", None) or "utf-8"
+                sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=encoding)
+                _saved_state = (saved, python_stderr)
+        _silence_depth += 1
+    try:
+        yield
+    finally:
+        with _silence_lock:
+            _silence_depth -= 1
+            if _silence_depth == 0 and _saved_state is not None:
+                saved, python_stderr = _saved_state
+                _saved_state = None
+                redirected, sys.stderr = sys.stderr, python_stderr
+                try:
+                    redirected.flush()
+                    redirected.close()
+                finally:
+                    os.dup2(saved, 2)
+                    os.close(saved)
+
+
+class MediaPipePose:
+    """BlazePose (full) over a stream of RGB frames -> :class:`PoseSequence` in the ``mediapipe33`` layout."""
+
+    name = "mediapipe"
+    needs_video = True
+    layout = LAYOUTS["mediapipe33"]
+
+    def __init__(
+        self,
+        model_complexity: int = 1,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+    ) -> None:
+        if model_complexity not in (0, 1, 2):
+            raise ConfigError(f"model_complexity must be 0 (lite), 1 (full) or 2 (heavy), got {model_complexity}")
+        self.model_complexity = model_complexity
+        self.min_detection_confidence = min_detection_confidence
+        self.min_tracking_confidence = min_tracking_confidence
+
+    def _solution(self):
+        try:
+            from mediapipe.python.solutions import pose as mp_pose
+        except ImportError as exc:
+            raise ConfigError(
+                "the 'mediapipe' pose backend needs MediaPipe: pip install 'unihar[mediapipe]' "
+                f"(mediapipe==0.10.21 bundles the BlazePose model); import failed with: {exc}"
+            ) from None
+        return mp_pose.Pose(
+            static_image_mode=False,  # video mode: detect once, then track (faster, and keeps one person)
+            model_complexity=self.model_complexity,
+            smooth_landmarks=True,
+            enable_segmentation=False,
+            min_detection_confidence=self.min_detection_confidence,
+            min_tracking_confidence=self.min_tracking_confidence,
+        )
+
+    def estimate(self, frames: Iterable[np.ndarray], source: str = "the video") -> PoseSequence:
+        """Run BlazePose on every frame (``(H, W, 3)`` uint8 RGB, all the same size)."""
+        with _native_stderr_silenced():
+            return self._estimate(frames, source)
+
+    def _estimate(self, frames: Iterable[np.ndarray], source: str) -> PoseSequence:
+        keypoints: list[np.ndarray] = []
+        detected: list[bool] = []
+        frame_size: tuple[int, int] | None = None
+        empty = np.zeros((self.layout.num_joints, 3), dtype=np.float32)
+        solution = self._solution()
+        try:
+            for index, frame in enumerate(frames):
+                frame = np.asarray(frame)
+                if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                    raise InputError(
+                        f"expected RGB frames as (height, width, 3) uint8 arrays, got {frame.shape} {frame.dtype}"
+                    )
+                height, width = frame.shape[:2]
+                if frame_size is None:
+                    frame_size = (width, height)
+                elif frame_size != (width, height):
+                    raise InputError(f"frame {index} is {width}x{height}, expected {frame_size[0]}x{frame_size[1]}")
+                points = self._landmarks(solution, frame)
+                keypoints.append(empty if points is None else points)
+                detected.append(points is not None)
+        finally:
+            solution.close()
+        stacked = np.stack(keypoints) if keypoints else np.zeros((0, self.layout.num_joints, 3), np.float32)
+        return finalize_poses(stacked, np.array(detected, dtype=bool), self.layout, frame_size or (0, 0), source)
+
+    @contextlib.contextmanager
+    def frame_estimator(self) -> Iterator["Callable[[np.ndarray], np.ndarray | None]"]:
+        """A per-frame estimator for live streams: ``estimate(frame) -> (33, 3) keypoints or None``.
+
+        BlazePose keeps its tracking state between calls, as in :meth:`estimate`; use one per stream.
+        """
+        with _native_stderr_silenced():  # for the whole stream: MediaPipe also logs on its first frames
+            solution = self._solution()
+            try:
+                # Warm up on an empty frame (nobody to find, so no tracking state is left behind): the
+                # graph's first run is several times slower and would make a live source drop frames.
+                solution.process(np.zeros((256, 256, 3), np.uint8))
+                yield lambda frame: self._landmarks(solution, frame)
+            finally:
+                solution.close()
+
+    @staticmethod
+    def _landmarks(solution, frame: np.ndarray) -> np.ndarray | None:
+        """(33, 3) pixel x, y and visibility of the person in ``frame``, or None if nobody is found."""
+        height, width = frame.shape[:2]
+        result = solution.process(frame)
+        if result.pose_landmarks is None:
+            return None
+        points = np.array([(lm.x * width, lm.y * height, lm.visibility) for lm in result.pose_landmarks.landmark], dtype=np.float32)
+        points[:, 2] = np.clip(points[:, 2], 0.0, 1.0)
+        return points
+
+    def __call__(self, source) -> PoseSequence:
+        """``source``: a video path / image folder, a :class:`~unihar.data.video.VideoReader`, or frames."""
+        from pathlib import Path
+
+        from unihar.data.video import open_video
+
+        if isinstance(source, (str, Path)):
+            source = open_video(source)
+        return self.estimate(source, str(getattr(getattr(source, "info", None), "source", "the frames")))

@@ -1,0 +1,18 @@
+"""Serving Uni-HAR over HTTP: a FastAPI app (``unihar serve``) with a JSON API and a web page.
+
+Needs the ``serve`` extra: ``pip install 'unihar[serve]'`` (FastAPI, uvicorn, python-multipart).
+"""
+from __future__ import annotations
+
+from unihar.serving.service import PredictionService, ServeSettings
+
+__all__ = ["create_app", "PredictionService", "ServeSettings"]
+
+
+def __getattr__(name: str):
+    # FastAPI is imported only when the app is asked for, so ``ServeSettings`` works without it.
+    if name == "create_app":
+        from unihar.serving.app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'unihar.serving' has no attribute {name!r}")

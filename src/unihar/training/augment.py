@@ -1,0 +1,105 @@
+"""Skeleton augmentation for normalised ``(L, T, J, 3)`` windows.
+
+Applied after :func:`unihar.data.preprocess.pose_window`, so every magnitude below is in units of
+body size (see :func:`~unihar.data.preprocess.normalize_pose`). The point is transfer: a model trained
+on one dataset's hand-annotated joints must survive another detector's jitter, misses, camera angle
+and framing.
+
+Left and right: datasets disagree on whether ``left_*`` is the person's left or the image's left
+(Penn Action labels the image's left on people facing the camera; MediaPipe and COCO label the
+person's). ``swap_sides_prob`` swaps the names of every left/right pair *without* mirroring, so the
+model learns that a pair is a pair and does not depend on either convention. ``flip_prob`` mirrors
+the image (x -> -x and the names swap with it), which is a different, physically valid view.
+
+Temporal crop and speed changes happen earlier, when the window is cut
+(:func:`unihar.data.datasets.crop_for_training`).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from unihar.data.layouts import KeypointLayout
+from unihar.errors import ConfigError
+
+__all__ = ["AugmentConfig", "SkeletonAugment"]
+
+
+@dataclass
+class AugmentConfig:
+    """Strengths of each augmentation; 0 (or an empty range) turns one off."""
+
+    scale: tuple[float, float] = (0.85, 1.15)     # isotropic zoom range
+    aspect: float = 0.1                           # extra x-only stretch, +-
+    rotation_deg: float = 15.0                    # in-plane rotation, +- degrees
+    shift: float = 0.1                            # translation, +- body sizes
+    flip_prob: float = 0.5                        # mirror x and swap left/right joints
+    swap_sides_prob: float = 0.5                  # swap left/right names only (no mirroring)
+    joint_dropout: float = 0.05                   # chance a joint is missing in a frame
+    frame_dropout: float = 0.02                   # chance a whole frame is missing (detector miss)
+    noise_std: float = 0.01                       # Gaussian jitter of x/y
+    confidence_jitter: float = 0.3                # visible confidences scaled by U(1 - c, 1)
+    speed: tuple[float, float] = (0.75, 1.33)     # playback speed range when the window is cut
+    min_crop: float = 0.8                         # temporal crop keeps this..1 of the window's frames
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AugmentConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"augment: unknown keys {sorted(unknown)}; expected a subset of {sorted(known)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    @classmethod
+    def off(cls) -> "AugmentConfig":
+        return cls(scale=(1.0, 1.0), aspect=0.0, rotation_deg=0.0, shift=0.0, flip_prob=0.0, swap_sides_prob=0.0, joint_dropout=0.0,
+                   frame_dropout=0.0, noise_std=0.0, confidence_jitter=0.0, speed=(1.0, 1.0), min_crop=1.0)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+class SkeletonAugment:
+    """Callable ``(window, rng) -> window`` for :class:`unihar.data.datasets.WindowDataset`."""
+
+    def __init__(self, layout: KeypointLayout, config: AugmentConfig | None = None):
+        self.layout, self.cfg = layout, config or AugmentConfig()
+        self.flip_index = np.asarray(layout.flip_index)
+
+    def __call__(self, window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        cfg = self.cfg
+        out = window.astype(np.float32, copy=True)
+        xy, conf = out[..., :2], out[..., 2]
+        visible = conf > 0
+
+        # One similarity transform per window (the camera does not change between clips).
+        angle = np.deg2rad(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg))
+        zoom = rng.uniform(*cfg.scale)
+        stretch = 1.0 + rng.uniform(-cfg.aspect, cfg.aspect)
+        c, s = np.cos(angle), np.sin(angle)
+        matrix = zoom * np.array([[c * stretch, -s], [s * stretch, c]], dtype=np.float32)
+        xy[:] = xy @ matrix.T + rng.uniform(-cfg.shift, cfg.shift, size=2).astype(np.float32)
+        if cfg.noise_std > 0:
+            xy += rng.normal(0.0, cfg.noise_std, size=xy.shape).astype(np.float32)
+
+        if rng.random() < cfg.flip_prob:
+            xy[..., 0] *= -1
+            out = out[..., self.flip_index, :]
+            visible = visible[..., self.flip_index]
+            xy, conf = out[..., :2], out[..., 2]
+
+        if rng.random() < cfg.swap_sides_prob:
+            out = out[..., self.flip_index, :]
+            visible = visible[..., self.flip_index]
+            xy, conf = out[..., :2], out[..., 2]
+
+        if cfg.confidence_jitter > 0:
+            conf *= rng.uniform(1.0 - cfg.confidence_jitter, 1.0, size=conf.shape).astype(np.float32)
+        drop = rng.random(visible.shape) < cfg.joint_dropout
+        drop |= (rng.random(visible.shape[:-1]) < cfg.frame_dropout)[..., None]
+        visible = visible & ~drop
+        conf[~visible] = 0.0
+        xy[~visible] = 0.0
+        return out

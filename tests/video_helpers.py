@@ -1,0 +1,72 @@
+"""Shared inputs for the video / pose / pipeline / CLI tests (computed once per test session)."""
+from __future__ import annotations
+
+import functools
+import importlib.util
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+VIDEOS = Path(__file__).resolve().parent / "data" / "videos"
+CLEAN_AND_JERK = VIDEOS / "clean_and_jerk.mp4"
+TEST_AVI = VIDEOS / "test.avi"
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# MediaPipe is an optional dependency (``unihar[mediapipe]``); tests that run BlazePose need it.
+needs_mediapipe = pytest.mark.skipif(
+    importlib.util.find_spec("mediapipe") is None, reason="mediapipe is not installed (pip install 'unihar[mediapipe]')"
+)
+
+
+@functools.lru_cache(maxsize=None)
+def clean_and_jerk_poses():
+    """MediaPipe BlazePose on the whole real clip (about 10 s on a 2-core CPU, once per session)."""
+    from unihar.data.pose import get_pose_backend
+
+    return get_pose_backend("mediapipe")(CLEAN_AND_JERK)
+
+
+def write_video(path: Path, frames: np.ndarray, rate: Fraction | int = 25, codec: str = "libx264") -> Path:
+    """Encode ``(N, H, W, 3)`` uint8 RGB frames (even H and W) into ``path``."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def blank_video(path: Path, frames: int = 12) -> Path:
+    """A video of a plain grey wall: nobody to detect."""
+    return write_video(path, np.full((frames, 96, 128, 3), 120, np.uint8))
+
+
+def small_model_dir(folder: Path, layout: str = "coco17", image: bool = False, labels: list[str] | None = None) -> Path:
+    """A small randomly initialised model saved with save_pretrained (its outputs are arbitrary but real)."""
+    import torch
+
+    from unihar.config import default_config
+    from unihar.hub import save_pretrained
+    from unihar.models import build_model
+    from unihar.data.layouts import get_layout
+
+    torch.manual_seed(0)
+    config = default_config(num_classes=5, joints=get_layout(layout).num_joints, image=image)
+    config["pose_model"].update(hidden_dim=32, layers=1, heads=4, max_seq_len=8)
+    config["long_term_model"].update(heads=4, layers=1)
+    config["image_model"].update(feature_dim=16)
+    config["fusion_model"].update(output_dim=16)
+    config["preprocessing"] = {
+        "layout": layout, "clips": 2, "clip_len": 8, "window_seconds": 2.0, "stride_seconds": 1.0,
+        "image_size": 32,
+    }
+    labels = labels or ["clean and jerk", "arm wrestling", "jumping jacks", "squat", "bowling"]
+    model = build_model(config, labels=labels)
+    save_pretrained(model, folder, overwrite=True)
+    return folder
