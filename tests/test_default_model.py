@@ -19,7 +19,7 @@ PENN_CLASSES = [
 
 def test_bundled_model_loads_and_is_small():
     from unihar.data.preprocess import PreprocessConfig
-    from unihar.hub import from_pretrained
+    from unihar.loading import from_pretrained
 
     assert (MODEL / "MODEL_CARD.md").is_file()
     size = (MODEL / "model.safetensors").stat().st_size
@@ -38,7 +38,7 @@ def test_bundled_model_loads_and_is_small():
 def test_bundled_model_penn_action_official_test_top1():
     from unihar.data.datasets import load_dataset
     from unihar.data.preprocess import PreprocessConfig
-    from unihar.hub import from_pretrained
+    from unihar.loading import from_pretrained
     from unihar.training.evaluation import evaluate
 
     model = from_pretrained(MODEL)

@@ -12,7 +12,7 @@ import torch
 from unihar.data.preprocess import PreprocessConfig, pose_window, window_ranges
 from unihar.data.video import read_frames
 from unihar.errors import InputError
-from unihar.hub import from_pretrained
+from unihar.loading import from_pretrained
 from unihar.inference.pipeline import VideoPipeline
 from unihar.inference.render import check_output_path, draw_frame, render_video
 from video_helpers import needs_mediapipe, CLEAN_AND_JERK, TEST_AVI, clean_and_jerk_poses, small_model_dir

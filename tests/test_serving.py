@@ -247,7 +247,7 @@ def test_concurrent_requests_over_http(pipeline, clip: Path) -> None:
 @pytest.mark.slow
 def test_rgb_fusion_model(tmp_path: Path) -> None:
     """A model with the image branch gets the decoded frames too; it cannot classify keypoints alone."""
-    from unihar.hub import from_pretrained
+    from unihar.loading import from_pretrained
     from unihar.inference.pipeline import VideoPipeline
     from video_helpers import small_model_dir
 

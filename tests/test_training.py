@@ -61,7 +61,7 @@ def weights_of(folder: Path) -> dict:
 
 
 def test_train_writes_a_pretrained_folder_that_learns(data_dir, tmp_path):
-    from unihar.hub import from_pretrained
+    from unihar.loading import from_pretrained
 
     out = tmp_path / "run"
     metrics = train(f"skeleton-npz:{data_dir}", out, tiny_run(), progress=False)

@@ -98,7 +98,7 @@ def test_stage2_adds_the_image_branch_on_video_data(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from unihar.hub import from_pretrained
+    from unihar.loading import from_pretrained
     from unihar.training.evaluation import evaluate
     from unihar.data.preprocess import PreprocessConfig
     from unihar.training.trainer import RunConfig, train

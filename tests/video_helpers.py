@@ -52,7 +52,7 @@ def small_model_dir(folder: Path, layout: str = "coco17", image: bool = False, l
     import torch
 
     from unihar.config import default_config
-    from unihar.hub import save_pretrained
+    from unihar.models import save_pretrained
     from unihar.models import build_model
     from unihar.data.layouts import get_layout
 

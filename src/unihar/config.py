@@ -1,141 +1,390 @@
-"""The model config: the published ``config.json`` schema, checked once, in one place.
+"""The model config, typed: the published ``config.json`` schema plus our ``preprocessing`` section.
 
-A Uni-HAR config is the nested dict the published checkpoint ships as ``config.json``. Every size of
-the network comes from it, so a config that lacks a key or holds a nonsensical value is refused here
-with a message naming the key, before any module is built. Unknown keys are kept (our own models add
-a ``preprocessing`` section) and ignored by the network.
+A Uni-HAR config is the nested JSON the published checkpoint ships as ``config.json``. Here each
+section is a dataclass, checked once when it is read: a missing key or a nonsensical value is refused
+with a message naming ``section.key``, before any module is built. ``ModelConfig.to_dict()`` writes the
+same schema back, so a published config round-trips; sections we do not know are kept verbatim.
+
+``PreprocessConfig`` is our addition and the model's half of the input contract, like timm's
+``pretrained_cfg``: which keypoint layout, how many clips of how many frames per window, how long a
+window is, how confidences are read, the image size and normalisation. A model carries it
+(``model.prep``), so training, offline prediction, streaming and serving cannot drift apart.
+
+This module imports no torch: the command line reads configs before it decides to load a model.
 """
 from __future__ import annotations
 
 import copy
-import json
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
+from unihar.data.layouts import LAYOUTS_BY_NUM_JOINTS
 from unihar.errors import ConfigError
+from unihar.jsonfile import read_json
 
-# (section, key, expected type). Required in every config.
-_REQUIRED: tuple[tuple[str, str, type | tuple[type, ...]], ...] = (
-    ("pose_model", "joints", int),
-    ("pose_model", "in_channels", int),
-    ("pose_model", "hidden_dim", int),
-    ("pose_model", "layers", int),
-    ("pose_model", "heads", int),
-    ("pose_model", "max_seq_len", int),
-    ("classifier", "num_classes", int),
-    ("regularization", "short_term_dropout", (int, float)),
-    ("long_term_model", "enabled", bool),
-    ("image_model", "enabled", bool),
-)
-# Required only when their branch exists (long-term encoder on, image branch on).
-_REQUIRED_LONG_TERM = (
-    ("long_term_model", "heads", int),
-    ("long_term_model", "layers", int),
-    ("long_term_model", "dropout", (int, float)),
-)
-_REQUIRED_IMAGE = (
-    ("image_model", "feature_dim", int),
-    ("fusion_model", "mode", str),
-    ("fusion_model", "output_dim", int),
-)
-# Optional keys and their defaults (the two the published schema marks optional, plus the backbone,
-# which the schema documents with a default, and the auxiliary head width, which the published layout
-# fixes at 6 and a checkpoint may override).
-_OPTIONAL: dict[tuple[str, str], Any] = {
-    ("pose_model", "use_sinusoidal_pe"): False,
-    ("pose_model", "enable_temporal_attention"): True,
-    ("pose_model", "aux_head_dim"): 6,
-    ("image_model", "backbone"): "resnet18",
-}
+__all__ = [
+    "BACKBONES",
+    "FUSION_MODES",
+    "NORMALIZATIONS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PoseModelConfig",
+    "ClassifierConfig",
+    "RegularizationConfig",
+    "LongTermConfig",
+    "ImageModelConfig",
+    "FusionConfig",
+    "PreprocessConfig",
+    "ModelConfig",
+    "validate_config",
+    "read_config",
+    "default_config",
+]
 
 FUSION_MODES = ("concat", "xattn")
 BACKBONES = {"resnet18": 512, "resnet50": 2048}  # name -> trunk output channels (Cb)
+NORMALIZATIONS = ("center_scale", "none")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str"}
 
 
-def _check_key(cfg: Mapping[str, Any], section: str, key: str, kind: type | tuple[type, ...]) -> None:
-    if not isinstance(cfg.get(section), Mapping):
-        raise ConfigError(f"config is missing the section '{section}' (needed for '{section}.{key}')")
-    if key not in cfg[section]:
-        raise ConfigError(f"config is missing the required key '{section}.{key}'")
-    value = cfg[section][key]
-    # bool is an int subclass: refuse True where a count is expected, and 0/1 where a flag is.
-    wrong_bool = isinstance(value, bool) and kind is not bool
-    if wrong_bool or not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ConfigError(f"config key '{section}.{key}' must be {names}, got {value!r}")
+class Section:
+    """A config section: a dataclass whose fields are the section's keys.
 
-
-def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a config and return a deep copy with the optional keys filled in.
-
-    Raises :class:`ConfigError` naming the first missing or invalid key.
+    ``SECTION`` is its name in ``config.json``. Fields without a default are required; ``from_dict``
+    checks presence and type (an int is accepted where a float is expected, a bool never where a
+    number is) and then ``check`` validates the values.
     """
-    if not isinstance(config, Mapping):
-        raise ConfigError(f"config must be a dict (the parsed config.json), got {type(config).__name__}")
-    cfg = copy.deepcopy(dict(config))
-    for section, key, kind in _REQUIRED:
-        _check_key(cfg, section, key, kind)
-    if cfg["long_term_model"]["enabled"]:
-        for section, key, kind in _REQUIRED_LONG_TERM:
-            _check_key(cfg, section, key, kind)
-    if cfg["image_model"]["enabled"]:
-        for section, key, kind in _REQUIRED_IMAGE:
-            _check_key(cfg, section, key, kind)
-    for (section, key), default in _OPTIONAL.items():
-        cfg.setdefault(section, {})
-        cfg[section].setdefault(key, default)
 
-    pose = cfg["pose_model"]
-    for key in ("joints", "in_channels", "hidden_dim", "layers", "heads", "max_seq_len", "aux_head_dim"):
-        if pose[key] < 1:
-            raise ConfigError(f"config key 'pose_model.{key}' must be >= 1, got {pose[key]}")
-    if pose["in_channels"] < 2:
-        raise ConfigError(f"config key 'pose_model.in_channels' must be >= 2 (x, y[, confidence]), got {pose['in_channels']}")
-    if pose["hidden_dim"] % pose["heads"]:
-        raise ConfigError(
-            f"'pose_model.hidden_dim' ({pose['hidden_dim']}) must be divisible by 'pose_model.heads' ({pose['heads']})"
-        )
-    if pose["use_sinusoidal_pe"] and pose["hidden_dim"] % 2:
-        raise ConfigError(f"a sinusoidal position embedding needs an even 'pose_model.hidden_dim', got {pose['hidden_dim']}")
-    if cfg["classifier"]["num_classes"] < 1:
-        raise ConfigError(f"'classifier.num_classes' must be >= 1, got {cfg['classifier']['num_classes']}")
-    if not 0.0 <= cfg["regularization"]["short_term_dropout"] < 1.0:
-        raise ConfigError(
-            f"'regularization.short_term_dropout' must be in [0, 1), got {cfg['regularization']['short_term_dropout']}"
-        )
-    long_term = cfg["long_term_model"]
-    if long_term["enabled"]:
-        if long_term["layers"] < 1 or long_term["heads"] < 1 or pose["hidden_dim"] % long_term["heads"]:
+    SECTION: ClassVar[str] = ""
+    # Fields only required when the section is "on" (e.g. the image branch); see ``required_fields``.
+
+    @classmethod
+    def required_fields(cls, data: Mapping[str, Any]) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if _is_required(f)]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Section":
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config section '{cls.SECTION}' must be a JSON object, got {type(data).__name__}")
+        for name in cls.required_fields(data):
+            if name not in data:
+                raise ConfigError(f"config is missing the required key '{cls.SECTION}.{name}'")
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data and data[f.name] is not None:
+                values[f.name] = _checked(cls.SECTION, f.name, data[f.name], f.type)
+        section = cls(**values)
+        section.check()
+        return section
+
+    def check(self) -> None:
+        """Value checks beyond the types (override)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+def _is_required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _checked(section: str, key: str, value: Any, annotation: str) -> Any:
+    """``value`` if it has the type the field's annotation names; a ConfigError naming the key otherwise."""
+    kinds = [k for k in (int, float, bool, str, tuple, list) if _TYPE_NAMES.get(k, k.__name__) in str(annotation)]
+    if "float" in str(annotation):
+        kinds.append(int)
+    ok = any(isinstance(value, k) for k in kinds)
+    if isinstance(value, bool) and bool not in kinds:  # True is an int: refuse it where a count is expected
+        ok = False
+    if not ok:
+        expected = " or ".join(dict.fromkeys(_TYPE_NAMES.get(k, k.__name__) for k in kinds)) or str(annotation)
+        raise ConfigError(f"config key '{section}.{key}' must be {expected}, got {value!r}")
+    if "float" in str(annotation) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _at_least(section: str, key: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        raise ConfigError(f"config key '{section}.{key}' must be >= {minimum:g}, got {value}")
+
+
+@dataclass
+class PoseModelConfig(Section):
+    """The factorized pose transformer (``short_seq_model``)."""
+
+    SECTION: ClassVar[str] = "pose_model"
+    joints: int
+    in_channels: int
+    hidden_dim: int
+    layers: int
+    heads: int
+    max_seq_len: int
+    use_sinusoidal_pe: bool = False
+    enable_temporal_attention: bool = True
+    aux_head_dim: int = 6  # the published layout fixes it at 6; a checkpoint may hold another width
+
+    def check(self) -> None:
+        for key in ("joints", "hidden_dim", "layers", "heads", "max_seq_len", "aux_head_dim"):
+            _at_least(self.SECTION, key, getattr(self, key), 1)
+        if self.in_channels < 2:
+            raise ConfigError(f"config key 'pose_model.in_channels' must be >= 2 (x, y[, confidence]), got {self.in_channels}")
+        if self.hidden_dim % self.heads:
+            raise ConfigError(f"'pose_model.hidden_dim' ({self.hidden_dim}) must be divisible by 'pose_model.heads' ({self.heads})")
+        if self.use_sinusoidal_pe and self.hidden_dim % 2:
+            raise ConfigError(f"a sinusoidal position embedding needs an even 'pose_model.hidden_dim', got {self.hidden_dim}")
+
+
+@dataclass
+class ClassifierConfig(Section):
+    """The label space, and the softmax temperature fitted on held-out data (1.0 = uncalibrated)."""
+
+    SECTION: ClassVar[str] = "classifier"
+    num_classes: int
+    temperature: float = 1.0
+
+    def check(self) -> None:
+        _at_least(self.SECTION, "num_classes", self.num_classes, 1)
+        if not self.temperature > 0:
+            raise ConfigError(f"config key 'classifier.temperature' must be > 0, got {self.temperature}")
+
+
+@dataclass
+class RegularizationConfig(Section):
+    SECTION: ClassVar[str] = "regularization"
+    short_term_dropout: float
+
+    def check(self) -> None:
+        if not 0.0 <= self.short_term_dropout < 1.0:
+            raise ConfigError(f"'regularization.short_term_dropout' must be in [0, 1), got {self.short_term_dropout}")
+
+
+@dataclass
+class LongTermConfig(Section):
+    """The transformer over the L clip embeddings of a window; its sizes are required only when enabled."""
+
+    SECTION: ClassVar[str] = "long_term_model"
+    enabled: bool
+    heads: int | None = None
+    layers: int | None = None
+    dropout: float | None = None
+
+    @classmethod
+    def required_fields(cls, data: Mapping[str, Any]) -> list[str]:
+        return ["enabled", "heads", "layers", "dropout"] if data.get("enabled") else ["enabled"]
+
+    def check(self) -> None:
+        if self.enabled and (self.layers < 1 or self.heads < 1):
+            raise ConfigError(f"'long_term_model' needs layers >= 1 and heads >= 1, got layers={self.layers}, heads={self.heads}")
+
+
+@dataclass
+class ImageModelConfig(Section):
+    """The ResNet over RGB frames; ``enabled: false`` is a pose-only model."""
+
+    SECTION: ClassVar[str] = "image_model"
+    enabled: bool
+    feature_dim: int | None = None
+    backbone: str = "resnet18"
+
+    @classmethod
+    def required_fields(cls, data: Mapping[str, Any]) -> list[str]:
+        return ["enabled", "feature_dim"] if data.get("enabled") else ["enabled"]
+
+    def check(self) -> None:
+        if self.enabled:
+            _at_least(self.SECTION, "feature_dim", self.feature_dim, 1)
+            if self.backbone not in BACKBONES:
+                raise ConfigError(f"'image_model.backbone' must be one of {sorted(BACKBONES)}, got {self.backbone!r}")
+
+
+@dataclass
+class FusionConfig(Section):
+    """How the image feature joins the pose feature; required only when the image branch exists."""
+
+    SECTION: ClassVar[str] = "fusion_model"
+    mode: str | None = None
+    output_dim: int | None = None
+
+    def check(self) -> None:
+        if self.mode is not None and self.mode not in FUSION_MODES:
+            raise ConfigError(f"'fusion_model.mode' must be one of {list(FUSION_MODES)}, got {self.mode!r}")
+        if self.output_dim is not None:
+            _at_least(self.SECTION, "output_dim", self.output_dim, 1)
+
+
+@dataclass
+class PreprocessConfig(Section):
+    """How raw keypoints and frames become model input (the ``preprocessing`` section; see
+    :mod:`unihar.data.preprocess` for what each step does).
+
+    ``min_confidence`` / ``binarize_confidence``: a joint whose confidence is below ``min_confidence``
+    is missing (confidence 0, x = y = 0); with ``binarize_confidence`` every other joint gets
+    confidence 1. Pose sources disagree on what a confidence means (Penn Action's 0/0.5/1 flags,
+    MediaPipe's visibilities that are never 0, Kinect's none at all), so models trained on several of
+    them read "seen or not". Both default to the old behaviour (raw confidences) for configs that
+    predate them.
+    """
+
+    SECTION: ClassVar[str] = "preprocessing"
+    layout: str | list = "coco17"
+    clips: int = 4
+    clip_len: int = 30
+    window_seconds: float = 4.0
+    stride_seconds: float = 1.0
+    normalization: str = "center_scale"
+    image_size: int = 224
+    image_mean: tuple | list = IMAGENET_MEAN
+    image_std: tuple | list = IMAGENET_STD
+    min_confidence: float = 0.0
+    binarize_confidence: bool = False
+
+    def __post_init__(self) -> None:
+        self.layout = list(self.layout) if isinstance(self.layout, (list, tuple)) else self.layout
+        self.image_mean = tuple(float(v) for v in self.image_mean)
+        self.image_std = tuple(float(v) for v in self.image_std)
+        self.check()
+
+    def check(self) -> None:
+        if isinstance(self.clips, bool) or int(self.clips) < 1 or int(self.clip_len) < 1:
+            raise ConfigError(f"preprocessing: clips and clip_len must be >= 1, got {self.clips} and {self.clip_len}")
+        if not (self.window_seconds > 0 and self.stride_seconds > 0):
             raise ConfigError(
-                f"'long_term_model' needs layers >= 1 and heads dividing hidden_dim ({pose['hidden_dim']}), "
-                f"got layers={long_term['layers']}, heads={long_term['heads']}"
+                "preprocessing: window_seconds and stride_seconds must be > 0, "
+                f"got {self.window_seconds} and {self.stride_seconds}"
             )
-    image = cfg["image_model"]
-    if image["enabled"]:
-        if image["backbone"] not in BACKBONES:
-            raise ConfigError(f"'image_model.backbone' must be one of {sorted(BACKBONES)}, got {image['backbone']!r}")
-        if cfg["fusion_model"]["mode"] not in FUSION_MODES:
-            raise ConfigError(f"'fusion_model.mode' must be one of {list(FUSION_MODES)}, got {cfg['fusion_model']['mode']!r}")
-        if cfg["fusion_model"]["mode"] == "xattn" and pose["hidden_dim"] % 4:
-            raise ConfigError(f"'xattn' fusion uses 4 heads: 'pose_model.hidden_dim' ({pose['hidden_dim']}) must be divisible by 4")
-        for key in ("feature_dim",):
-            if image[key] < 1:
-                raise ConfigError(f"'image_model.{key}' must be >= 1, got {image[key]}")
-        if cfg["fusion_model"]["output_dim"] < 1:
-            raise ConfigError(f"'fusion_model.output_dim' must be >= 1, got {cfg['fusion_model']['output_dim']}")
-    return cfg
+        if self.normalization not in NORMALIZATIONS:
+            raise ConfigError(f"preprocessing.normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+        if int(self.image_size) < 1:
+            raise ConfigError(f"preprocessing.image_size must be >= 1, got {self.image_size}")
+        if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
+            raise ConfigError(
+                f"preprocessing.image_mean / image_std must be 3 numbers each (std > 0), got {self.image_mean} and {self.image_std}"
+            )
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f"preprocessing.min_confidence must be in [0, 1], got {self.min_confidence}")
+        self.clips, self.clip_len, self.image_size = int(self.clips), int(self.clip_len), int(self.image_size)
+        self.window_seconds, self.stride_seconds = float(self.window_seconds), float(self.stride_seconds)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames per window after resampling (``clips * clip_len``)."""
+        return self.clips * self.clip_len
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "PreprocessConfig":
+        if isinstance(data, Mapping):
+            known = {f.name for f in dataclasses.fields(cls)}
+            unknown = set(data) - known
+            if unknown:
+                raise ConfigError(f"preprocessing: unknown keys {sorted(unknown)}; expected a subset of {sorted(known)}")
+        return super().from_dict(data)  # type: ignore[return-value]
+
+    @classmethod
+    def from_model_config(cls, config: "ModelConfig | Mapping[str, Any]") -> "PreprocessConfig":
+        """The preprocessing of a model config (a :class:`ModelConfig` or its dict)."""
+        if isinstance(config, ModelConfig):
+            return config.preprocessing
+        return ModelConfig.from_dict(config).preprocessing
+
+    def replace(self, **changes: Any) -> "PreprocessConfig":
+        return dataclasses.replace(self, **changes)
 
 
-def read_config(path: str | Path) -> dict[str, Any]:
-    """Read and validate a ``config.json`` file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"config file {path} is not valid JSON: {err}") from None
-    return validate_config(config)
+def _derived_preprocessing(pose: PoseModelConfig) -> PreprocessConfig:
+    """Defaults for a config without a ``preprocessing`` section (the published one): the layout is
+    the one with ``pose_model.joints`` joints, clips as long as the model takes."""
+    if pose.joints not in LAYOUTS_BY_NUM_JOINTS:
+        raise ConfigError(
+            f"config has no 'preprocessing' section and pose_model.joints={pose.joints} matches no known layout "
+            f"({sorted(LAYOUTS_BY_NUM_JOINTS)}); add preprocessing.layout"
+        )
+    return PreprocessConfig(layout=LAYOUTS_BY_NUM_JOINTS[pose.joints].name, clip_len=min(30, pose.max_seq_len))
+
+
+_SECTIONS: tuple[type[Section], ...] = (
+    PoseModelConfig, ClassifierConfig, RegularizationConfig, LongTermConfig, ImageModelConfig, FusionConfig,
+)
+
+
+@dataclass
+class ModelConfig:
+    """A whole model config. Sections are typed; ``extra`` keeps sections we do not know, verbatim."""
+
+    pose_model: PoseModelConfig
+    classifier: ClassifierConfig
+    regularization: RegularizationConfig
+    long_term_model: LongTermConfig
+    image_model: ImageModelConfig
+    fusion_model: FusionConfig
+    preprocessing: PreprocessConfig
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, config: Any) -> "ModelConfig":
+        """Check a parsed ``config.json``; raises :class:`ConfigError` naming the first bad key."""
+        if isinstance(config, ModelConfig):
+            return copy.deepcopy(config)
+        if not isinstance(config, Mapping):
+            raise ConfigError(f"config must be a dict (the parsed config.json), got {type(config).__name__}")
+        sections: dict[str, Any] = {}
+        for kind in _SECTIONS:
+            if kind.SECTION not in config:
+                if kind is FusionConfig:
+                    sections[kind.SECTION] = FusionConfig()
+                    continue
+                raise ConfigError(f"config is missing the section '{kind.SECTION}' (needed for '{kind.SECTION}."
+                                  f"{kind.required_fields({'enabled': True})[0]}')")
+            sections[kind.SECTION] = kind.from_dict(config[kind.SECTION])
+        pose, image, fusion = sections["pose_model"], sections["image_model"], sections["fusion_model"]
+        if image.enabled:
+            for key in ("mode", "output_dim"):
+                if getattr(fusion, key) is None:
+                    raise ConfigError(f"config is missing the required key 'fusion_model.{key}'")
+            if fusion.mode == "xattn" and pose.hidden_dim % 4:
+                raise ConfigError(f"'xattn' fusion uses 4 heads: 'pose_model.hidden_dim' ({pose.hidden_dim}) must be divisible by 4")
+        long_term = sections["long_term_model"]
+        if long_term.enabled and pose.hidden_dim % long_term.heads:
+            raise ConfigError(
+                f"'long_term_model' needs heads dividing hidden_dim ({pose.hidden_dim}), got heads={long_term.heads}"
+            )
+        prep_data = config.get("preprocessing")
+        prep = PreprocessConfig.from_dict(prep_data) if prep_data else _derived_preprocessing(pose)
+        if prep.clip_len > pose.max_seq_len:
+            raise ConfigError(f"preprocessing.clip_len ({prep.clip_len}) exceeds pose_model.max_seq_len ({pose.max_seq_len})")
+        known = {kind.SECTION for kind in _SECTIONS} | {"preprocessing"}
+        extra = {k: copy.deepcopy(v) for k, v in config.items() if k not in known}
+        return cls(**sections, preprocessing=prep, extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``config.json`` dict: the published sections, then ours, then unknown ones as read."""
+        out = {kind.SECTION: getattr(self, kind.SECTION).to_dict() for kind in _SECTIONS}
+        out["preprocessing"] = self.preprocessing.to_dict()
+        out.update(copy.deepcopy(self.extra))
+        return out
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.num_classes
+
+    @property
+    def has_image_branch(self) -> bool:
+        return self.image_model.enabled
+
+
+def validate_config(config: Any) -> dict[str, Any]:
+    """Check a config dict and return it with the optional keys filled in (see :class:`ModelConfig`)."""
+    return ModelConfig.from_dict(config).to_dict()
+
+
+def read_config(path: str | Path) -> ModelConfig:
+    """Read and check a ``config.json`` file."""
+    return ModelConfig.from_dict(read_json(path, "config file", ConfigError))
 
 
 def default_config(num_classes: int = 500, joints: int = 17, image: bool = True) -> dict[str, Any]:

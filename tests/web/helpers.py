@@ -52,7 +52,7 @@ def y4m_clip(folder: Path, frames: int = 90) -> Path:
 
 def small_pipeline(folder: Path):
     """A VideoPipeline (MediaPipe poses) around a small random-weights pose model in the penn13 layout."""
-    from unihar.hub import from_pretrained
+    from unihar.loading import from_pretrained
     from unihar.inference.pipeline import VideoPipeline
 
     return VideoPipeline(from_pretrained(small_model_dir(folder, layout="penn13")), pose_backend="mediapipe", device="cpu")

@@ -24,7 +24,6 @@ def eval_command(
 ) -> None:
     """Evaluate a model on a dataset split."""
     from unihar.data.datasets import load_dataset
-    from unihar.data.preprocess import PreprocessConfig
     from unihar.errors import InputError
     from unihar.training.evaluation import evaluate, plot_confusion
 
@@ -32,10 +31,10 @@ def eval_command(
         plot = Path("confusion_matrix.png")
     if plot is not None and plot.exists() and not overwrite:
         raise InputError(f"{plot} already exists; pass --overwrite to replace it or choose another --plot path")
-    from unihar.hub import load_model
+    from unihar.loading import load_model
 
     model = load_model(weights)
-    prep = PreprocessConfig.from_model_config(model.config)
+    prep = model.prep
     dataset = load_dataset(data, split, workers=workers)
     result = evaluate(model, dataset, prep, batch_size=batch_size)
     metrics = result.metrics()

@@ -24,7 +24,7 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
 ) -> None:
     """Export a model for onnxruntime, with dynamic batch size and clip count."""
-    from unihar.hub import load_model
+    from unihar.loading import load_model
     from unihar.inference.onnx_backend import export_onnx
 
     if export_format != "onnx":

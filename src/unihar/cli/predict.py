@@ -36,8 +36,10 @@ def predict(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --output if it exists."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda if available)."),
     pose_backend: str = typer.Option(
-        "mediapipe", "--pose-backend", help="mediapipe (estimate from the video), openpose-json or array (import)."
+        "blazepose", "--pose-backend",
+        help="blazepose (estimate from the video; several people), mediapipe (legacy, one person), openpose-json or array (import).",
     ),
+    max_people: int = typer.Option(6, "--max-people", min=1, help="Most people followed at once; 1 = one person through the whole video."),
     poses: Optional[Path] = typer.Option(
         None, "--poses", help="Keypoints for openpose-json (folder) or array (.npy/.npz) when VIDEO is the matching video."
     ),
@@ -56,14 +58,13 @@ def predict(
     from unihar.data.video import open_video
     from unihar.inference.pipeline import VideoPipeline
     from unihar.inference.render import check_output_path, render_video
+    from unihar.loading import BACKENDS, load_model
 
     # Check everything the user gave before loading a model or decoding a frame.
-    from unihar.hub import BACKENDS, load_model
-
     backend = backend.strip().lower()
     if backend not in BACKENDS:
         raise InputError(f"--backend: expected one of {list(BACKENDS)}, got {backend!r}")
-    pose = get_pose_backend(pose_backend)
+    pose = get_pose_backend(pose_backend, max_people=max_people)
     if fps is not None and not fps > 0:
         raise InputError(f"--fps: expected a positive frame rate, got {fps}")
     if output is not None:
@@ -78,7 +79,7 @@ def predict(
     model = load_model(weights, backend)
     if backend == "onnxruntime" and device is None:
         device = "cpu"
-    pipeline = VideoPipeline(model, pose_backend=pose, device=device)
+    pipeline = VideoPipeline(model, pose_backend=pose, device=device, max_people=max_people)
     pipeline.check_topk(topk)
 
     console = Console(stderr=True)
@@ -118,14 +119,16 @@ def _print_table(result, output: Optional[Path]) -> None:
 
     console = Console()
     duration = result.frames / result.fps if result.fps else 0.0
+    main = result.main
     summary = (
         f"{result.source}: {result.frames} frames, {result.fps:.2f} fps ({duration:.1f} s), "
-        f"{len(result.windows)} window{'s' if len(result.windows) != 1 else ''}"
+        f"{len(result.people)} {'person' if len(result.people) == 1 else 'people'}; main person {main.id}: "
+        f"{len(main.windows)} window{'s' if len(main.windows) != 1 else ''}"
     )
     if result.missing_frames:
-        summary += f"; nobody detected in {result.missing_frames} frames (filled from the neighbouring frames)"
+        summary += f", not found in {result.missing_frames} of their frames (interpolated)"
     console.print(summary, soft_wrap=True, highlight=False, markup=False)
-    table = Table(title=f"Top {len(result.topk)} actions (whole video)")
+    table = Table(title=f"Top {len(result.topk)} actions (main person, whole video)")
     table.add_column("#", justify="right")
     table.add_column("action")
     table.add_column("probability", justify="right")
@@ -134,7 +137,7 @@ def _print_table(result, output: Optional[Path]) -> None:
         table.add_row(str(rank), escape(score.label), f"{score.prob:.3f}", "█" * int(round(score.prob * 20)))
     console.print(table)
     if len(result.windows) > 1:
-        timeline = Table(title="Timeline (top action per window)")
+        timeline = Table(title=f"Timeline of person {main.id} (top action per window)")
         timeline.add_column("from (s)", justify="right")
         timeline.add_column("to (s)", justify="right")
         timeline.add_column("action")
@@ -145,6 +148,18 @@ def _print_table(result, output: Optional[Path]) -> None:
                 f"{window.start_frame / result.fps:.1f}", f"{window.end_frame / result.fps:.1f}", escape(best.label), f"{best.prob:.3f}"
             )
         console.print(timeline)
+    if len(result.people) > 1:
+        people = Table(title="People")
+        for column in ("person", "from (s)", "to (s)", "top action", "probability"):
+            people.add_column(column, justify="left" if column == "top action" else "right")
+        for person in result.people:
+            first, last = person.start_frame / result.fps, (person.end_frame + 1) / result.fps
+            if person.topk is None:
+                people.add_row(str(person.id), f"{first:.1f}", f"{last:.1f}", escape(f"- ({person.reason})"), "")
+            else:
+                best = person.topk[0]
+                people.add_row(str(person.id), f"{first:.1f}", f"{last:.1f}", escape(best.label), f"{best.prob:.3f}")
+        console.print(people)
     if output is not None:
         console.print(f"annotated video written to {output}", soft_wrap=True, highlight=False, markup=False)
 

@@ -35,7 +35,7 @@ def serve(
     except ImportError as exc:
         raise ConfigError(f"unihar serve needs FastAPI and uvicorn: pip install 'unihar[serve]' ({exc})") from None
 
-    from unihar.hub import load_model
+    from unihar.loading import load_model
     from unihar.inference.pipeline import VideoPipeline
     from unihar.serving.service import ServeSettings
 
@@ -43,7 +43,7 @@ def serve(
         max_upload_bytes=int(max_upload_mb * 1e6), max_seconds=max_seconds, workers=workers
     )
     model = load_model(weights)
-    app = create_app(VideoPipeline(model, pose_backend="mediapipe", device=device), settings)
+    app = create_app(VideoPipeline(model, device=device), settings)
     typer.echo(f"Uni-HAR: web page at http://{host}:{port}/ , API docs at http://{host}:{port}/docs", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info")
 

@@ -1,29 +1,38 @@
-"""The one preprocessing path shared by training and inference.
+"""The one preprocessing path shared by training, evaluation and inference (files, streams, the server).
 
 A model sees a *window* of a video: ``L`` clips of ``T`` frames each (``(L, T, J, 3)`` poses and, for
-multimodal models, ``(L, T, 3, S, S)`` images). Training samples and live video go through the same
-functions here, so a model trained on annotated skeletons sees the same kind of numbers at inference.
+multimodal models, ``(L, T, 3, S, S)`` images). The settings live in the model's config
+(:class:`~unihar.config.PreprocessConfig`), so training and inference cannot drift apart.
 
-Temporal sampling: a window's ``N`` source frames are resampled *uniformly* to ``L * T`` frames
-(:func:`frame_indices`), then split into ``L`` consecutive clips. A window covers ``window_seconds``
-of video whatever the frame rate, so the model sees actions at the same speed on 25 and 60 fps video.
+Time (:class:`WindowGeometry`): at a frame rate ``fps`` a clip spans ``span = round(window_seconds *
+fps / L)`` source frames and a window ``L * span``; windows start every ``round(stride_seconds * fps)``
+frames. A window's frames are resampled *uniformly* to ``L * T`` (:func:`frame_indices`) and split into
+``L`` clips. Because a window is a whole number of clips, its ``k``-th clip is exactly the uniform
+resampling of its own ``span`` frames: the same clip in two overlapping windows is the same input, which
+is what lets the engine encode each clip once.
 
-Spatial normalisation (``"center_scale"``, :func:`normalize_pose`): per clip, x/y are centred on the
+Confidence (:func:`read_confidence`): joints below ``min_confidence`` are missing; optionally the rest
+count as fully seen. Space (``"center_scale"``, :func:`normalize_pose`): per clip, x/y are centred on the
 mean of the per-frame bounding-box centres of the visible joints and divided by the median per-frame
-body size (the longer side of that box). Motion inside a clip (a jump, a step) is kept, while the
-camera distance, image resolution and the person's position in the frame are removed — that is what
-lets a model trained on one dataset's pixel coordinates run on another pose detector's output.
-Joints with confidence 0 are "missing": their x/y are set to 0 after normalisation.
+body size (the longer side of that box). Motion inside a clip is kept; camera distance, resolution and
+position in the frame are removed. Missing joints get x = y = 0.
+
+Images (:func:`resize_frame`, :func:`normalize_frames`): each frame's shorter side is resized to ``S``
+(antialiased) and the centre ``S x S`` square is cropped, *as uint8, when the frame is decoded*, so a
+long 1080p video never sits in memory at full size; frames become float only per clip, with the
+model's mean/std.
 """
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torchvision.transforms.v2 import functional as TF
 
+from unihar.config import IMAGENET_MEAN, IMAGENET_STD, NORMALIZATIONS, PreprocessConfig
+from unihar.data.layouts import get_layout
 from unihar.errors import ConfigError, InputError
 
 __all__ = [
@@ -31,81 +40,18 @@ __all__ = [
     "NORMALIZATIONS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "WindowGeometry",
     "frame_indices",
     "window_ranges",
-    "pose_window",
+    "clip_indices",
+    "read_confidence",
     "normalize_pose",
+    "pose_clips",
+    "pose_window",
+    "resize_frame",
+    "normalize_frames",
     "image_window",
 ]
-
-NORMALIZATIONS = ("center_scale", "none")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class PreprocessConfig:
-    """How raw keypoints / frames become model input; stored in ``config["preprocessing"]``."""
-
-    layout: str | list[str] = "coco17"
-    clips: int = 4
-    clip_len: int = 30
-    window_seconds: float = 4.0
-    stride_seconds: float = 1.0
-    normalization: str = "center_scale"
-    image_size: int = 224
-
-    def __post_init__(self) -> None:
-        if isinstance(self.layout, tuple):
-            self.layout = list(self.layout)
-        if int(self.clips) < 1 or int(self.clip_len) < 1:
-            raise ConfigError(f"preprocessing: clips and clip_len must be >= 1, got {self.clips} and {self.clip_len}")
-        if not (self.window_seconds > 0 and self.stride_seconds > 0):
-            raise ConfigError(
-                "preprocessing: window_seconds and stride_seconds must be > 0, "
-                f"got {self.window_seconds} and {self.stride_seconds}"
-            )
-        if self.normalization not in NORMALIZATIONS:
-            raise ConfigError(f"preprocessing.normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
-        if int(self.image_size) < 1:
-            raise ConfigError(f"preprocessing.image_size must be >= 1, got {self.image_size}")
-        self.clips, self.clip_len, self.image_size = int(self.clips), int(self.clip_len), int(self.image_size)
-        self.window_seconds, self.stride_seconds = float(self.window_seconds), float(self.stride_seconds)
-
-    @property
-    def num_frames(self) -> int:
-        """Frames per window after resampling (``clips * clip_len``)."""
-        return self.clips * self.clip_len
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PreprocessConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"preprocessing: unknown keys {sorted(unknown)}; expected a subset of {sorted(known)}")
-        return cls(**data)
-
-    @classmethod
-    def from_model_config(cls, config: dict[str, Any]) -> "PreprocessConfig":
-        """Read ``config["preprocessing"]``, or derive defaults from ``pose_model`` when it is absent."""
-        if config.get("preprocessing"):
-            return cls.from_dict(dict(config["preprocessing"]))
-        pose = config.get("pose_model", {})
-        joints = pose.get("joints")
-        if joints is None:
-            return cls()
-        from unihar.data.layouts import LAYOUTS_BY_NUM_JOINTS
-
-        if joints not in LAYOUTS_BY_NUM_JOINTS:
-            raise ConfigError(
-                f"config has no 'preprocessing' section and pose_model.joints={joints} matches no known layout "
-                f"({sorted(LAYOUTS_BY_NUM_JOINTS)}); add preprocessing.layout"
-            )
-        clip_len = min(cls.clip_len, int(pose.get("max_seq_len", cls.clip_len)))
-        return cls(layout=LAYOUTS_BY_NUM_JOINTS[joints].name, clip_len=clip_len)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def frame_indices(num_frames: int, num_out: int) -> np.ndarray:
@@ -122,25 +68,52 @@ def frame_indices(num_frames: int, num_out: int) -> np.ndarray:
     return np.clip(idx, 0, num_frames - 1)
 
 
-def window_ranges(num_frames: int, fps: float, prep: PreprocessConfig) -> list[tuple[int, int]]:
-    """``[start, end)`` frame ranges of the sliding windows over a video of ``num_frames`` frames.
+@dataclass(frozen=True)
+class WindowGeometry:
+    """How many source frames a clip, a window and the stride between windows cover at one frame rate."""
 
-    Windows are ``window_seconds`` long and start every ``stride_seconds``. A video shorter than one
-    window gives one window over all of it; the last window is aligned to the end of the video so the
-    tail is never dropped.
+    span: int  # source frames per clip
+    window: int  # source frames per window (clips * span)
+    stride: int  # source frames between the starts of consecutive windows
+    clips: int
+
+    @classmethod
+    def at(cls, prep: PreprocessConfig, fps: float, stride: int | None = None) -> "WindowGeometry":
+        """The geometry at ``fps``; ``stride`` (frames) overrides the model's ``stride_seconds``."""
+        if not fps > 0:
+            raise InputError(f"fps must be > 0, got {fps}")
+        span = max(1, int(round(prep.window_seconds * fps / prep.clips)))
+        step = int(stride) if stride is not None else max(1, int(round(prep.stride_seconds * fps)))
+        if step < 1:
+            raise InputError(f"stride must be >= 1 frame, got {stride}")
+        return cls(span=span, window=prep.clips * span, stride=step, clips=prep.clips)
+
+
+def window_ranges(num_frames: int, fps: float | None, prep: PreprocessConfig) -> list[tuple[int, int]]:
+    """``[start, end)`` of the windows over a sequence of ``num_frames`` frames.
+
+    Windows are ``WindowGeometry.window`` frames long and start every ``stride`` frames; a sequence no
+    longer than one window is one window over all of it, and the last window is aligned to the end so
+    the tail is never dropped. Without a frame rate (``fps=None``) the whole sequence is one window.
     """
     if num_frames < 1:
-        raise InputError(f"window_ranges: the video has no frames (num_frames={num_frames})")
-    if not fps > 0:
-        raise InputError(f"window_ranges: fps must be > 0, got {fps}")
-    win = max(1, int(round(prep.window_seconds * fps)))
-    stride = max(1, int(round(prep.stride_seconds * fps)))
+        raise InputError(f"window_ranges: the sequence has no frames (num_frames={num_frames})")
+    if fps is None:
+        return [(0, num_frames)]
+    geometry = WindowGeometry.at(prep, fps)
+    win, stride = geometry.window, geometry.stride
     if num_frames <= win:
         return [(0, num_frames)]
     ranges = [(s, s + win) for s in range(0, num_frames - win + 1, stride)]
     if ranges[-1][1] < num_frames:
         ranges.append((num_frames - win, num_frames))
     return ranges
+
+
+def clip_indices(start: int, end: int, clips: int, clip_len: int) -> list[np.ndarray]:
+    """The source frames of each clip of the window ``[start, end)``: ``clips`` arrays of ``clip_len`` indices."""
+    picked = start + frame_indices(end - start, clips * clip_len)
+    return [picked[k * clip_len : (k + 1) * clip_len] for k in range(clips)]
 
 
 def _check_keypoints(kpts: np.ndarray, name: str, min_dims: int) -> np.ndarray:
@@ -150,6 +123,19 @@ def _check_keypoints(kpts: np.ndarray, name: str, min_dims: int) -> np.ndarray:
     if not np.issubdtype(kpts.dtype, np.number):
         raise InputError(f"{name}: expected a numeric array, got dtype {kpts.dtype}")
     return kpts.astype(np.float32, copy=False)
+
+
+def read_confidence(kpts: np.ndarray, prep: PreprocessConfig) -> np.ndarray:
+    """Apply the model's confidence rule to ``(..., J, 3)`` keypoints (a new array).
+
+    Joints below ``prep.min_confidence`` become missing (confidence 0); with ``binarize_confidence``
+    the others get confidence 1.
+    """
+    out = np.array(kpts, dtype=np.float32)
+    conf = np.clip(out[..., 2], 0.0, 1.0)
+    seen = conf >= prep.min_confidence if prep.min_confidence > 0 else conf > 0
+    out[..., 2] = np.where(seen, 1.0 if prep.binarize_confidence else conf, 0.0)
+    return out
 
 
 def normalize_pose(kpts: np.ndarray, method: str = "center_scale") -> np.ndarray:
@@ -187,57 +173,75 @@ def normalize_pose(kpts: np.ndarray, method: str = "center_scale") -> np.ndarray
     return out
 
 
+def pose_clips(clips: np.ndarray, prep: PreprocessConfig) -> np.ndarray:
+    """Already-sampled clips ``(..., T, J, 3)`` (model layout, pixels) -> model input: the confidence
+    rule, then per-clip normalisation. What :func:`pose_window` does after resampling."""
+    return normalize_pose(read_confidence(clips, prep), prep.normalization)
+
+
+def _check_layout(kpts: np.ndarray, prep: PreprocessConfig, name: str) -> None:
+    expected = get_layout(prep.layout).num_joints
+    if kpts.shape[-2] != expected:
+        layout = prep.layout if isinstance(prep.layout, str) else f"custom({len(prep.layout)} joints)"
+        raise InputError(
+            f"{name}: the model's layout {layout!r} has {expected} joints, got keypoints with {kpts.shape[-2]} "
+            f"(shape {kpts.shape}); convert them with convert_keypoints first"
+        )
+
+
 def pose_window(kpts: np.ndarray, prep: PreprocessConfig) -> np.ndarray:
     """``(N, J, 3)`` keypoints (model layout, pixel x/y, confidence in [0, 1]) -> ``(L, T, J, 3)`` model input.
 
-    The ``N`` frames are resampled to ``L * T`` (:func:`frame_indices`), split into ``L`` clips and
-    normalised per clip (:func:`normalize_pose`).
+    The ``N`` frames are resampled to ``L * T`` (:func:`frame_indices`), split into ``L`` clips, read
+    with the confidence rule and normalised per clip.
     """
     kpts = _check_keypoints(kpts, "pose_window", 3)
     if kpts.ndim != 3:
         raise InputError(f"pose_window: expected keypoints of shape (frames, joints, 3), got {kpts.shape}")
-    from unihar.data.layouts import get_layout
-
-    expected = get_layout(prep.layout).num_joints
-    if kpts.shape[1] != expected:
-        raise InputError(
-            f"pose_window: the model's layout {_layout_name(prep.layout)!r} has {expected} joints, "
-            f"got keypoints with {kpts.shape[1]} (shape {kpts.shape}); convert them with convert_keypoints first"
-        )
+    _check_layout(kpts, prep, "pose_window")
     if kpts.shape[0] < 1:
         raise InputError("pose_window: got 0 frames")
-    window = kpts[frame_indices(kpts.shape[0], prep.num_frames)]
-    window = window.reshape(prep.clips, prep.clip_len, expected, 3)
-    return normalize_pose(window, prep.normalization)
+    picked = np.stack([kpts[i] for i in clip_indices(0, kpts.shape[0], prep.clips, prep.clip_len)])
+    return pose_clips(picked, prep)
+
+
+def resize_frame(frame: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """One ``(H, W, 3)`` uint8 RGB frame -> ``(3, size, size)`` uint8: shorter side to ``size``
+    (antialiased bilinear), centre crop, as in ImageNet evaluation."""
+    image = torch.as_tensor(np.asarray(frame)) if not isinstance(frame, torch.Tensor) else frame
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise InputError(f"expected an RGB frame of shape (height, width, 3), got {tuple(image.shape)}")
+    if image.dtype != torch.uint8:
+        raise InputError(f"expected a uint8 frame (0-255), got dtype {image.dtype}")
+    image = image.permute(2, 0, 1)
+    h, w = image.shape[-2:]
+    if min(h, w) != size:
+        scale = size / min(h, w)
+        image = TF.resize(image, [max(size, int(round(h * scale))), max(size, int(round(w * scale)))], antialias=True)
+    return TF.center_crop(image, [size, size]).contiguous()
+
+
+def normalize_frames(frames: torch.Tensor, prep: PreprocessConfig) -> torch.Tensor:
+    """``(..., 3, S, S)`` uint8 frames -> float32 with the model's mean / std."""
+    x = TF.to_dtype(frames, torch.float32, scale=True)
+    return TF.normalize(x.reshape(-1, *x.shape[-3:]), list(prep.image_mean), list(prep.image_std)).reshape(x.shape)
 
 
 def image_window(frames: np.ndarray, prep: PreprocessConfig) -> torch.Tensor:
-    """``(N, H, W, 3)`` uint8 RGB frames -> ``(L, T, 3, S, S)`` float32 with ImageNet mean/std.
+    """``(N, H, W, 3)`` uint8 RGB frames -> ``(L, T, 3, S, S)`` float32 model input.
 
-    Same temporal sampling as :func:`pose_window`. Each frame's shorter side is resized to ``S``
-    (antialiased bilinear) and the centre ``S x S`` square is cropped, as in ImageNet evaluation.
+    Same temporal sampling as :func:`pose_window`; each sampled frame through :func:`resize_frame`
+    and :func:`normalize_frames` (what the engine does frame by frame).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise InputError(f"image_window: expected RGB frames of shape (frames, height, width, 3), got {frames.shape}")
     if frames.dtype != np.uint8:
         raise InputError(f"image_window: expected uint8 frames (0-255), got dtype {frames.dtype}")
-    if frames.shape[0] < 1 or frames.shape[1] < 1 or frames.shape[2] < 1:
+    if min(frames.shape[:3]) < 1:
         raise InputError(f"image_window: got an empty frame array {frames.shape}")
+    picked = np.concatenate(clip_indices(0, frames.shape[0], prep.clips, prep.clip_len))
+    resized = torch.stack([resize_frame(frames[i], prep.image_size) for i in picked])
     size = prep.image_size
-    picked = torch.from_numpy(np.ascontiguousarray(frames[frame_indices(frames.shape[0], prep.num_frames)]))
-    x = picked.permute(0, 3, 1, 2).float().div_(255.0)  # (L*T, 3, H, W)
-    h, w = x.shape[-2:]
-    scale = size / min(h, w)
-    new_h, new_w = max(size, int(round(h * scale))), max(size, int(round(w * scale)))
-    x = torch.nn.functional.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
-    top, left = (new_h - size) // 2, (new_w - size) // 2
-    x = x[..., top : top + size, left : left + size]
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    x = (x - mean) / std
-    return x.reshape(prep.clips, prep.clip_len, 3, size, size).contiguous()
+    return normalize_frames(resized, prep).reshape(prep.clips, prep.clip_len, 3, size, size)
 
-
-def _layout_name(layout: str | Sequence[str]) -> str:
-    return layout if isinstance(layout, str) else f"custom({len(layout)} joints)"

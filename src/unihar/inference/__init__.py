@@ -1,4 +1,2 @@
-"""Inference: the tensor-level predictor, and the video pipeline built on it."""
-from unihar.inference.predictor import HARPredictor, resolve_device
-
-__all__ = ["HARPredictor", "resolve_device"]
+"""Inference: the windowing engine (one for files, live streams, the server and evaluation), the video
+pipeline on top of it, the tensor-level predictor, rendering and the onnxruntime backend."""

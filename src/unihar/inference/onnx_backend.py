@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from unihar.data.preprocess import PreprocessConfig
+from unihar.config import ModelConfig, PreprocessConfig
 from unihar.errors import CheckpointError, ConfigError, InputError, UniHARError
 from unihar.models import UniHAR
 
@@ -54,8 +54,8 @@ def export_onnx(
     with_images = model.has_image_branch if with_images is None else with_images
     if with_images and not model.has_image_branch:
         raise ConfigError("this model is pose-only (image_model.enabled is false): it cannot be exported with images")
-    prep = PreprocessConfig.from_model_config(model.config)
-    joints = model.config["pose_model"]["joints"]
+    prep = model.prep
+    joints = model.config.pose_model.joints
     # Example inputs with 2 windows x 2 clips so neither axis is specialised to 1.
     pose = torch.zeros(2, 2, prep.clip_len, joints, 3)
     batch, clips = torch.export.Dim("batch", min=1), torch.export.Dim("clips", min=1)
@@ -83,7 +83,7 @@ def export_onnx(
             dynamic_shapes=shapes, opset_version=OPSET, external_data=False, verbose=False,
         )
     proto = program.model_proto
-    meta = {_CONFIG_KEY: json.dumps(model.config), _LABELS_KEY: json.dumps(model.labels)}
+    meta = {_CONFIG_KEY: json.dumps(model.config.to_dict()), _LABELS_KEY: json.dumps(model.labels)}
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -118,8 +118,9 @@ class OnnxModel:
         meta = self.session.get_modelmeta().custom_metadata_map
         if _CONFIG_KEY not in meta:
             raise CheckpointError(f"{path} was not exported by unihar (no {_CONFIG_KEY} metadata)")
-        self.config: dict[str, Any] = json.loads(meta[_CONFIG_KEY])
-        self.labels: list[str] | None = json.loads(meta.get(_LABELS_KEY, "null"))
+        self.config = ModelConfig.from_dict(json.loads(meta[_CONFIG_KEY]))
+        labels = json.loads(meta.get(_LABELS_KEY, "null"))
+        self.labels: list[str] = labels or [f"class_{i}" for i in range(self.config.num_classes)]
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.clip_len = int(self.session.get_inputs()[0].shape[2])
 
@@ -129,7 +130,14 @@ class OnnxModel:
 
     @property
     def num_classes(self) -> int:
-        return int(self.config["classifier"]["num_classes"])
+        return self.config.num_classes
+
+    @property
+    def prep(self) -> PreprocessConfig:
+        return self.config.preprocessing
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        return torch.softmax(logits.float() / self.config.classifier.temperature, dim=-1)
 
     # The pipeline moves models between devices and modes; onnxruntime has neither here.
     def eval(self) -> "OnnxModel":

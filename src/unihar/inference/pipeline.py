@@ -1,246 +1,144 @@
-"""From a video file to actions: decode -> poses -> the model's layout -> windows -> probabilities.
+"""From a video to actions, for everyone in it: decode -> poses -> tracks -> windows -> probabilities.
 
-    pipeline = VideoPipeline.from_pretrained("path/to/model")      # or VideoPipeline(model)
+    pipeline = VideoPipeline.from_pretrained()            # the bundled model; or a folder / Hub id
     result = pipeline("clip.mp4")
-    result.topk        # [ActionScore(id, label, prob), ...] for the whole video
-    result.windows     # one WindowPrediction per timeline window, each with its own top-k
-    result.to_dict()   # {"source", "frames", "fps", "topk", "windows"}: what ``unihar predict --json`` prints
+    result.people      # one PersonPrediction per tracked person: frames, windows, top-k
+    result.topk        # the main person's (the longest track) whole-video top-k
+    result.to_dict()   # what ``unihar predict --json`` prints
 
-How a video becomes model input (all of it in :mod:`unihar.data.preprocess`, shared with training):
-the timeline is cut into windows of ``window_seconds`` every ``stride_seconds`` (:func:`window_ranges`);
-each window's frames are resampled uniformly to ``L * T`` and split into ``L`` clips of ``T`` frames
-(:func:`pose_window`, :func:`image_window`). Each window gets its own probabilities; the video's
-probabilities are the mean over its windows.
+The pose backend finds the people in each frame, the tracker gives them persistent ids, and the
+windowing engine (:mod:`unihar.inference.engine`) classifies each person's windows: the same engine,
+fed by the same threaded runner (:func:`~unihar.inference.streaming.run_source`), as ``unihar stream``
+and the server, so a file gives the same numbers whichever way it is read.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from unihar.data.pose import PoseSequence, get_pose_backend
-from unihar.data.preprocess import PreprocessConfig, image_window, pose_window, window_ranges
+from unihar.data.layouts import KeypointLayout
+from unihar.data.pose import PoseSequence, fill_missing, get_pose_backend
+from unihar.data.pose.tracking import PoseTracker
 from unihar.data.video import DEFAULT_IMAGE_FOLDER_FPS, VideoInfo, open_video
-from unihar.errors import InputError
+from unihar.errors import InputError, NoPersonError
+from unihar.inference.engine import TrackEnd, WindowEngine, WindowResult
+from unihar.inference.results import PersonPrediction, VideoPrediction, WindowPrediction, scores_of
+from unihar.inference.streaming import FrameUpdate, Tracker, run_source
+from unihar.loading import load_model
+from unihar.models import HARModel
 
-__all__ = ["ActionScore", "WindowPrediction", "VideoPrediction", "VideoPipeline", "ProgressCallback"]
+__all__ = ["VideoPipeline", "ProgressCallback", "DEFAULT_MAX_PEOPLE", "single_person_tracker", "multi_person_tracker", "max_gap_frames"]
 
 # progress(frames_done, frames_expected_or_None), called while decoding / estimating poses
 ProgressCallback = Callable[[int, "int | None"], None]
+DEFAULT_MAX_PEOPLE = 6
+MIN_SECONDS = 0.5  # a person seen for less is listed without a classification
+MAX_UNSEEN_SECONDS = 1.0  # a person unseen for longer is gone: a later detection is someone new
 
 
-@dataclass(frozen=True)
-class ActionScore:
-    id: int
-    label: str
-    prob: float
+def max_gap_frames(fps: float) -> int:
+    """Frames a person may go unseen (occluded, missed) and keep their id."""
+    return max(1, int(round(MAX_UNSEEN_SECONDS * fps)))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "label": self.label, "prob": self.prob}
+
+def single_person_tracker() -> Tracker:
+    """``--max-people 1``: one person for the whole video (id 0), the largest one found in each frame."""
+
+    def track(people: np.ndarray) -> tuple[dict[int, np.ndarray], list[int]]:
+        if len(people) == 0:
+            return {}, []
+        visible = people[..., 2] > 0
+        extent = [
+            np.ptp(p[v, :2], axis=0).prod() if v.sum() >= 2 else 0.0 for p, v in zip(people, visible)
+        ]
+        return {0: people[int(np.argmax(extent))]}, []
+
+    return track
+
+
+def multi_person_tracker(max_age: int) -> Tracker:
+    """Persistent ids (:class:`PoseTracker`), and which tracks ended (unseen for more than ``max_age`` frames)."""
+    tracker = PoseTracker(max_age=max_age)
+    alive: set[int] = set()
+
+    def track(people: np.ndarray) -> tuple[dict[int, np.ndarray], list[int]]:
+        ids = tracker.update(people)
+        current = {t.id for t in tracker.tracks}
+        ended = sorted(alive - current)
+        alive.clear()
+        alive.update(current)
+        return {int(i): people[k] for k, i in enumerate(ids) if i >= 0}, ended
+
+    return track
 
 
 @dataclass
-class WindowPrediction:
-    """Probabilities for the frames ``[start_frame, end_frame)``."""
+class _TrackRecord:
+    """A person's keypoints as the pose stage reported them (detected frames only)."""
 
-    start_frame: int
-    end_frame: int
-    probs: np.ndarray = field(repr=False)  # (K,)
-    topk: list[ActionScore]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "start_frame": self.start_frame,
-            "end_frame": self.end_frame,
-            "topk": [score.to_dict() for score in self.topk],
-        }
-
-
-@dataclass
-class VideoPrediction:
-    """Everything ``unihar predict`` reports about one video."""
-
-    source: str
-    frames: int
-    fps: float
-    probs: np.ndarray = field(repr=False)  # (K,) mean of the window probabilities
-    topk: list[ActionScore]
-    windows: list[WindowPrediction]
-    poses: PoseSequence = field(repr=False)  # as the backend gave them (its own layout), gaps filled
-    labels: list[str] = field(repr=False)
-    frame_size: tuple[int, int] = (0, 0)
-
-    @property
-    def missing_frames(self) -> int:
-        """Frames where nobody was detected (filled by interpolation / carrying the nearest pose)."""
-        return self.poses.missing
-
-    def window_for_frame(self, frame: int) -> WindowPrediction:
-        """The window whose centre is nearest to ``frame``: what the annotated video shows at that frame."""
-        return self.windows[int(self.window_index(np.array([frame]))[0])]
-
-    def window_index(self, frames: np.ndarray) -> np.ndarray:
-        """For each frame index, the index of the window whose centre is nearest (ties: the earlier window)."""
-        centres = np.array([(w.start_frame + w.end_frame - 1) / 2 for w in self.windows])
-        frames = np.asarray(frames, dtype=np.float64)
-        right = np.clip(np.searchsorted(centres, frames), 0, len(centres) - 1)
-        left = np.clip(right - 1, 0, len(centres) - 1)
-        return np.where(np.abs(centres[left] - frames) <= np.abs(centres[right] - frames), left, right)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "frames": self.frames,
-            "fps": self.fps,
-            "topk": [score.to_dict() for score in self.topk],
-            "windows": [window.to_dict() for window in self.windows],
-        }
-
-
-def _topk(probs: np.ndarray, labels: list[str], k: int) -> list[ActionScore]:
-    order = np.argsort(-probs, kind="stable")[:k]
-    return [ActionScore(int(i), labels[int(i)], float(probs[int(i)])) for i in order]
+    frames: list[int]
+    keypoints: list[np.ndarray]
 
 
 class VideoPipeline:
-    """Runs a Uni-HAR model over a whole video, window by window.
+    """Runs a Uni-HAR model over videos, or over pose sequences you already have.
 
     Args:
-        model: a :class:`~unihar.models.UniHAR` (e.g. from :func:`unihar.hub.from_pretrained`).
-        pose_backend: a backend name (``"mediapipe"``, ``"openpose-json"``, ``"array"``) or object.
-        device: where the model runs (``None``: CUDA if available, else CPU).
-        batch_size: windows per forward pass (image models use 1 to bound memory).
+        model: a :class:`~unihar.models.HARModel` (PyTorch or onnxruntime; see :func:`unihar.load_model`).
+        pose_backend: a backend name (``"blazepose"``, ``"mediapipe"``, ``"openpose-json"``, ``"array"``) or object.
+        device: where a PyTorch model runs (``None``: CUDA if available, else CPU).
+        max_people: most people followed at once; 1 follows one person through the whole video.
+        batch_windows: windows classified together (default: 32 for pose-only models, 1 with images).
     """
 
-    def __init__(self, model: Any, pose_backend: str | Any = "mediapipe", device: str | None = None, batch_size: int = 16) -> None:
-        from unihar.inference.predictor import resolve_device
-
-        self.device = resolve_device(device)
-        self.model = model.eval().to(self.device)
-        self.prep = PreprocessConfig.from_model_config(model.config)
-        self.pose_backend = get_pose_backend(pose_backend) if isinstance(pose_backend, str) else pose_backend
-        self.uses_images = bool(getattr(model, "has_image_branch", False))
-        self.batch_size = 1 if self.uses_images else max(1, int(batch_size))
-        num_classes = int(model.config["classifier"]["num_classes"])
-        labels = list(model.labels) if getattr(model, "labels", None) else [f"class_{i}" for i in range(num_classes)]
-        self.labels = labels
+    def __init__(
+        self,
+        model: HARModel,
+        pose_backend: str | Any = "blazepose",
+        device: str | torch.device | None = None,
+        max_people: int = DEFAULT_MAX_PEOPLE,
+        batch_windows: int | None = None,
+    ) -> None:
+        if not isinstance(max_people, int) or max_people < 1:
+            raise InputError(f"max_people: expected a positive integer, got {max_people!r}")
+        self.model = model.eval().to(device or "cpu") if isinstance(model, torch.nn.Module) else model
+        self.device = device
+        self.prep = model.prep
+        self.labels = model.labels
+        self.uses_images = model.has_image_branch
+        self.max_people = max_people
+        self.pose_backend = get_pose_backend(pose_backend, max_people=max_people) if isinstance(pose_backend, str) else pose_backend
+        self.batch_windows = batch_windows or (1 if self.uses_images else 32)
 
     @classmethod
-    def from_pretrained(cls, repo_or_path: str | Path | None = None, **kwargs: Any) -> "VideoPipeline":
-        from unihar.hub import from_pretrained
+    def from_pretrained(cls, repo_or_path: str | Path | None = None, backend: str = "torch", **kwargs: Any) -> "VideoPipeline":
+        """A pipeline around :func:`unihar.load_model` (the bundled model by default)."""
+        return cls(load_model(repo_or_path, backend), **kwargs)
 
-        return cls(from_pretrained(repo_or_path), **kwargs)
-
-    # ------------------------------------------------------------------ poses
-    def extract(
-        self,
-        source: str | Path,
-        poses: str | Path | None = None,
-        fps: float | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> tuple[PoseSequence, VideoInfo | None, np.ndarray | None]:
-        """Poses (backend layout), the video's info (None for a pose file alone) and frames (image models only).
-
-        With a pose estimator (``mediapipe``) ``source`` is the video. With an importer
-        (``openpose-json``, ``array``) the poses come from ``poses`` if given (``source`` is then the
-        matching video), else from ``source`` itself; a pose file alone has no frame rate, so ``fps``
-        (default 30) sets the timeline.
-        """
-        backend = self.pose_backend
-        if getattr(backend, "needs_video", True):
-            if poses is not None:
-                raise InputError(f"the {backend.name!r} pose backend estimates poses from the video; --poses is for imported poses")
-            reader = open_video(source, fps=fps)
-            frames: list[np.ndarray] | None = [] if self.uses_images else None
-            sequence = backend.estimate(self._watch(reader, len(reader) or None, frames, progress), str(source))
-            return sequence, reader.info, None if frames is None else np.stack(frames)
-
-        pose_path = Path(poses) if poses is not None else Path(source)
-        video_path = Path(source) if poses is not None else None
-        info: VideoInfo | None = None
-        frames_array = None
-        if video_path is not None:
-            reader = open_video(video_path, fps=fps)
-            info = reader.info
-            if self.uses_images:
-                collected: list[np.ndarray] = []
-                for _ in self._watch(reader, len(reader) or None, collected, progress):
-                    pass
-                frames_array = np.stack(collected)
-        elif self.uses_images:
-            raise InputError(
-                "this model also reads RGB frames (image_model.enabled); give the video as SOURCE and the "
-                "keypoints with --poses"
-            )
-        sequence = backend.load(pose_path, frame_size=info.frame_size if info is not None else None)
-        if frames_array is not None and len(frames_array) != sequence.num_frames:
-            raise InputError(
-                f"the video has {len(frames_array)} frames but the poses in {str(pose_path)!r} have {sequence.num_frames}"
-            )
-        if progress is not None:
-            progress(sequence.num_frames, sequence.num_frames)
-        return sequence, info, frames_array
-
-    @staticmethod
-    def _watch(
-        frames: Iterable[np.ndarray], total: int | None, keep: list[np.ndarray] | None, progress: ProgressCallback | None
-    ) -> Iterator[np.ndarray]:
-        for done, frame in enumerate(frames, start=1):
-            if keep is not None:
-                keep.append(frame)
-            if progress is not None:
-                progress(done, total)
-            yield frame
-
-    # ------------------------------------------------------------------ classification
+    # ------------------------------------------------------------------ the parts, shared with stream and serve
     def check_topk(self, topk: int) -> None:
         num_classes = len(self.labels)
         if not isinstance(topk, int) or isinstance(topk, bool) or not 1 <= topk <= num_classes:
             raise InputError(f"topk: expected an integer in [1, {num_classes}] (the model has {num_classes} classes), got {topk!r}")
 
-    @torch.inference_mode()
-    def classify(
-        self,
-        poses: PoseSequence,
-        fps: float,
-        frames: np.ndarray | None = None,
-        topk: int = 5,
-        source: str = "",
-    ) -> VideoPrediction:
-        """Window the poses (and frames), run the model, and gather per-window and whole-video top-k."""
-        self.check_topk(topk)
-        if self.uses_images and frames is None:
-            raise InputError("this model also reads RGB frames (image_model.enabled), but no frames were given")
-        keypoints = poses.to_layout(self.prep.layout).keypoints
-        ranges = window_ranges(poses.num_frames, fps, self.prep)
-        window_probs: list[np.ndarray] = []
-        for first in range(0, len(ranges), self.batch_size):
-            batch = ranges[first : first + self.batch_size]
-            pose = torch.from_numpy(np.stack([pose_window(keypoints[s:e], self.prep) for s, e in batch]))
-            images = None
-            if self.uses_images:
-                images = torch.stack([image_window(frames[s:e], self.prep) for s, e in batch]).to(self.device)
-            logits = self.model(pose.to(self.device), images=images)
-            window_probs.extend(torch.softmax(logits.float(), dim=-1).cpu().numpy())
-        windows = [
-            WindowPrediction(s, e, p, _topk(p, self.labels, topk)) for (s, e), p in zip(ranges, window_probs)
-        ]
-        mean = np.mean(np.stack(window_probs), axis=0)
-        return VideoPrediction(
-            source=source,
-            frames=poses.num_frames,
-            fps=float(fps),
-            probs=mean,
-            topk=_topk(mean, self.labels, topk),
-            windows=windows,
-            poses=poses,
-            labels=self.labels,
-            frame_size=poses.frame_size,
-        )
+    def tracker(self, fps: float) -> Tracker:
+        """A fresh tracker for one source at ``fps``: persistent ids for up to ``max_people`` people."""
+        if self.max_people == 1:
+            return single_person_tracker()
+        return multi_person_tracker(max_gap_frames(fps))
 
+    def engine(self, fps: float, **options: Any) -> WindowEngine:
+        """A windowing engine for one source at ``fps`` (options: see :class:`WindowEngine`)."""
+        options.setdefault("batch_windows", self.batch_windows)
+        options.setdefault("min_seconds", MIN_SECONDS)
+        options.setdefault("max_gap", max_gap_frames(fps))
+        return WindowEngine(self.model, fps, pose_layout=self.pose_backend.layout, device=self.device, **options)
+
+    # ------------------------------------------------------------------ videos
     def __call__(
         self,
         source: str | Path,
@@ -249,11 +147,156 @@ class VideoPipeline:
         fps: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> VideoPrediction:
-        """Predict the actions in a video (see :meth:`extract` for ``poses`` / ``fps``)."""
+        """Predict the actions of everyone in a video.
+
+        With a pose estimator (``blazepose``, ``mediapipe``) ``source`` is the video. With an importer
+        (``openpose-json``, ``array``) the poses come from ``poses`` if given (``source`` is then the
+        matching video), else from ``source`` itself; a pose file alone has no frame rate, so ``fps``
+        (default 30) sets the timeline.
+        """
         self.check_topk(topk)
-        sequence, info, frames = self.extract(source, poses=poses, fps=fps, progress=progress)
-        rate = info.fps if info is not None else float(fps or DEFAULT_IMAGE_FOLDER_FPS)
-        result = self.classify(sequence, rate, frames=frames, topk=topk, source=str(source))
-        if info is not None:
-            result.frame_size = info.frame_size
+        if not getattr(self.pose_backend, "needs_video", True):
+            return self._imported(source, poses, fps, topk, progress)
+        if poses is not None:
+            raise InputError(f"the {self.pose_backend.name!r} pose backend estimates poses from the video; --poses is for imported poses")
+        reader = open_video(source, fps=fps)
+        return self.predict_frames(reader, reader.info, topk=topk, progress=progress, total=len(reader) or None)
+
+    def predict_frames(
+        self,
+        frames: Iterable[np.ndarray],
+        info: VideoInfo,
+        topk: int = 5,
+        progress: ProgressCallback | None = None,
+        total: int | None = None,
+    ) -> VideoPrediction:
+        """Everyone's actions in ``frames`` (the decoded video ``info`` describes), every frame handled."""
+        self.check_topk(topk)
+        engine = self.engine(info.fps)
+        records: dict[int, _TrackRecord] = {}
+        windows: list[WindowResult] = []
+        frames_seen = [0]
+
+        def record(update: FrameUpdate) -> None:
+            for track_id, keypoints in update.people.items():
+                entry = records.setdefault(track_id, _TrackRecord([], []))
+                entry.frames.append(update.index)
+                entry.keypoints.append(np.asarray(keypoints, dtype=np.float32))
+            frames_seen[0] = update.index + 1
+            if progress is not None:
+                progress(update.index + 1, total)
+
+        run_source(frames, self.pose_backend.frame_estimator, self.tracker(info.fps), engine, windows.extend, on_frame=record)
+        if frames_seen[0] == 0:
+            raise NoPersonError(f"no frames to estimate poses from in {info.source}")
+        if not records:
+            raise NoPersonError(f"nobody was detected in any of the {frames_seen[0]} frames of {info.source}")
+        return self._assemble(
+            info.source, frames_seen[0], info.fps, info.frame_size, self.pose_backend.layout, records, windows, engine.ended, topk
+        )
+
+    # ------------------------------------------------------------------ pose sequences
+    def classify(
+        self,
+        poses: PoseSequence,
+        fps: float,
+        topk: int = 5,
+        source: str = "",
+        frames: Iterable[np.ndarray] | None = None,
+    ) -> VideoPrediction:
+        """One person's pose sequence (imported keypoints, the server's JSON) through the same engine.
+
+        Frames where the person was not detected (``poses.detected``) are interpolated by the engine, as
+        for a video; ``frames`` (the matching video) is needed by multimodal models.
+        """
+        self.check_topk(topk)
+        if self.uses_images and frames is None:
+            raise InputError("this model also reads RGB frames (image_model.enabled); give the matching video too")
+        engine = WindowEngine(
+            self.model, fps, pose_layout=poses.layout, batch_windows=self.batch_windows, min_seconds=MIN_SECONDS,
+            max_gap=poses.num_frames, device=self.device,
+        )
+        detected = poses.detected if poses.detected is not None else np.ones(poses.num_frames, bool)
+        if not detected.any():
+            raise NoPersonError(f"nobody was detected in any of the {poses.num_frames} frames of {source or 'the keypoints'}")
+        images: Iterator[np.ndarray | None] = iter(frames) if frames is not None else iter(())
+        windows: list[WindowResult] = []
+        for index in range(poses.num_frames):
+            image = next(images, None) if frames is not None else None
+            if frames is not None and image is None:
+                raise InputError(f"the video has {index} frames but the poses in {source!r} have {poses.num_frames}")
+            people = {0: poses.keypoints[index]} if detected[index] else {}
+            windows += engine.push(index, people, image)
+        windows += engine.finish()
+        record = _TrackRecord([int(i) for i in np.flatnonzero(detected)], [poses.keypoints[i] for i in np.flatnonzero(detected)])
+        return self._assemble(source, poses.num_frames, fps, poses.frame_size, poses.layout, {0: record}, windows, engine.ended, topk)
+
+    def _imported(
+        self, source: str | Path, poses: str | Path | None, fps: float | None, topk: int, progress: ProgressCallback | None
+    ) -> VideoPrediction:
+        pose_path = Path(poses) if poses is not None else Path(source)
+        video: VideoInfo | None = None
+        frames = None
+        if poses is not None:
+            reader = open_video(source, fps=fps)
+            video = reader.info
+            frames = iter(reader) if self.uses_images else None
+        elif self.uses_images:
+            raise InputError(
+                "this model also reads RGB frames (image_model.enabled); give the video as SOURCE and the keypoints with --poses"
+            )
+        sequence = self.pose_backend.load(pose_path, frame_size=video.frame_size if video is not None else None)
+        if video is not None and video.num_frames is not None and self.uses_images and video.num_frames < sequence.num_frames:
+            raise InputError(f"the video has {video.num_frames} frames but the poses in {str(pose_path)!r} have {sequence.num_frames}")
+        rate = video.fps if video is not None else float(fps or DEFAULT_IMAGE_FOLDER_FPS)
+        if progress is not None:
+            progress(sequence.num_frames, sequence.num_frames)
+        result = self.classify(sequence, rate, topk=topk, source=str(source), frames=frames)
+        if video is not None:
+            result.frame_size = video.frame_size
         return result
+
+    # ------------------------------------------------------------------ results
+    def _assemble(
+        self,
+        source: str,
+        num_frames: int,
+        fps: float,
+        frame_size: tuple[int, int],
+        layout: KeypointLayout,
+        records: dict[int, _TrackRecord],
+        windows: list[WindowResult],
+        ended: dict[int, TrackEnd],
+        topk: int,
+    ) -> VideoPrediction:
+        by_track: dict[int, list[WindowResult]] = {}
+        for window in windows:
+            by_track.setdefault(window.track, []).append(window)
+        people: list[PersonPrediction] = []
+        for track_id in sorted(records):
+            record = records[track_id]
+            first, last = record.frames[0], record.frames[-1]
+            keypoints = np.zeros((last - first + 1, *record.keypoints[0].shape), np.float32)
+            detected = np.zeros(last - first + 1, bool)
+            keypoints[np.array(record.frames) - first] = np.stack(record.keypoints)
+            detected[np.array(record.frames) - first] = True
+            person = PersonPrediction(
+                track_id, first, last, fill_missing(keypoints, detected), detected, layout
+            )
+            track_windows = sorted(by_track.get(track_id, []), key=lambda w: w.end_frame)
+            if track_windows:
+                person.windows = [
+                    WindowPrediction(w.start_frame, w.end_frame, w.probs, scores_of(w.probs, self.labels, topk)) for w in track_windows
+                ]
+                person.probs = np.mean(np.stack([w.probs for w in track_windows]), axis=0)
+                person.topk = scores_of(person.probs, self.labels, topk)
+            else:
+                person.reason = ended[track_id].reason if track_id in ended else "not classified"
+            people.append(person)
+        if not any(p.topk is not None for p in people):
+            longest = max(people, key=lambda p: p.num_frames)
+            raise NoPersonError(
+                f"nobody in {source or 'the video'} was seen long enough to classify: the longest track is "
+                f"{longest.num_frames} frames ({longest.num_frames / fps:.2f} s), at least {MIN_SECONDS:g} s are needed"
+            )
+        return VideoPrediction(source, num_frames, float(fps), people, self.labels, frame_size)

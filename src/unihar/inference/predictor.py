@@ -18,22 +18,8 @@ from torch import Tensor
 
 from unihar.config import read_config
 from unihar.errors import InputError
+from unihar.inference.device import resolve_device
 from unihar.models import UniHAR, build_model, load_checkpoint
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """CUDA when available, else CPU; an explicit ``device`` wins and is checked."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise InputError(f"device: expected 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r} ({err})") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} was asked for, but CUDA is not available on this machine")
-    if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f"device {device!r} was asked for, but MPS is not available on this machine")
-    return resolved
 
 
 def as_tensor(name: str, value: Any) -> Tensor:
@@ -74,9 +60,7 @@ class HARPredictor:
 
     @classmethod
     def from_pretrained(cls, repo_or_path: str | Path | None = None, device: str | torch.device | None = None, revision: str | None = None) -> "HARPredictor":
-        from unihar.hub import from_pretrained
-
-        return cls.from_model(from_pretrained(repo_or_path, revision=revision), device=device)
+        return cls.from_model(UniHAR.from_pretrained(repo_or_path, revision=revision), device=device)
 
     @property
     def num_classes(self) -> int:
@@ -100,7 +84,7 @@ class HARPredictor:
         img = None if img is None else img.to(**to)
         segment_mask = None if segment_mask is None else segment_mask.to(self.device)
         logits = self.model.forward_head(self.model.forward_features(pose, img, segment_mask))
-        return torch.softmax(logits.float(), dim=-1).cpu()
+        return self.model.probabilities(logits).cpu()
 
     def topk(self, pose: Any, img: Any = None, k: int = 5) -> tuple[Tensor, Tensor]:
         """The k most probable classes: ``(ids, probs)``, each (B, k), most probable first."""

@@ -1,30 +1,50 @@
-"""The annotated video: the skeleton on every frame and the current top-3 actions as probability bars.
+"""The annotated video: everyone's skeleton with their id and current top action, and the main person's top-3.
 
 The output has the input's frame count and frame rate (the exact rational rate, e.g. 30000/1001).
 Frames are drawn with Pillow and encoded with PyAV: H.264 (``libx264``) for .mp4/.mov/.mkv, VP9 for
 .webm, MPEG-4 Part 2 for .avi. H.264/VP9 in yuv420p need even sizes, so an odd width or height is
-padded by one black pixel row/column. At each frame the panel shows the window whose centre is
-nearest to that frame (:meth:`VideoPrediction.window_for_frame`). Joints with confidence below
-``MIN_DRAW_CONFIDENCE`` are not drawn; frames where nobody was detected (filled in by interpolation)
-are drawn in grey.
+padded by one black pixel row/column. Each person is drawn in a colour of their own (by track id), with
+a label over the head: their id and the top action of their window nearest to the frame. The panel in
+the corner shows the main person's top-3 probabilities. Joints with confidence below
+``MIN_DRAW_CONFIDENCE`` are not drawn; frames where a person was not found (interpolated) are drawn thin.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from unihar.data.layouts import KeypointLayout
 from unihar.data.video import VideoInfo, open_video
 from unihar.errors import InputError, VideoError
-from unihar.inference.pipeline import VideoPrediction, WindowPrediction
+from unihar.inference.results import ActionScore, VideoPrediction
 
-__all__ = ["render_video", "draw_frame", "check_output_path", "MIN_DRAW_CONFIDENCE"]
+__all__ = ["render_video", "draw_frame", "PersonOverlay", "check_output_path", "MIN_DRAW_CONFIDENCE", "person_colour"]
 
 MIN_DRAW_CONFIDENCE = 0.3
 _CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9", ".avi": "mpeg4"}
-_LEFT, _RIGHT, _CENTRE = (255, 140, 0), (0, 170, 255), (80, 220, 80)
-_FILLED = (170, 170, 170)
+# One colour per person id (cycled): distinct on both dark and bright scenes.
+_PALETTE = (
+    (255, 140, 0), (0, 170, 255), (80, 220, 80), (230, 60, 160), (250, 220, 40), (150, 100, 255),
+    (0, 210, 190), (255, 90, 90),
+)
+
+
+def person_colour(person_id: int) -> tuple[int, int, int]:
+    """The colour person ``person_id`` is drawn in (the web page uses the same palette)."""
+    return _PALETTE[person_id % len(_PALETTE)]
+
+
+@dataclass
+class PersonOverlay:
+    """What is drawn for one person in one frame."""
+
+    id: int
+    keypoints: np.ndarray  # (J, 3) pixels + confidence
+    action: ActionScore | None = None  # their current top action
+    detected: bool = True  # False: interpolated over a frame where they were not found
 
 
 def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
@@ -41,59 +61,73 @@ def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
-def _colour(name: str) -> tuple[int, int, int]:
-    words = name.split("_")
-    return _LEFT if "left" in words else _RIGHT if "right" in words else _CENTRE
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
+        return ImageFont.load_default()
 
 
 def draw_frame(
     frame: np.ndarray,
-    keypoints: np.ndarray | None,
+    people: list[PersonOverlay],
     layout: KeypointLayout,
-    window: WindowPrediction | None,
-    detected: bool = True,
-    top: int = 3,
+    panel: list[ActionScore] | None = None,
 ) -> np.ndarray:
-    """One annotated ``(H, W, 3)`` uint8 RGB frame: skeleton (``keypoints`` ``(J, 3)`` in pixels) + top bars."""
-    from PIL import Image, ImageDraw, ImageFont
-
+    """One annotated ``(H, W, 3)`` uint8 RGB frame: each person's skeleton and label, and a top-k panel."""
     image = Image.fromarray(np.ascontiguousarray(frame)).convert("RGB")
     width, height = image.size
     scale = max(min(width, height) / 480.0, 0.5)
     draw = ImageDraw.Draw(image, "RGBA")
+    font_size = max(10, int(round(15 * scale)))
+    font = _font(font_size)
+    pad = max(3, int(round(6 * scale)))
 
-    if keypoints is not None:
-        line = max(1, int(round(3 * scale)))
+    for person in people:
+        keypoints = person.keypoints
+        colour = person_colour(person.id)
+        line = max(1, int(round((3 if person.detected else 1.5) * scale)))
         radius = max(2, int(round(3.5 * scale)))
         visible = keypoints[:, 2] >= MIN_DRAW_CONFIDENCE
-        for (a, b), (name_a, name_b) in zip(layout.edge_index, layout.edges):
+        for a, b in layout.edge_index:
             if visible[a] and visible[b]:
-                colour = _FILLED if not detected else _colour(name_a if name_a.split("_")[0] in ("left", "right") else name_b)
                 draw.line([tuple(keypoints[a, :2]), tuple(keypoints[b, :2])], fill=colour, width=line)
-        for j, name in enumerate(layout.joints):
-            if visible[j]:
-                x, y = keypoints[j, :2]
-                colour = _FILLED if not detected else _colour(name)
-                draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour, outline=(0, 0, 0))
+        for j in np.flatnonzero(visible):
+            x, y = keypoints[j, :2]
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour, outline=(0, 0, 0))
+        if visible.any():
+            text = f"#{person.id}" + (f" {person.action.label} {person.action.prob:.0%}" if person.action else "")
+            x = float(keypoints[visible, 0].min())
+            y = float(keypoints[visible, 1].min()) - font_size - 2 * pad
+            x, y = min(max(x, 0.0), max(width - 10.0, 0.0)), max(y, 0.0)
+            box = draw.textbbox((x + pad, y + pad / 2), text, font=font)
+            draw.rectangle([box[0] - pad / 2, box[1] - pad / 2, box[2] + pad / 2, box[3] + pad / 2], fill=(*colour, 200))
+            draw.text((x + pad, y + pad / 2), text, fill=(0, 0, 0), font=font)
 
-    if window is not None:
-        font_size = max(10, int(round(15 * scale)))
-        try:
-            font = ImageFont.load_default(size=font_size)
-        except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
-            font = ImageFont.load_default()
-        pad = max(3, int(round(6 * scale)))
+    if panel:
         row = font_size + 2 * pad
         bar_width = max(60, int(round(width * 0.3)))
         panel_width = min(width - 2 * pad, bar_width + 2 * pad)
-        scores = window.topk[:top]
-        draw.rectangle([pad, pad, pad + panel_width, pad + row * len(scores) + pad], fill=(0, 0, 0, 150))
-        for i, score in enumerate(scores):
+        draw.rectangle([pad, pad, pad + panel_width, pad + row * len(panel) + pad], fill=(0, 0, 0, 150))
+        for i, score in enumerate(panel):
             y0 = pad + pad + i * row
             filled = int(round((panel_width - 2 * pad) * min(max(score.prob, 0.0), 1.0)))
             draw.rectangle([2 * pad, y0, 2 * pad + filled, y0 + row - pad], fill=(40, 160, 255, 200))
             draw.text((2 * pad + 2, y0 + pad // 2), f"{score.label} {score.prob:.0%}", fill=(255, 255, 255), font=font)
     return np.asarray(image)
+
+
+def overlays_at(result: VideoPrediction, frame: int) -> list[PersonOverlay]:
+    """Everyone present at source frame ``frame``, with their current top action."""
+    people = []
+    for person in result.people:
+        keypoints = person.pose_at(frame)
+        if keypoints is None:
+            continue
+        window = person.window_for_frame(frame)
+        action = window.topk[0] if window is not None else None
+        people.append(PersonOverlay(person.id, keypoints, action, bool(person.detected[frame - person.start_frame])))
+    return people
 
 
 def render_video(
@@ -104,17 +138,15 @@ def render_video(
     fps: float | None = None,
     progress=None,
 ) -> Path:
-    """Write ``source`` with ``result``'s poses and top-3 drawn on every frame to ``output``."""
+    """Write ``source`` with everyone's skeleton and action, and the main person's top-3, to ``output``."""
     import av
 
     output = check_output_path(output, overwrite)
     reader = open_video(source, fps=fps)
     info: VideoInfo = reader.info
     width, height = info.width + info.width % 2, info.height + info.height % 2
-    poses = result.poses
-    detected = poses.detected if poses.detected is not None else np.ones(poses.num_frames, bool)
-    expected = max(len(reader), poses.num_frames)
-    shown = result.window_index(np.arange(expected)) if result.windows else None
+    layout = result.people[0].layout
+    main = result.main
     written = 0
     try:
         container = av.open(str(output), mode="w")
@@ -124,12 +156,8 @@ def render_video(
         stream = container.add_stream(_CODECS[output.suffix.lower()], rate=info.exact_rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for index, frame in enumerate(reader):
-            kpts = poses.keypoints[index] if index < poses.num_frames else None
-            if shown is not None and index < len(shown):
-                window = result.windows[int(shown[index])]
-            else:
-                window = result.window_for_frame(index)
-            annotated = draw_frame(frame, kpts, poses.layout, window, bool(detected[min(index, len(detected) - 1)]))
+            window = main.window_for_frame(index)
+            annotated = draw_frame(frame, overlays_at(result, index), layout, window.topk[:3] if window else None)
             if annotated.shape[:2] != (height, width):
                 padded = np.zeros((height, width, 3), np.uint8)
                 padded[: annotated.shape[0], : annotated.shape[1]] = annotated

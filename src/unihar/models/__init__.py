@@ -1,17 +1,18 @@
 """The Uni-HAR network and its checkpoint I/O."""
-from unihar.models.checkpoint import checkpoint_filter_fn, load_checkpoint, read_state_dict
+from unihar.models.base import HARModel, UniHARFeatures
+from unihar.models.checkpoint import checkpoint_filter_fn, load_checkpoint, read_state_dict, save_pretrained
 from unihar.models.unihar import (
     ConcatFusion,
     CrossAttentionFusion,
     ImageEncoder,
     PoseFormerFactorized,
     UniHAR,
-    UniHARFeatures,
     build_model,
 )
 
 __all__ = [
     "ConcatFusion",
+    "HARModel",
     "CrossAttentionFusion",
     "ImageEncoder",
     "PoseFormerFactorized",
@@ -21,4 +22,5 @@ __all__ = [
     "checkpoint_filter_fn",
     "load_checkpoint",
     "read_state_dict",
+    "save_pretrained",
 ]

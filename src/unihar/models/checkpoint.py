@@ -1,4 +1,4 @@
-"""Reading checkpoints onto a :class:`UniHAR`, strictly.
+"""Checkpoint files: reading them onto a :class:`UniHAR` strictly, and writing ``save_pretrained`` folders.
 
 A checkpoint is a ``pytorch_model.bin`` (``torch.save`` of a state dict, plain or wrapped as
 ``{"state_dict": ...}``) or a ``model.safetensors``. :func:`checkpoint_filter_fn` maps the foreign
@@ -8,18 +8,26 @@ shape mismatch, instead of loading part of it and returning wrong numbers.
 """
 from __future__ import annotations
 
+import json
+import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors
+from safetensors.torch import save_file as save_safetensors
 from torch import Tensor, nn
 
-from unihar.errors import CheckpointError
-from unihar.models.unihar import UniHAR
+from unihar.errors import CheckpointError, UniHARError
+from unihar.hub import CONFIG_NAME, LABELS_NAME, SAFETENSORS_NAME
+
+if TYPE_CHECKING:  # the model module imports this one
+    from unihar.models.unihar import UniHAR
+
+__all__ = ["read_state_dict", "checkpoint_filter_fn", "load_checkpoint", "save_pretrained"]
 
 # Prefixes that training wrappers add to every key: DistributedDataParallel, torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -69,7 +77,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, object], model: nn.Module | No
     return out
 
 
-def _adapt_aux_head(model: UniHAR, state_dict: Mapping[str, Tensor]) -> None:
+def _adapt_aux_head(model: "UniHAR", state_dict: Mapping[str, Tensor]) -> None:
     """The auxiliary pose head is unused in the forward pass and its width is whatever the checkpoint
     holds (6 in the published layout): resize ours to match instead of refusing the checkpoint."""
     weight = state_dict.get("short_seq_model.head.weight")
@@ -77,7 +85,7 @@ def _adapt_aux_head(model: UniHAR, state_dict: Mapping[str, Tensor]) -> None:
     if weight is None or weight.dim() != 2 or weight.shape[1] != head.in_features or weight.shape[0] == head.out_features:
         return
     model.short_seq_model.head = nn.Linear(head.in_features, weight.shape[0])
-    model.config["pose_model"]["aux_head_dim"] = int(weight.shape[0])
+    model.config.pose_model.aux_head_dim = int(weight.shape[0])
 
 
 def _hint(keys: list[str]) -> str:
@@ -97,7 +105,7 @@ def _listing(title: str, keys: list[str], limit: int = 12) -> str:
     return f"\n  {title} ({len(keys)}): {shown}; first: {', '.join(keys[:3])}"
 
 
-def load_checkpoint(model: UniHAR, checkpoint: str | Path | Mapping[str, Tensor]) -> UniHAR:
+def load_checkpoint(model: "UniHAR", checkpoint: str | Path | Mapping[str, Tensor]) -> "UniHAR":
     """Load a checkpoint file or state dict into ``model`` with strict key and shape matching.
 
     Raises :class:`CheckpointError` listing missing keys, unexpected keys and shape mismatches.
@@ -125,3 +133,31 @@ def load_checkpoint(model: UniHAR, checkpoint: str | Path | Mapping[str, Tensor]
         raise CheckpointError(message)
     model.load_state_dict(state_dict, strict=True)
     return model
+
+
+def save_pretrained(model: "UniHAR", save_directory: str | Path, overwrite: bool = False) -> Path:
+    """Write ``config.json``, ``model.safetensors`` and ``class_label.json`` (the Hugging Face layout).
+
+    Refuses to replace existing files unless ``overwrite=True``.
+    """
+    out = Path(save_directory)
+    targets = [out / CONFIG_NAME, out / SAFETENSORS_NAME, out / LABELS_NAME]
+    existing = [p.name for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise UniHARError(f"{out} already holds {', '.join(existing)}; pass overwrite=True (or --overwrite) to replace them")
+    out.mkdir(parents=True, exist_ok=True)
+    # safetensors refuses shared or non-contiguous storage: give each tensor its own contiguous copy.
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_safetensors(tensors, str(out / SAFETENSORS_NAME), metadata={"format": "pt"})
+    _readable_like_the_config(out / SAFETENSORS_NAME)
+    (out / CONFIG_NAME).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")
+    labels = {str(i): name for i, name in enumerate(model.labels)}
+    (out / LABELS_NAME).write_text(json.dumps(labels, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out
+
+
+def _readable_like_the_config(path: Path) -> None:
+    """safetensors writes its file owner-only (0600); give it the permissions an ordinary file gets (umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)

@@ -20,7 +20,7 @@ predictor caches); ``forward_head`` turns them into logits.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -28,8 +28,11 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from unihar.config import BACKBONES, validate_config
-from unihar.errors import InputError
+from unihar import hub
+from unihar.config import BACKBONES, ModelConfig, PreprocessConfig
+from unihar.errors import CheckpointError, InputError
+from unihar.models import checkpoint
+from unihar.models.base import UniHARFeatures
 
 # Feed-forward width of torch.nn.TransformerEncoderLayer's default, used by the published long-term
 # encoder and the cross-attention fusion layer.
@@ -213,75 +216,71 @@ def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
     return (x * weights).sum(dim=1) / weights.sum(dim=1)
 
 
-@dataclass
-class UniHARFeatures:
-    """What ``forward_features`` computes: everything the head needs, and what streaming caches.
-
-    frame_tokens: (B, L, T, D) pose tokens averaged over joints (their mean over T is the clip embedding).
-    image_frames: (B, L, T', Di) per-frame image features, or None for the pose-only path.
-    segment_mask: (B, L) bool, True for valid clips, or None (all valid).
-    """
-
-    frame_tokens: Tensor
-    image_frames: Tensor | None = None
-    segment_mask: Tensor | None = None
-
-
 class UniHAR(nn.Module):
     """The full Uni-HAR network, sized from a validated config dict (see :mod:`unihar.config`)."""
 
-    def __init__(self, config: Mapping[str, Any], labels: list[str] | None = None, pretrained_backbone: bool = False) -> None:
+    def __init__(
+        self, config: ModelConfig | Mapping[str, Any], labels: list[str] | None = None, pretrained_backbone: bool = False
+    ) -> None:
         super().__init__()
-        self.config = validate_config(config)
-        cfg = self.config
-        pose_cfg = cfg["pose_model"]
-        self.labels = list(labels) if labels is not None else None
-        if self.labels is not None and len(self.labels) != cfg["classifier"]["num_classes"]:
-            raise InputError(
-                f"got {len(self.labels)} labels for a model with classifier.num_classes={cfg['classifier']['num_classes']}"
-            )
-        dim = pose_cfg["hidden_dim"]
-        num_classes = cfg["classifier"]["num_classes"]
+        self.config = cfg = ModelConfig.from_dict(config)
+        num_classes = cfg.classifier.num_classes
+        if labels is not None and len(labels) != num_classes:
+            raise InputError(f"got {len(labels)} labels for a model with classifier.num_classes={num_classes}")
+        # Every model has names for its classes: the checkpoint's, or class_0.. when it has none.
+        self.labels: list[str] = list(labels) if labels is not None else [f"class_{i}" for i in range(num_classes)]
+        pose_cfg = cfg.pose_model
+        dim = pose_cfg.hidden_dim
 
         self.short_seq_model = PoseFormerFactorized(
-            joints=pose_cfg["joints"],
+            joints=pose_cfg.joints,
             hidden_dim=dim,
-            layers=pose_cfg["layers"],
-            heads=pose_cfg["heads"],
-            max_seq_len=pose_cfg["max_seq_len"],
-            mlp_dropout=float(cfg["regularization"]["short_term_dropout"]),
-            use_sinusoidal_pe=pose_cfg["use_sinusoidal_pe"],
-            enable_temporal_attention=pose_cfg["enable_temporal_attention"],
-            aux_head_dim=pose_cfg["aux_head_dim"],
+            layers=pose_cfg.layers,
+            heads=pose_cfg.heads,
+            max_seq_len=pose_cfg.max_seq_len,
+            mlp_dropout=cfg.regularization.short_term_dropout,
+            use_sinusoidal_pe=pose_cfg.use_sinusoidal_pe,
+            enable_temporal_attention=pose_cfg.enable_temporal_attention,
+            aux_head_dim=pose_cfg.aux_head_dim,
         )
-        lt = cfg["long_term_model"]
-        self.long_term = LongTermEncoder(dim, lt["heads"], lt["layers"], float(lt["dropout"])) if lt["enabled"] else None
+        lt = cfg.long_term_model
+        self.long_term = LongTermEncoder(dim, lt.heads, lt.layers, lt.dropout) if lt.enabled else None
         self.classifier_pose = nn.Linear(dim, num_classes)
 
         self.image_encoder: ImageEncoder | None = None
         self.fusion: nn.Module | None = None
-        img = cfg["image_model"]
-        if img["enabled"]:
-            self.image_encoder = ImageEncoder(img["feature_dim"], img["backbone"], pretrained=pretrained_backbone)
-            if cfg["fusion_model"]["mode"] == "concat":
-                self.fusion = ConcatFusion(dim, img["feature_dim"], cfg["fusion_model"]["output_dim"], num_classes)
+        img = cfg.image_model
+        if img.enabled:
+            self.image_encoder = ImageEncoder(img.feature_dim, img.backbone, pretrained=pretrained_backbone)
+            if cfg.fusion_model.mode == "concat":
+                self.fusion = ConcatFusion(dim, img.feature_dim, cfg.fusion_model.output_dim, num_classes)
             else:
-                self.fusion = CrossAttentionFusion(dim, img["feature_dim"], num_classes)
+                self.fusion = CrossAttentionFusion(dim, img.feature_dim, num_classes)
 
     # ------------------------------------------------------------------ properties
     @property
     def num_classes(self) -> int:
-        return self.config["classifier"]["num_classes"]
+        return self.config.classifier.num_classes
 
     @property
     def has_image_branch(self) -> bool:
         return self.image_encoder is not None
 
+    @property
+    def prep(self) -> PreprocessConfig:
+        """How this model's input is made (layout, clips, window length, image size...): the model's
+        half of the input contract, stored in its ``config.json`` (like timm's ``pretrained_cfg``)."""
+        return self.config.preprocessing
+
+    @property
+    def temperature(self) -> float:
+        """Softmax temperature fitted on held-out data (1.0 when the model was not calibrated)."""
+        return self.config.classifier.temperature
+
     # ------------------------------------------------------------------ input checks
     def check_inputs(self, pose: Any, images: Any = None, segment_mask: Any = None) -> None:
         """Raise :class:`InputError` naming the expected and the given shape, before any compute."""
-        pose_cfg = self.config["pose_model"]
-        j, tm = pose_cfg["joints"], pose_cfg["max_seq_len"]
+        j, tm = self.config.pose_model.joints, self.config.pose_model.max_seq_len
         expected = f"(B, L, T, J, C) with J={j}, 1 <= T <= {tm}, C >= 2"
         _check_float_tensor("pose", pose)
         if pose.dim() != 5:
@@ -357,24 +356,37 @@ class UniHAR(nn.Module):
             self.check_inputs(pose, images, segment_mask)
         return self.forward_head(self.forward_features(pose, images, segment_mask))
 
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """Calibrated class probabilities from logits: ``softmax(logits / temperature)``, in float32."""
+        return F.softmax(logits.float() / self.temperature, dim=-1)
+
     @torch.no_grad()
     def predict_proba(self, pose: Tensor, images: Tensor | None = None, segment_mask: Tensor | None = None) -> Tensor:
         """Softmax probabilities (B, K): the output is meant to be read as a distribution."""
-        return F.softmax(self(pose, images, segment_mask), dim=-1)
+        return self.probabilities(self(pose, images, segment_mask))
 
     # ------------------------------------------------------------------ Hub convention
-    def save_pretrained(self, save_directory: str, overwrite: bool = False) -> None:
-        """Write config.json, model.safetensors and class_label.json (see :func:`unihar.hub.save_pretrained`)."""
-        from unihar.hub import save_pretrained
-
-        save_pretrained(self, save_directory, overwrite=overwrite)
+    def save_pretrained(self, save_directory: str | Path, overwrite: bool = False) -> Path:
+        """Write config.json, model.safetensors and class_label.json (see :func:`checkpoint.save_pretrained`)."""
+        return checkpoint.save_pretrained(self, save_directory, overwrite=overwrite)
 
     @classmethod
-    def from_pretrained(cls, dir_or_repo: str, revision: str | None = None) -> "UniHAR":
-        """Load a ``save_pretrained`` folder or Hub repo (see :func:`unihar.hub.from_pretrained`)."""
-        from unihar.hub import from_pretrained
+    def from_pretrained(cls, repo_or_path: str | Path | None = None, revision: str | None = None) -> "UniHAR":
+        """Build and load a model from a ``save_pretrained`` folder, the published repo layout, or a Hub repo.
 
-        return from_pretrained(dir_or_repo, revision=revision)
+        Weights: ``model.safetensors`` if present, else ``pytorch_model.bin``; labels are optional.
+        Returned in eval mode, on the CPU.
+        """
+        config = hub.load_config(repo_or_path, revision)
+        model = cls(config)  # checks the config before anything else is read
+        if hub.find_first((hub.LABELS_NAME,), repo_or_path, revision) is not None:
+            model.labels = hub.labels_to_list(hub.load_labels(repo_or_path, revision), model.num_classes)
+        weights = hub.find_first(hub.WEIGHTS_NAMES, repo_or_path, revision)
+        if weights is None:
+            where = repo_or_path or hub.DEFAULT_REPO_ID
+            raise CheckpointError(f"no weights ({' or '.join(hub.WEIGHTS_NAMES)}) found in {where}")
+        checkpoint.load_checkpoint(model, weights)
+        return model.eval()
 
 
 def _describe(value: Any) -> str:

@@ -16,6 +16,7 @@ import torch
 from unihar.data.datasets import SkeletonDataset, window_spans
 from unihar.data.preprocess import PreprocessConfig, image_window, pose_window
 from unihar.errors import InputError
+from unihar.inference.engine import run_sequences
 
 __all__ = ["EvalResult", "predict_sequences", "evaluate", "compute_metrics", "plot_confusion", "align_labels"]
 
@@ -76,9 +77,14 @@ def predict_sequences(
     window per forward pass to bound memory.
     """
     model.eval()
-    use_images = bool(getattr(model, "has_image_branch", False))
+    use_images = model.has_image_branch
     if use_images and data.videos is None:
         raise InputError(f"{data.name}: this model also reads RGB frames; evaluate it on haa500 or video-folder data")
+    if not use_images:  # the windowing engine, exactly as a video is cut at inference
+        windows = run_sequences(model, data.sequences, data.fps, pose_layout=data.layout, batch_windows=batch_size, device=device)
+        if progress is not None:
+            progress(len(data), len(data))
+        return np.stack([np.mean([w.probs for w in seq], axis=0) for seq in windows])
     spans = [(i, s, e) for i, seq in enumerate(data.sequences) for s, e in window_spans(len(seq), data.fps, prep)]
     step = 1 if use_images else batch_size
     probs = []
@@ -88,7 +94,7 @@ def predict_sequences(
         images = None
         if use_images:
             images = torch.stack([image_window(data.video_frames(i, s, e), prep) for i, s, e in batch]).to(device)
-        probs.append(torch.softmax(model(pose, images=images).float(), dim=-1).cpu().numpy())
+        probs.append(model.probabilities(model(pose, images=images)).cpu().numpy())
         if progress is not None:
             progress(min(first + step, len(spans)), len(spans))
     window_probs = np.concatenate(probs)
@@ -118,7 +124,7 @@ def align_labels(data: SkeletonDataset, model_labels: list[str] | None) -> Skele
 
 def evaluate(model, data: SkeletonDataset, prep: PreprocessConfig, batch_size: int = 64, device="cpu", progress=None) -> EvalResult:
     """Score ``model`` on every sequence of ``data`` (converted to the model's layout, labels aligned by name)."""
-    data = align_labels(data.to_layout(prep.layout), getattr(model, "labels", None))
+    data = align_labels(data.to_layout(prep.layout), model.labels)
     probs = predict_sequences(model, data, prep, batch_size, device, progress)
     return EvalResult(probs, data.labels.copy(), list(data.classes))
 

@@ -34,6 +34,7 @@ from unihar.data.layouts import LAYOUTS, get_layout
 from unihar.data.preprocess import PreprocessConfig
 from unihar.errors import ConfigError, InputError
 from unihar.training.augment import AugmentConfig, SkeletonAugment
+from unihar.models import UniHAR, build_model
 from unihar.training.evaluation import evaluate
 
 __all__ = ["TrainConfig", "RunConfig", "train", "default_model_overrides"]
@@ -244,11 +245,9 @@ def train(
     # ---- model config: from the stage-1 folder (init), or fresh defaults, then the run's overrides
     init_state = None
     if init is not None:
-        from unihar.hub import from_pretrained
-
-        init_model = from_pretrained(str(init))
-        base = copy.deepcopy(init_model.config)
-        prep = PreprocessConfig.from_model_config(base)
+        init_model = UniHAR.from_pretrained(str(init))
+        base = init_model.config.to_dict()
+        prep = init_model.prep
         if run.preprocessing:
             prep = PreprocessConfig.from_dict({**prep.to_dict(), **run.preprocessing})
         init_state = init_model.state_dict()
@@ -267,8 +266,6 @@ def train(
             f"({model_config['pose_model']['max_seq_len']})"
         )
     model_config["preprocessing"] = prep.to_dict()
-
-    from unihar.models import build_model
 
     torch.manual_seed(cfg.seed)
     model = build_model(model_config, labels=list(train_set.classes))
@@ -414,9 +411,7 @@ def train(
 
     # ---- the result: a save_pretrained folder
     if rank == 0:
-        from unihar.hub import save_pretrained
-
-        save_pretrained(model.cpu(), out, overwrite=True)
+        model.cpu().save_pretrained(out, overwrite=True)
         if metrics:
             (out / EVAL_NAME).write_text(json.dumps({"split": eval_split, **metrics}, indent=2) + "\n")
         if not cfg.keep_checkpoint:

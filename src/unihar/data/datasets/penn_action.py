@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from unihar.cache import cache_dir
 from unihar.data.datasets.base import SkeletonDataset
 from unihar.data.layouts import get_layout
 from unihar.errors import InputError
 
-__all__ = ["load_penn_action", "PENN_ACTION_CLASSES", "PENN_ACTION_FPS", "cache_dir"]
+__all__ = ["load_penn_action", "PENN_ACTION_CLASSES", "PENN_ACTION_FPS"]
 
 PENN_ACTION_CLASSES = (
     "baseball_pitch", "baseball_swing", "bench_press", "bowl", "clean_and_jerk", "golf_swing", "jump_rope",
@@ -30,11 +31,6 @@ PENN_ACTION_CLASSES = (
 PENN_ACTION_FPS = 30.0
 SPLITS = ("train", "test")
 _CORNER_PX = 2.0  # unannotated joints sit at about (0.67, 0.67); no real joint is that close to the corner
-
-
-def cache_dir() -> Path:
-    """Where parsed datasets and extracted poses are cached (``$UNIHAR_CACHE`` or ``~/.cache/unihar``)."""
-    return Path(os.environ.get("UNIHAR_CACHE", Path.home() / ".cache" / "unihar"))
 
 
 def _labels_dir(path: Path) -> Path:

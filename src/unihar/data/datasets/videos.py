@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from unihar.data.datasets.base import SkeletonDataset
-from unihar.data.datasets.penn_action import cache_dir
+from unihar.cache import cache_dir
 from unihar.data.layouts import get_layout
 from unihar.data.preprocess import frame_indices
 from unihar.errors import InputError, NoPersonError, UniHARError

@@ -15,12 +15,11 @@ import contextlib
 import os
 import sys
 import threading
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from unihar.data.layouts import LAYOUTS
-from unihar.data.pose.base import PoseSequence, finalize_poses
 from unihar.errors import ConfigError, InputError
 
 __all__ = ["MediaPipePose"]
@@ -75,7 +74,12 @@ def _native_stderr_silenced() -> Iterator[None]:
 
 
 class MediaPipePose:
-    """BlazePose (full) over a stream of RGB frames -> :class:`PoseSequence` in the ``mediapipe33`` layout."""
+    """BlazePose (full) from ``mediapipe==0.10.21``'s legacy API, in the ``mediapipe33`` layout; one person.
+
+    Kept for Python <= 3.12 with numpy < 2, where that wheel installs; the default backend is
+    :class:`~unihar.data.pose.blazepose.BlazePose`, which runs the same models on every current Python
+    and finds several people.
+    """
 
     name = "mediapipe"
     needs_video = True
@@ -86,9 +90,12 @@ class MediaPipePose:
         model_complexity: int = 1,
         min_detection_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
+        max_people: int = 1,
     ) -> None:
         if model_complexity not in (0, 1, 2):
             raise ConfigError(f"model_complexity must be 0 (lite), 1 (full) or 2 (heavy), got {model_complexity}")
+        if max_people < 1:
+            raise ConfigError(f"max_people must be >= 1, got {max_people}")
         self.model_complexity = model_complexity
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_confidence = min_tracking_confidence
@@ -98,8 +105,8 @@ class MediaPipePose:
             from mediapipe.python.solutions import pose as mp_pose
         except ImportError as exc:
             raise ConfigError(
-                "the 'mediapipe' pose backend needs MediaPipe: pip install 'unihar[mediapipe]' "
-                f"(mediapipe==0.10.21 bundles the BlazePose model); import failed with: {exc}"
+                "the 'mediapipe' pose backend needs mediapipe==0.10.21 (Python <= 3.12, numpy < 2): "
+                f"pip install 'unihar[mediapipe]'; or use the default 'blazepose' backend. Import failed with: {exc}"
             ) from None
         return mp_pose.Pose(
             static_image_mode=False,  # video mode: detect once, then track (faster, and keeps one person)
@@ -110,70 +117,30 @@ class MediaPipePose:
             min_tracking_confidence=self.min_tracking_confidence,
         )
 
-    def estimate(self, frames: Iterable[np.ndarray], source: str = "the video") -> PoseSequence:
-        """Run BlazePose on every frame (``(H, W, 3)`` uint8 RGB, all the same size)."""
-        with _native_stderr_silenced():
-            return self._estimate(frames, source)
+    @contextlib.contextmanager
+    def frame_estimator(self) -> Iterator[Callable[[np.ndarray], np.ndarray]]:
+        """Per-stream state: ``estimate(frame) -> (P, 33, 3)`` with P = 0 or 1 (pixel x, y, visibility).
 
-    def _estimate(self, frames: Iterable[np.ndarray], source: str) -> PoseSequence:
-        keypoints: list[np.ndarray] = []
-        detected: list[bool] = []
-        frame_size: tuple[int, int] | None = None
-        empty = np.zeros((self.layout.num_joints, 3), dtype=np.float32)
-        solution = self._solution()
+        MediaPipe's C++ side logs to the process's stderr while its graph starts; only that start (and a
+        warm-up frame, whose first run is several times slower) is silenced, never the running stream.
+        """
+        with _native_stderr_silenced():
+            solution = self._solution()
+            # Nobody to find in an empty frame, so no tracking state is left behind.
+            solution.process(np.zeros((256, 256, 3), np.uint8))
         try:
-            for index, frame in enumerate(frames):
-                frame = np.asarray(frame)
-                if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-                    raise InputError(
-                        f"expected RGB frames as (height, width, 3) uint8 arrays, got {frame.shape} {frame.dtype}"
-                    )
-                height, width = frame.shape[:2]
-                if frame_size is None:
-                    frame_size = (width, height)
-                elif frame_size != (width, height):
-                    raise InputError(f"frame {index} is {width}x{height}, expected {frame_size[0]}x{frame_size[1]}")
-                points = self._landmarks(solution, frame)
-                keypoints.append(empty if points is None else points)
-                detected.append(points is not None)
+            yield lambda frame: self._landmarks(solution, frame)
         finally:
             solution.close()
-        stacked = np.stack(keypoints) if keypoints else np.zeros((0, self.layout.num_joints, 3), np.float32)
-        return finalize_poses(stacked, np.array(detected, dtype=bool), self.layout, frame_size or (0, 0), source)
 
-    @contextlib.contextmanager
-    def frame_estimator(self) -> Iterator["Callable[[np.ndarray], np.ndarray | None]"]:
-        """A per-frame estimator for live streams: ``estimate(frame) -> (33, 3) keypoints or None``.
-
-        BlazePose keeps its tracking state between calls, as in :meth:`estimate`; use one per stream.
-        """
-        with _native_stderr_silenced():  # for the whole stream: MediaPipe also logs on its first frames
-            solution = self._solution()
-            try:
-                # Warm up on an empty frame (nobody to find, so no tracking state is left behind): the
-                # graph's first run is several times slower and would make a live source drop frames.
-                solution.process(np.zeros((256, 256, 3), np.uint8))
-                yield lambda frame: self._landmarks(solution, frame)
-            finally:
-                solution.close()
-
-    @staticmethod
-    def _landmarks(solution, frame: np.ndarray) -> np.ndarray | None:
-        """(33, 3) pixel x, y and visibility of the person in ``frame``, or None if nobody is found."""
+    def _landmarks(self, solution, frame: np.ndarray) -> np.ndarray:
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise InputError(f"expected RGB frames as (height, width, 3) uint8 arrays, got {frame.shape} {frame.dtype}")
         height, width = frame.shape[:2]
         result = solution.process(frame)
         if result.pose_landmarks is None:
-            return None
+            return np.zeros((0, self.layout.num_joints, 3), np.float32)
         points = np.array([(lm.x * width, lm.y * height, lm.visibility) for lm in result.pose_landmarks.landmark], dtype=np.float32)
         points[:, 2] = np.clip(points[:, 2], 0.0, 1.0)
-        return points
-
-    def __call__(self, source) -> PoseSequence:
-        """``source``: a video path / image folder, a :class:`~unihar.data.video.VideoReader`, or frames."""
-        from pathlib import Path
-
-        from unihar.data.video import open_video
-
-        if isinstance(source, (str, Path)):
-            source = open_video(source)
-        return self.estimate(source, str(getattr(getattr(source, "info", None), "source", "the frames")))
+        return points[None]

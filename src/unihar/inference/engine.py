@@ -1,0 +1,396 @@
+"""The windowing engine: the one way Uni-HAR turns a timeline of poses (and frames) into windows and
+classifies them, shared by ``unihar predict`` (files), ``unihar stream`` (live), the server and
+evaluation.
+
+The timeline belongs to the frame source: every frame has its source frame number, and a window is
+``[start_frame, end_frame)`` in those numbers, whoever asks. Several people are several *tracks*; each
+track starts at its first detection and has its own windows (see :class:`~unihar.data.preprocess.WindowGeometry`):
+
+* a *full* window is ``L`` clips of ``span`` frames; one ends every ``stride`` frames once the track is
+  a window long, at ``first + window + k * stride``;
+* with ``warmup`` (live streams) a window of the first ``c < L`` clips ends at ``first + c * span``, so a
+  camera answers after one clip instead of a whole window;
+* when a track ends (the person left, or the video did), a *tail* window aligned to its last frame
+  covers what the last full window missed; a track shorter than a window gets one window over all of
+  it, if it lasted at least ``min_seconds`` (else it is reported as too brief to classify).
+
+A clip is identified by its source frames, so the clip shared by overlapping windows is encoded once and
+taken from the cache afterwards; image features are cached per source frame and shared by every track.
+Frames where a tracked person was not found (occlusion, a frame dropped by a live source) are filled in
+by linear interpolation once the person is seen again; a track that is never seen again ends at its
+last detection. Memory is bounded: each track keeps its last ``window`` poses, the frame ring buffer its
+last ``window + max_gap`` resized frames, and the caches only what a future window can still use.
+
+``batch_windows`` trades latency for throughput: 1 classifies each window as soon as it is due (live);
+larger values gather windows (and their new clips) into batches (files, evaluation).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from unihar.data.layouts import KeypointLayout, convert_keypoints, get_layout
+from unihar.data.preprocess import WindowGeometry, clip_indices, normalize_frames, pose_clips, resize_frame
+from unihar.errors import InputError
+from unihar.inference.device import resolve_device
+from unihar.models import HARModel, UniHARFeatures
+
+__all__ = ["WindowResult", "TrackEnd", "WindowEngine", "run_sequences"]
+
+CLIP_BATCH = 256  # clips per encoder call
+FRAME_BATCH = 32  # frames per image-encoder call
+HEAD_BATCH = 256  # windows per head call
+
+
+@dataclass
+class WindowResult:
+    """The probabilities of one window of one track: source frames ``[start_frame, end_frame)``."""
+
+    track: int
+    start_frame: int
+    end_frame: int
+    clips: int  # clips in the window (fewer than L only for warm-up windows)
+    probs: np.ndarray = field(repr=False)
+
+    @property
+    def last_frame(self) -> int:
+        return self.end_frame - 1
+
+
+@dataclass
+class TrackEnd:
+    """How a track ended: its first and last frame (inclusive), and why it got no window if it got none."""
+
+    track: int
+    first_frame: int
+    last_frame: int
+    classified: bool
+    reason: str | None = None
+
+
+class _Track:
+    """One person's poses (model layout) for the frames a future window can still need."""
+
+    def __init__(self, track_id: int, first: int, capacity: int) -> None:
+        self.id = track_id
+        self.first = first
+        self.poses: deque[np.ndarray] = deque(maxlen=capacity)
+        self.next_frame = first  # the next source frame this track expects
+        self.last_full_end = first  # end of its last full window (first: none yet)
+
+    @property
+    def length(self) -> int:
+        return self.next_frame - self.first
+
+    def pose_at(self, frame: int) -> np.ndarray:
+        return self.poses[frame - (self.next_frame - len(self.poses))]
+
+
+@dataclass
+class _Pending:
+    track: int
+    start: int
+    end: int
+    clip_keys: list[tuple]
+    image_frames: list[list[int]] | None
+
+
+class WindowEngine:
+    """Cuts tracks into windows and classifies them with a :class:`~unihar.models.HARModel`.
+
+    Args:
+        model: the model (PyTorch or onnxruntime); its ``prep`` says how windows are made.
+        fps: frames per second of the source; ``None`` for sequences without a rate, where each track
+            is one window.
+        pose_layout: the joint layout of the keypoints pushed (default: the model's).
+        stride: frames between full windows (default: the model's ``stride_seconds``).
+        warmup: also classify the first 1..L-1 clips of a track (live streams).
+        image_stride: image features for every k-th sampled frame of a clip only (1 = all: exact).
+        image_size: ResNet input size (default: the model's; smaller is faster, not exact).
+        batch_windows: windows gathered before the model runs (1 = each as soon as it is due).
+        min_seconds: shortest track that is classified (a short track gets one window over all of it).
+        max_gap: most frames a track may go unseen and continue (the tracker's ``max_age``); frames are
+            kept for this long so a window across the gap can still be classified.
+        device: where a PyTorch model runs.
+    """
+
+    def __init__(
+        self,
+        model: HARModel,
+        fps: float | None,
+        *,
+        pose_layout: KeypointLayout | str | None = None,
+        stride: int | None = None,
+        warmup: bool = False,
+        image_stride: int = 1,
+        image_size: int | None = None,
+        batch_windows: int = 1,
+        min_seconds: float = 1.0,
+        max_gap: int = 30,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.model = model
+        self.prep = model.prep
+        self.layout = get_layout(self.prep.layout)
+        self.pose_layout = self.layout if pose_layout is None else get_layout(pose_layout)
+        self.fps = fps
+        if fps is None:  # a sequence without a rate: every track is one window over all of it
+            self.geometry = None
+            self.capacity = None
+        else:
+            self.geometry = WindowGeometry.at(self.prep, fps, stride)
+            self.capacity = self.geometry.window
+        if image_stride < 1:
+            raise InputError(f"image_stride must be >= 1, got {image_stride}")
+        if batch_windows < 1:
+            raise InputError(f"batch_windows must be >= 1, got {batch_windows}")
+        self.warmup = warmup
+        self.image_stride = image_stride
+        self.uses_images = model.has_image_branch
+        self.image_prep = self.prep.replace(image_size=image_size) if image_size else self.prep
+        self.batch_windows = batch_windows
+        self.min_frames = 1 if fps is None else max(1, int(round(min_seconds * fps)))
+        self.max_gap = max(0, int(max_gap))
+        self.device = resolve_device(device) if isinstance(model, torch.nn.Module) else torch.device("cpu")
+        self.tracks: dict[int, _Track] = {}
+        self.ended: dict[int, TrackEnd] = {}
+        self._latest_frame = -1
+        self._images: dict[int, Tensor] = {}  # source frame -> (3, S, S) uint8, the last window + max_gap frames
+        self._clip_cache: dict[tuple, Tensor] = {}  # (track, *source frames) -> (T, D)
+        self._feature_cache: dict[int, Tensor] = {}  # source frame -> (Di,)
+        self._pending: list[_Pending] = []
+        self._pending_clips: dict[tuple, np.ndarray] = {}  # clip key -> (T, J, 3) model input, until encoded
+        self._pending_frames: dict[int, Tensor] = {}  # source frame -> (3, S, S) uint8, until encoded
+        self.clips_encoded = 0
+        self.frames_encoded = 0
+
+    # ------------------------------------------------------------------ input
+    def push(
+        self, frame: int, people: Mapping[int, np.ndarray], image: np.ndarray | Tensor | None = None
+    ) -> list[WindowResult]:
+        """Add source frame ``frame``: ``people`` maps track id -> ``(J, 3)`` keypoints (pixel x, y,
+        confidence; ``pose_layout``) of the people seen in it; ``image`` is the ``(H, W, 3)`` uint8 RGB
+        frame (multimodal models; or already resized to ``(3, S, S)``). Returns the windows this frame
+        completed (all of them, or none while ``batch_windows`` gathers)."""
+        if frame <= self._latest_frame:
+            raise InputError(f"frames must be pushed in order: got frame {frame} after frame {self._latest_frame}")
+        self._latest_frame = frame
+        if self.uses_images:
+            if image is None and not self._images:
+                raise InputError("this model also reads RGB frames: the first frame pushed needs one")
+            if image is not None:
+                self._images[frame] = self._resized(image)
+        for track_id, keypoints in people.items():
+            self._add_pose(int(track_id), frame, keypoints)
+        self._forget_old_frames()
+        return self._run_if_due()
+
+    def add_sequence(self, track_id: int, keypoints: np.ndarray, first_frame: int = 0) -> list[WindowResult]:
+        """A whole recorded sequence ``(N, J, 3)`` as one track that ends with it (evaluation, imports)."""
+        keypoints = np.asarray(keypoints, dtype=np.float32)
+        if self.uses_images:
+            raise InputError("add_sequence is for pose-only models; push frames with their images instead")
+        if keypoints.ndim != 3 or len(keypoints) < 1:
+            raise InputError(f"expected a sequence of keypoints (frames, joints, 3), got shape {keypoints.shape}")
+        for offset, pose in enumerate(keypoints):
+            self._add_pose(track_id, first_frame + offset, pose)
+        return self.end_track(track_id)
+
+    def end_track(self, track_id: int) -> list[WindowResult]:
+        """The person of ``track_id`` is gone: classify what its windows have not covered yet."""
+        track = self.tracks.pop(track_id, None)
+        if track is None:
+            return []
+        last = track.next_frame - 1
+        n = track.length
+        classified = track.last_full_end > track.first
+        reason = None
+        window = self.geometry.window if self.geometry is not None else None
+        if window is not None and n >= window:
+            if track.last_full_end < track.next_frame:
+                self._queue(track, track.next_frame - window, track.next_frame, self.prep.clips)
+            classified = True
+        elif n >= self.min_frames:
+            self._queue(track, track.first, track.next_frame, self.prep.clips)
+            classified = True
+        elif not classified:
+            reason = (
+                f"seen for {n} frame{'s' if n != 1 else ''} ({n / self.fps:.2f} s); "
+                f"at least {self.min_frames} frames ({self.min_frames / self.fps:.2f} s) are needed to classify"
+            )
+        self.ended[track_id] = TrackEnd(track_id, track.first, last, classified, reason)
+        return self._run_if_due()
+
+    def finish(self) -> list[WindowResult]:
+        """The source ended: end every track and classify everything still pending."""
+        results: list[WindowResult] = []
+        for track_id in list(self.tracks):
+            results += self.end_track(track_id)
+        return results + self._run()
+
+    # ------------------------------------------------------------------ tracks and windows
+    def _add_pose(self, track_id: int, frame: int, keypoints: np.ndarray) -> None:
+        pose = np.asarray(keypoints, dtype=np.float32)
+        if pose.shape != (self.pose_layout.num_joints, 3):
+            raise InputError(
+                f"keypoints: expected shape ({self.pose_layout.num_joints}, 3) for layout {self.pose_layout.name!r}, got {pose.shape}"
+            )
+        if self.pose_layout is not self.layout:
+            pose = convert_keypoints(pose, self.pose_layout, self.layout)
+        track = self.tracks.get(track_id)
+        if track is None:
+            if track_id in self.ended:
+                raise InputError(f"track {track_id} already ended; a returning person needs a new track id")
+            track = self.tracks[track_id] = _Track(track_id, frame, self.capacity or 1 << 31)
+        if frame < track.next_frame:
+            raise InputError(f"track {track_id}: frame {frame} pushed after frame {track.next_frame - 1}")
+        if frame > track.next_frame:  # unseen since: interpolate the gap, now that both ends are known
+            previous = track.poses[-1]
+            steps = frame - track.next_frame + 1
+            for k in range(1, steps):
+                self._append(track, previous + (pose - previous) * (k / steps))
+        self._append(track, pose)
+
+    def _append(self, track: _Track, pose: np.ndarray) -> None:
+        track.poses.append(pose)
+        track.next_frame += 1
+        if self.geometry is None:
+            return
+        n, end = track.length, track.next_frame
+        g = self.geometry
+        if n >= g.window and (n - g.window) % g.stride == 0:
+            self._queue(track, end - g.window, end, g.clips)
+            track.last_full_end = end
+        elif self.warmup and n < g.window and n % g.span == 0:
+            self._queue(track, end - n, end, n // g.span)
+
+    def _queue(self, track: _Track, start: int, end: int, clips: int) -> None:
+        """Make the window ``[start, end)`` of ``track`` due: gather the inputs of its clips not yet encoded."""
+        keys: list[tuple] = []
+        image_frames: list[list[int]] | None = [] if self.uses_images else None
+        for frames in clip_indices(start, end, clips, self.prep.clip_len):
+            key = (track.id, *frames.tolist())
+            keys.append(key)
+            if key not in self._clip_cache and key not in self._pending_clips:
+                self._pending_clips[key] = np.stack([track.pose_at(int(i)) for i in frames])
+            if image_frames is not None:
+                wanted = [int(i) for i in frames[:: self.image_stride]]
+                image_frames.append(wanted)
+                for i in wanted:
+                    if i not in self._feature_cache and i not in self._pending_frames:
+                        self._pending_frames[i] = self._image_at(i)
+        self._pending.append(_Pending(track.id, start, end, keys, image_frames))
+
+    # ------------------------------------------------------------------ frames
+    def _resized(self, image: np.ndarray | Tensor) -> Tensor:
+        size = self.image_prep.image_size
+        if isinstance(image, Tensor) and tuple(image.shape) == (3, size, size) and image.dtype == torch.uint8:
+            return image
+        return resize_frame(image, size)
+
+    def _image_at(self, frame: int) -> Tensor:
+        """The frame at ``frame``, or the latest one before it (a frame a live source dropped)."""
+        if frame in self._images:
+            return self._images[frame]
+        earlier = [i for i in self._images if i <= frame]
+        if not earlier:
+            raise InputError(f"no image for frame {frame}: frames of image models must come with their pictures")
+        return self._images[max(earlier)]
+
+    def _forget_old_frames(self) -> None:
+        if not self.uses_images or self.geometry is None:
+            return
+        horizon = self._latest_frame - (self.geometry.window + self.max_gap)
+        for i in [i for i in self._images if i < horizon]:
+            if len(self._images) > 1:
+                del self._images[i]
+
+    def _forget_old_features(self) -> None:
+        """Drop cached clips and frame features no future window can use (called with nothing pending)."""
+        reach = None if self.geometry is None else self.geometry.window + self.max_gap
+        for key in list(self._clip_cache):
+            track = self.tracks.get(key[0])
+            if track is None or (reach is not None and key[1] < track.next_frame - reach):
+                del self._clip_cache[key]
+        if reach is None:
+            return
+        horizon = self._latest_frame - reach
+        for i in [i for i in self._feature_cache if i < horizon]:
+            del self._feature_cache[i]
+
+    # ------------------------------------------------------------------ the model
+    def _run_if_due(self) -> list[WindowResult]:
+        return self._run() if len(self._pending) >= self.batch_windows else []
+
+    @torch.inference_mode()
+    def _run(self) -> list[WindowResult]:
+        """Encode the new clips and frames of the pending windows, then run the head on them."""
+        if not self._pending:
+            return []
+        self._encode_clips()
+        self._encode_frames()
+        pending, self._pending = self._pending, []
+        results: list[WindowResult] = []
+        by_clips: dict[int, list[_Pending]] = {}
+        for item in pending:
+            by_clips.setdefault(len(item.clip_keys), []).append(item)
+        for group in by_clips.values():
+            for first in range(0, len(group), HEAD_BATCH):
+                batch = group[first : first + HEAD_BATCH]
+                tokens = torch.stack([torch.stack([self._clip_cache[k] for k in w.clip_keys]) for w in batch])
+                images = None
+                if self.uses_images:
+                    images = torch.stack([
+                        torch.stack([torch.stack([self._feature_cache[i] for i in frames]) for frames in w.image_frames])
+                        for w in batch
+                    ])
+                logits = self.model.forward_head(UniHARFeatures(tokens, images))
+                probs = self.model.probabilities(logits).cpu().numpy()
+                results += [WindowResult(w.track, w.start, w.end, len(w.clip_keys), p) for w, p in zip(batch, probs)]
+        self._forget_old_features()
+        results.sort(key=lambda r: (r.end_frame, r.track))
+        return results
+
+    def _encode_clips(self) -> None:
+        keys = list(self._pending_clips)
+        for first in range(0, len(keys), CLIP_BATCH):
+            chunk = keys[first : first + CLIP_BATCH]
+            clips = pose_clips(np.stack([self._pending_clips[k] for k in chunk]), self.prep)
+            tokens = self.model.encode_clips(torch.from_numpy(clips).to(self.device))
+            for key, value in zip(chunk, tokens):
+                self._clip_cache[key] = value
+        self.clips_encoded += len(keys)
+        self._pending_clips.clear()
+
+    def _encode_frames(self) -> None:
+        indices = list(self._pending_frames)
+        for first in range(0, len(indices), FRAME_BATCH):
+            chunk = indices[first : first + FRAME_BATCH]
+            batch = normalize_frames(torch.stack([self._pending_frames[i] for i in chunk]), self.image_prep).to(self.device)
+            if self.device.type == "cpu":
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            for index, feature in zip(chunk, self.model.encode_frames(batch)):
+                self._feature_cache[index] = feature
+        self.frames_encoded += len(indices)
+        self._pending_frames.clear()
+
+
+def run_sequences(
+    model: HARModel, sequences: Iterable[np.ndarray], fps: float | None, *, pose_layout: KeypointLayout | str | None = None,
+    batch_windows: int = 64, device: str | torch.device | None = None,
+) -> list[list[WindowResult]]:
+    """The windows of each recorded sequence ``(N, J, 3)``, as the engine cuts a video (evaluation)."""
+    engine = WindowEngine(model, fps, pose_layout=pose_layout, batch_windows=batch_windows, min_seconds=0.0, device=device)
+    per_sequence: dict[int, list[WindowResult]] = {}
+    for index, sequence in enumerate(sequences):
+        for result in engine.add_sequence(index, sequence):
+            per_sequence.setdefault(result.track, []).append(result)
+        per_sequence.setdefault(index, [])
+    for result in engine.finish():
+        per_sequence[result.track].append(result)
+    return [sorted(per_sequence[i], key=lambda r: r.end_frame) for i in range(len(per_sequence))]
