@@ -71,7 +71,7 @@ def test_auxiliary_head_takes_the_checkpoint_width(tmp_path: Path) -> None:
     sd["short_seq_model.head.bias"] = torch.randn(9)
     loaded = load_checkpoint(build_model(cfg), sd)
     assert loaded.short_seq_model.head.out_features == 9
-    assert loaded.config["pose_model"]["aux_head_dim"] == 9
+    assert loaded.config.pose_model.aux_head_dim == 9
 
 
 def test_unreadable_checkpoint_is_refused(tmp_path: Path) -> None:
@@ -87,7 +87,7 @@ def test_unreadable_checkpoint_is_refused(tmp_path: Path) -> None:
 
 def test_save_pretrained_round_trip_is_exact(tmp_path: Path) -> None:
     cfg = small_config(fusion_model={"mode": "xattn"})
-    cfg["preprocessing"] = {"layout": "coco17", "clips": 2}
+    cfg["preprocessing"] = {"layout": "coco17", "clips": 2, "clip_len": 4, "min_confidence": 0.25}
     model = randomize_(build_model(cfg, labels=[f"a{i}" for i in range(7)])).eval()
     save_pretrained(model, tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["class_label.json", "config.json", "model.safetensors"]

@@ -1,13 +1,17 @@
-"""``unihar stream`` (headless JSON lines on a real clip) and ``unihar export`` + ``predict --backend onnxruntime``."""
+"""``unihar stream`` (headless JSON lines on a real clip, equal to ``unihar predict``) and ``unihar export`` +
+``predict --backend onnxruntime``."""
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from unihar.cli import main
-from video_helpers import CLEAN_AND_JERK, small_model_dir
+from unihar.data.video import read_frames
+from video_helpers import CLEAN_AND_JERK, small_model_dir, write_video
 
 
 def run(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -26,24 +30,31 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_stream_a_real_file_headless_json(model_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    if not CLEAN_AND_JERK.is_file():
-        pytest.skip("tests/data/videos/clean_and_jerk.mp4 is missing")
-    code, out, err = run(capfd, "stream", CLEAN_AND_JERK, "--weights", model_dir, "--headless", "--json", "--as-fast-as-possible", "-k", "3")
+def test_stream_of_a_file_equals_predict_and_keeps_leading_empty_frames(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The contract of issue 11: a file streamed as fast as possible drops nothing and gives, for every
+    window both produce, predict's probabilities; frame numbers are the source's, empty frames included."""
+    frames, _ = read_frames(CLEAN_AND_JERK, max_frames=150)
+    black = np.zeros((60, *frames.shape[1:]), np.uint8)  # 2 s with nobody in view, then the lifter
+    video = write_video(tmp_path / "late.mp4", np.concatenate([black, frames]), rate=Fraction(30000, 1001))
+    code, out, err = run(capfd, "stream", video, "--headless", "--json", "--as-fast-as-possible", "-k", "15")
     assert code == 0, err
-    lines = [json.loads(line) for line in out.strip().splitlines()]
-    *predictions, last = lines
-    summary = last["summary"]
-    assert set(summary) == {"frames", "dropped", "fps"} and summary["frames"] == 300 and summary["fps"] > 0
-    assert predictions, "no prediction emitted"
-    for p in predictions:
-        assert set(p) == {"frame", "t", "topk"} and len(p["topk"]) == 3
-        assert abs(p["t"] - p["frame"] / (30000 / 1001)) < 1e-3
-        assert {"id", "label", "prob"} == set(p["topk"][0])
-    frames = [p["frame"] for p in predictions]
-    assert frames == sorted(frames)
-    # 2-second windows of 2 clips at 29.97 fps: span 30 frames, one prediction per clip
-    assert all((f + 1) % 30 == 0 for f in frames)
+    *lines, last = [json.loads(line) for line in out.strip().splitlines()]
+    assert last["summary"]["frames"] == 210 and last["summary"]["dropped"] == 0
+    assert all(set(line) == {"frame", "t", "person", "topk"} and len(line["topk"]) == 15 for line in lines)
+    assert all(abs(line["t"] - line["frame"] / (30000 / 1001)) < 1e-3 for line in lines)
+    code, out, err = run(capfd, "predict", video, "--json", "-k", "15")
+    assert code == 0, err
+    predicted = json.loads(out)
+    streamed = {(line["person"], line["frame"]): {s["label"]: s["prob"] for s in line["topk"]} for line in lines}
+    compared = 0
+    for person in predicted["people"]:
+        for window in person.get("windows", []):
+            assert window["start_frame"] >= 60  # the person's windows start where they appear, not at 0
+            got = streamed[(person["id"], window["end_frame"] - 1)]  # a stream line names its window's last frame
+            want = {s["label"]: s["prob"] for s in window["topk"]}
+            assert max(abs(got[label] - want[label]) for label in want) <= 1e-4
+            compared += 1
+    assert compared >= 3 and predicted["topk"][0]["label"] == "clean_and_jerk"
 
 
 def test_stream_bad_source(model_dir: Path, capfd: pytest.CaptureFixture[str], tmp_path: Path) -> None:

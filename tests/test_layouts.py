@@ -4,7 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unihar.data.layouts import LAYOUTS, KeypointLayout, convert_keypoints, get_layout, mirror_joint_name
+from unihar.data.layouts import (
+    DATASET_LAYOUTS,
+    FALLBACK_JOINTS,
+    LAYOUTS,
+    LAYOUTS_BY_NUM_JOINTS,
+    KeypointLayout,
+    convert_keypoints,
+    get_layout,
+    mirror_joint_name,
+    source_joints,
+)
 from unihar.errors import InputError
 
 
@@ -160,3 +170,61 @@ def test_layouts_by_num_joints() -> None:
 
     assert len(LAYOUTS_BY_NUM_JOINTS) == len(LAYOUTS)  # every built-in layout has its own size
     assert LAYOUTS_BY_NUM_JOINTS[25] is LAYOUTS["body25"] and LAYOUTS_BY_NUM_JOINTS[13] is LAYOUTS["penn13"]
+
+
+# --------------------------------------------------------------------- skeleton-dataset layouts
+def test_dataset_layouts_and_their_published_orders() -> None:
+    assert {name: layout.num_joints for name, layout in DATASET_LAYOUTS.items()} == {
+        "kinect_v1": 20, "utd_mhad": 20, "msr_action3d": 20, "sbu15": 15, "movenet13": 13,
+    }
+    # Kinect SDK v1: 1 hip_center, 3 shoulder_center, 8 left_hand, 20 right_foot (1-based)
+    kinect = get_layout("kinect_v1")
+    assert [kinect.joints[i - 1] for i in (1, 2, 3, 4, 8, 20)] == ["mid_hip", "spine", "neck", "head", "left_hand", "right_foot"]
+    assert get_layout("utd_mhad").joints[:4] == ("head", "neck", "spine", "mid_hip")
+    msr = get_layout("msr_action3d")
+    assert [msr.joints[i - 1] for i in (1, 3, 7, 13, 20)] == ["left_shoulder", "neck", "mid_hip", "right_hand", "head"]
+    sbu = get_layout("sbu15")
+    assert [sbu.joints[i - 1] for i in (3, 6, 12)] == ["spine", "left_hand", "left_foot"] and "left_wrist" not in sbu
+    assert get_layout("movenet13").joints == ("nose",) + LAYOUTS["coco17"].joints[5:]
+    # a joint count still names a pose source, not a dataset layout of the same size
+    assert LAYOUTS_BY_NUM_JOINTS[13] is LAYOUTS["penn13"] and 20 not in LAYOUTS_BY_NUM_JOINTS
+    assert get_layout(list(kinect.joints)) is kinect
+
+
+@pytest.mark.parametrize("name", sorted(DATASET_LAYOUTS))
+def test_dataset_layouts_flip_and_draw(name: str) -> None:
+    layout = DATASET_LAYOUTS[name]
+    flip = np.array(layout.flip_index)
+    assert (flip[flip] == np.arange(layout.num_joints)).all()
+    sided = [j for j in layout.joints if "left" in j.split("_") or "right" in j.split("_")]
+    assert len(sided) == 2 * len(layout.pairs)
+    assert len(layout.edges) >= layout.num_joints - 1  # a connected skeleton needs at least J - 1 bones
+    joined = {a for a, _ in layout.edges} | {b for _, b in layout.edges}
+    assert joined == set(layout.joints)
+
+
+def test_mirror_names_of_the_new_joints() -> None:
+    assert mirror_joint_name("left_hand") == "right_hand"
+    assert mirror_joint_name("right_foot") == "left_foot"
+    assert mirror_joint_name("spine") == "spine"
+    kinect = get_layout("kinect_v1")
+    assert kinect.flip_index[kinect.index("left_hand")] == kinect.index("right_hand")
+
+
+def test_stand_ins_fill_wrists_and_ankles_from_hands_and_feet() -> None:
+    sbu = get_layout("sbu15")
+    kpts = _random_pose(sbu, frames=4)
+    penn = convert_keypoints(kpts, sbu, "penn13")
+    for target, stand_in in (("left_wrist", "left_hand"), ("right_ankle", "right_foot")):
+        np.testing.assert_array_equal(penn[:, LAYOUTS["penn13"].index(target)], kpts[:, sbu.index(stand_in)])
+    assert source_joints("left_wrist", sbu) == ("left_hand",)
+    assert source_joints("left_wrist", LAYOUTS["coco17"]) == ("left_wrist",)  # a real wrist wins
+    assert source_joints("neck", LAYOUTS["coco17"]) == ("left_shoulder", "right_shoulder")
+    assert source_joints("left_heel", sbu) == ()
+    # 3D joints convert the same way, confidence last
+    kinect = get_layout("kinect_v1")
+    xyz = np.random.default_rng(2).normal(size=(3, 20, 4)).astype(np.float32)
+    out = convert_keypoints(xyz, kinect, "penn13")
+    assert out.shape == (3, 13, 4)
+    np.testing.assert_array_equal(out[:, 0], xyz[:, kinect.index("head")])
+    assert set(FALLBACK_JOINTS) == {"left_wrist", "right_wrist", "left_ankle", "right_ankle"}

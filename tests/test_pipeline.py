@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from unihar.data.preprocess import PreprocessConfig, pose_window, window_ranges
+from unihar.data.preprocess import pose_window, window_ranges
 from unihar.data.video import read_frames
 from unihar.errors import InputError
-from unihar.loading import from_pretrained
 from unihar.inference.pipeline import VideoPipeline
-from unihar.inference.render import check_output_path, draw_frame, render_video
-from video_helpers import needs_mediapipe, CLEAN_AND_JERK, TEST_AVI, clean_and_jerk_poses, small_model_dir
+from unihar.inference.render import PersonOverlay, check_output_path, draw_frame, render_video
+from unihar.inference.results import ActionScore
+from unihar.loading import from_pretrained
+from video_helpers import CLEAN_AND_JERK, TEST_AVI, clean_and_jerk_poses, small_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def _synthetic_poses(tmp_path: Path, frames: int = 75) -> Path:
 def test_windows_and_aggregate(tmp_path: Path, pose_model) -> None:
     pipeline = VideoPipeline(pose_model, pose_backend="array", device="cpu")
     result = pipeline(_synthetic_poses(tmp_path), topk=3, fps=25.0)
-    prep = PreprocessConfig.from_model_config(pose_model.config)
+    prep = pose_model.prep
     ranges = window_ranges(75, 25.0, prep)
     assert [(w.start_frame, w.end_frame) for w in result.windows] == ranges and len(ranges) == 2
     for window in result.windows:
@@ -61,7 +62,8 @@ def test_json_schema(tmp_path: Path, pose_model) -> None:
 
     result = VideoPipeline(pose_model, pose_backend="array", device="cpu")(_synthetic_poses(tmp_path), topk=2)
     data = json.loads(json.dumps(result.to_dict()))
-    assert set(data) == {"source", "frames", "fps", "topk", "windows"}
+    assert set(data) == {"source", "frames", "fps", "topk", "windows", "people"}
+    assert data["people"] == [{"id": 0, "start_frame": 0, "end_frame": 74, "topk": data["topk"], "windows": data["windows"]}]
     assert data["frames"] == 75 and data["fps"] == 30.0  # a pose file alone: 30 fps unless told
     assert all(set(item) == {"id", "label", "prob"} for item in data["topk"])
     assert isinstance(data["topk"][0]["id"], int) and isinstance(data["topk"][0]["prob"], float)
@@ -71,7 +73,8 @@ def test_json_schema(tmp_path: Path, pose_model) -> None:
 def test_model_layout_differs_from_backend_layout(tmp_path: Path) -> None:
     model = from_pretrained(small_model_dir(tmp_path / "penn", layout="penn13"))
     result = VideoPipeline(model, pose_backend="array", device="cpu")(_synthetic_poses(tmp_path), topk=1)
-    assert len(result.windows) == 2 and result.poses.layout.name == "coco17"
+    assert len(result.windows) == 2 and result.people[0].layout.name == "coco17"
+    # the model sees penn13 (head derived from the face joints): its windows differ from a coco17 model's
 
 
 def test_bad_topk(tmp_path: Path, pose_model) -> None:
@@ -109,7 +112,6 @@ def test_multimodal_model_reads_frames(tmp_path: Path) -> None:
     assert not np.allclose(result.probs, other.probs)
 
 
-@needs_mediapipe
 @pytest.mark.slow
 def test_real_clip_end_to_end_and_annotated_video(tmp_path: Path, pose_model) -> None:
     poses = clean_and_jerk_poses()
@@ -129,7 +131,7 @@ def test_real_clip_end_to_end_and_annotated_video(tmp_path: Path, pose_model) ->
     # The drawing changed the picture around the lifter and in the top-left panel, not everywhere.
     diff = np.abs(decoded.astype(int) - original.astype(int)).sum(-1)
     assert diff[:, 5:40, 5:100].mean() > 40  # the bars panel
-    lw = poses.keypoints[150, poses.layout.index("left_wrist"), :2].astype(int)
+    lw = result.people[0].keypoints[150, poses.layout.index("left_wrist"), :2].astype(int)
     assert diff[150, lw[1] - 3 : lw[1] + 4, lw[0] - 3 : lw[0] + 4].mean() > 40  # a joint marker
     assert np.median(diff[:, 150:, 250:]) < 15  # far from the lifter and the panel: just re-encoding
 
@@ -175,9 +177,10 @@ def test_draw_frame_leaves_frame_size() -> None:
     frame = np.zeros((120, 160, 3), np.uint8)
     kpts = np.zeros((17, 3), np.float32)
     kpts[5], kpts[7] = [40, 40, 1.0], [80, 90, 1.0]  # left shoulder -> left elbow
-    out = draw_frame(frame, kpts, LAYOUTS["coco17"], None)
+    out = draw_frame(frame, [PersonOverlay(3, kpts, ActionScore(0, "wave", 0.9))], LAYOUTS["coco17"])
     assert out.shape == frame.shape and out[65, 60].sum() > 0  # on the bone
     assert out[100:, 120:].sum() == 0  # nothing far away
+    assert out[20:38, 40:70].sum() > 0  # the label "#3 wave 90%" above the person
 
 
 def test_window_shown_at_each_frame(tmp_path: Path, pose_model) -> None:
@@ -185,11 +188,10 @@ def test_window_shown_at_each_frame(tmp_path: Path, pose_model) -> None:
     centres = np.array([(w.start_frame + w.end_frame - 1) / 2 for w in result.windows])
     frames = np.arange(160)
     brute = np.array([int(np.argmin(np.abs(centres - f))) for f in frames])  # argmin: first of ties
-    np.testing.assert_array_equal(result.window_index(frames), brute)
-    assert result.window_for_frame(0) is result.windows[0] and result.window_for_frame(159) is result.windows[-1]
+    np.testing.assert_array_equal(result.main.window_index(frames), brute)
+    assert result.main.window_for_frame(0) is result.windows[0] and result.main.window_for_frame(159) is result.windows[-1]
 
 
-@needs_mediapipe
 @pytest.mark.slow
 def test_bundled_model_recognises_the_real_clean_and_jerk() -> None:
     from unihar.assets import default_model_dir
@@ -198,6 +200,72 @@ def test_bundled_model_recognises_the_real_clean_and_jerk() -> None:
     if not (folder / "config.json").is_file():
         pytest.skip("the bundled default model is not in this checkout")
     pipeline = VideoPipeline(from_pretrained(folder), device="cpu")
-    # MediaPipe (mediapipe33) -> the model's layout (penn13, with a derived head) -> windows -> model
+    # BlazePose (mediapipe33) -> the model's layout (penn13, with a derived head) -> windows -> model
     result = pipeline.classify(clean_and_jerk_poses(), fps=30000 / 1001, topk=3, source=str(CLEAN_AND_JERK))
     assert result.topk[0].label == "clean_and_jerk", result.topk
+
+
+class _ScriptedPeople:
+    """A pose 'estimator' that reads the frame number painted into each frame and returns a script of
+    people: A in every frame, B in frames 10-59, C in frames 30-33 only."""
+
+    name = "scripted"
+    needs_video = True
+
+    def __init__(self) -> None:
+        from unihar.data.layouts import LAYOUTS
+
+        self.layout = LAYOUTS["coco17"]
+        rng = np.random.default_rng(5)
+        self.shape = rng.uniform(-40, 40, size=(17, 2))
+
+    def person(self, x: float, frame: int) -> np.ndarray:
+        xy = self.shape + [x + 0.5 * frame, 120 + 5 * np.sin(frame / 4)]
+        return np.concatenate([xy, np.full((17, 1), 0.9)], axis=1).astype(np.float32)
+
+    def frame_estimator(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def opened():
+            def estimate(frame: np.ndarray) -> np.ndarray:
+                i = int(frame[0, 0, 0]) * 256 + int(frame[0, 0, 1])
+                people = [self.person(60, i)]
+                if 10 <= i < 60:
+                    people.append(self.person(260, i))
+                if 30 <= i < 34:
+                    people.append(self.person(460, i))
+                return np.stack(people)
+
+            yield estimate
+
+        return opened()
+
+
+def _numbered_frames(n: int):
+    for i in range(n):
+        frame = np.zeros((240, 560, 3), np.uint8)
+        frame[0, 0, :2] = (i // 256, i % 256)
+        yield frame
+
+
+def test_everyone_in_view_gets_a_track_and_the_longest_is_the_main_person(pose_model) -> None:
+    from unihar.data.video import VideoInfo
+
+    info = VideoInfo("scripted.mp4", 560, 240, 25.0, 80)
+    result = VideoPipeline(pose_model, pose_backend=_ScriptedPeople(), device="cpu").predict_frames(_numbered_frames(80), info, topk=2)
+    spans = {p.id: (p.start_frame, p.end_frame) for p in result.people}
+    assert sorted(spans.values()) == [(0, 79), (10, 59), (30, 33)]
+    by_start = {p.start_frame: p for p in result.people}
+    assert by_start[30].topk is None and "at least" in by_start[30].reason  # seen for 4 frames (0.16 s)
+    assert by_start[10].topk is not None and by_start[10].windows[0].start_frame == 10
+    assert result.main is by_start[0] and result.topk == by_start[0].topk
+    data = result.to_dict()
+    assert [set(p) for p in data["people"]] == [
+        {"id", "start_frame", "end_frame", "topk", "windows"} if p.topk is not None else {"id", "start_frame", "end_frame", "reason"}
+        for p in result.people
+    ]
+    # --max-people 1: one person through the whole video, today's single-person behaviour
+    single = VideoPipeline(pose_model, pose_backend=_ScriptedPeople(), device="cpu", max_people=1)
+    one = single.predict_frames(_numbered_frames(80), info, topk=2)
+    assert [(p.id, p.start_frame, p.end_frame) for p in one.people] == [(0, 0, 79)]

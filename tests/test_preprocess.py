@@ -3,12 +3,16 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import small_config
+from unihar.config import ModelConfig
 from unihar.data.preprocess import (
     PreprocessConfig,
+    WindowGeometry,
     frame_indices,
     image_window,
     normalize_pose,
     pose_window,
+    read_confidence,
     window_ranges,
 )
 from unihar.errors import ConfigError, InputError
@@ -74,16 +78,36 @@ def test_pose_window_shape_and_checks():
 
 
 def test_config_roundtrip_and_defaults_from_model_config():
-    prep = PreprocessConfig(layout="penn13", clips=1, clip_len=20, window_seconds=3.0)
-    assert PreprocessConfig.from_model_config({"preprocessing": prep.to_dict()}) == prep
-    derived = PreprocessConfig.from_model_config({"pose_model": {"joints": 25, "max_seq_len": 16}})
+    prep = PreprocessConfig(layout="penn13", clips=1, clip_len=20, window_seconds=3.0, min_confidence=0.3)
+    assert PreprocessConfig.from_dict(prep.to_dict()) == prep
+    assert PreprocessConfig.from_model_config({**small_config(pose_model={"max_seq_len": 20}), "preprocessing": prep.to_dict()}) == prep
+    # The published config has no preprocessing section: it is derived from pose_model.
+    published = small_config(pose_model={"joints": 25, "max_seq_len": 16})
+    derived = PreprocessConfig.from_model_config(published)
     assert derived.layout == "body25" and derived.clip_len == 16
+    assert ModelConfig.from_dict(published).to_dict()["preprocessing"] == derived.to_dict()
     with pytest.raises(ConfigError, match="normalization"):
         PreprocessConfig(normalization="zscore")
     with pytest.raises(ConfigError, match="unknown keys"):
         PreprocessConfig.from_dict({"clip": 3})
     with pytest.raises(ConfigError, match="matches no known layout"):
-        PreprocessConfig.from_model_config({"pose_model": {"joints": 7}})
+        PreprocessConfig.from_model_config(small_config(pose_model={"joints": 7}))
+    with pytest.raises(ConfigError, match="clip_len .20. exceeds pose_model.max_seq_len .12."):
+        ModelConfig.from_dict({**small_config(), "preprocessing": {"clip_len": 20}})
+
+
+def test_confidence_rule():
+    kpts = np.array([[[1.0, 2.0, 0.0], [3.0, 4.0, 0.2], [5.0, 6.0, 0.5], [7.0, 8.0, 0.9]]], np.float32)
+    raw = read_confidence(kpts, PreprocessConfig())
+    assert raw[0, :, 2].tolist() == pytest.approx([0.0, 0.2, 0.5, 0.9])
+    thresholded = read_confidence(kpts, PreprocessConfig(min_confidence=0.3))
+    assert thresholded[0, :, 2].tolist() == pytest.approx([0.0, 0.0, 0.5, 0.9])
+    binary = read_confidence(kpts, PreprocessConfig(min_confidence=0.3, binarize_confidence=True))
+    assert binary[0, :, 2].tolist() == [0.0, 0.0, 1.0, 1.0]
+    # A joint below the threshold is missing for the normalisation too: x = y = 0 after it.
+    window = pose_window(np.repeat(kpts[:, [0, 1, 2, 3] * 4][:, :13], 5, axis=0),
+                         PreprocessConfig(layout="penn13", clips=1, clip_len=5, min_confidence=0.3))
+    assert np.all(window[..., 1, :2] == 0) and np.any(window[..., 2, :2] != 0)
 
 
 def test_image_window_resize_crop_and_normalise():

@@ -15,18 +15,19 @@ CLEAN_AND_JERK = VIDEOS / "clean_and_jerk.mp4"
 TEST_AVI = VIDEOS / "test.avi"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-# MediaPipe is an optional dependency (``unihar[mediapipe]``); tests that run BlazePose need it.
+# The legacy MediaPipe backend is optional (``unihar[mediapipe]``, Python <= 3.12); tests of it need it.
 needs_mediapipe = pytest.mark.skipif(
     importlib.util.find_spec("mediapipe") is None, reason="mediapipe is not installed (pip install 'unihar[mediapipe]')"
 )
 
 
 @functools.lru_cache(maxsize=None)
-def clean_and_jerk_poses():
-    """MediaPipe BlazePose on the whole real clip (about 10 s on a 2-core CPU, once per session)."""
+def clean_and_jerk_poses(backend: str = "blazepose"):
+    """The default pose backend on the whole real clip (a few seconds on a 2-core CPU, once per session)."""
     from unihar.data.pose import get_pose_backend
+    from unihar.data.pose.extract import estimate_main_person
 
-    return get_pose_backend("mediapipe")(CLEAN_AND_JERK)
+    return estimate_main_person(get_pose_backend(backend, max_people=1), CLEAN_AND_JERK)
 
 
 def write_video(path: Path, frames: np.ndarray, rate: Fraction | int = 25, codec: str = "libx264") -> Path:

@@ -33,3 +33,10 @@ class VideoError(UniHARError, ValueError):
 
 class NoPersonError(UniHARError, ValueError):
     """No person was detected in any frame."""
+
+
+def one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (multi-line details joined with "; "): what the CLI prints
+    after ``error:`` and what a batch run records for a video that failed."""
+    message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return message or type(err).__name__

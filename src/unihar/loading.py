@@ -13,8 +13,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from unihar import hub
-from unihar.assets import default_model_dir
+from unihar import assets, hub
 from unihar.cache import cache_dir
 from unihar.errors import CheckpointError, InputError
 from unihar.inference.onnx_backend import OnnxModel, export_onnx
@@ -34,7 +33,7 @@ def from_pretrained(repo_or_path: str | Path | None = None, revision: str | None
 def _torch_weights(weights: str | Path | None) -> str | Path:
     if weights is not None:
         return weights
-    folder = default_model_dir()
+    folder = assets.default_model_dir()
     if not (folder / hub.CONFIG_NAME).is_file():
         raise CheckpointError(
             f"the bundled default model is not installed ({folder} has no {hub.CONFIG_NAME}); "

@@ -41,7 +41,7 @@ def _register_commands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``unihar`` script."""
-    from unihar.errors import UniHARError
+    from unihar.errors import UniHARError, one_line
 
     _register_commands()
     try:
@@ -49,9 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     except UniHARError as err:
         if os.environ.get("UNIHAR_DEBUG"):
             raise
-        # One line, whatever the message: multi-line details are joined with "; ".
-        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
-        typer.echo(f"error: {message or type(err).__name__}", err=True)
+        typer.echo(f"error: {one_line(err)}", err=True)  # one line, whatever the message
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)

@@ -6,6 +6,13 @@
     unihar predict clip.mp4 --output annotated.mp4   # skeleton + top-3 bars on every frame
     unihar predict clip.mp4 --pose-backend openpose-json --poses clip_json/
     unihar predict clip.mp4 --backend onnxruntime --weights model.onnx   # from `unihar export`
+    unihar predict videos/ --out results.jsonl       # every video under videos/: one JSON line each
+    unihar predict "clips/**/*.mp4" --out results.jsonl --workers 4
+    unihar predict videos/ --out results.jsonl --ray auto   # on a Ray cluster
+
+With ``--out`` (batch mode, :mod:`unihar.inference.batch`) each video's line is the object ``--json``
+prints, or ``{"source", "error"}`` for a video that failed; the run goes on, and exits with code 1
+if any failed. Running the same command again skips the videos already in the file.
 
 Bad input (missing or corrupt video, nobody in view, an existing --output without --overwrite, ...)
 ends with one ``error: ...`` line on stderr and exit code 2 (see :func:`unihar.cli.main`).
@@ -13,17 +20,20 @@ ends with one ``error: ...`` line on stderr and exit code 2 (see :func:`unihar.c
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from unihar.errors import InputError
 
+GLOB_CHARACTERS = set("*?[")
+
 
 def predict(
-    video: Path = typer.Argument(
+    videos: List[Path] = typer.Argument(
         ..., help="Video file (mp4, avi, mkv, webm, mov, ...) or folder of images; or, with an importing "
-        "--pose-backend and no --poses, the keypoint file/folder itself.", show_default=False,
+        "--pose-backend and no --poses, the keypoint file/folder itself. With --out: any number of videos, "
+        "folders (searched recursively) and quoted glob patterns.", show_default=False,
     ),
     weights: Optional[str] = typer.Option(
         None, "--weights", "-w", help="Model folder or Hugging Face Hub id (e.g. m97j/uni-har). Default: the bundled model."
@@ -49,8 +59,32 @@ def predict(
     backend: str = typer.Option(
         "torch", "--backend", help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`)."
     ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Batch mode: append one JSON line per video to this file; run again to continue where it stopped."
+    ),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=0, show_default=False,
+        help="Batch mode: processes decoding videos and estimating poses (default: one per CPU core, at most 8; "
+        "0: all in this process). With --ray: pose actors (default: one per CPU of the cluster).",
+    ),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray", metavar="ADDRESS",
+        help="Batch mode on a Ray cluster: auto (the cluster this machine is in), HOST:PORT, ray://HOST:10001, or local.",
+    ),
 ) -> None:
-    """Recognise the actions in a video."""
+    """Recognise the actions in a video, or in many (--out)."""
+    if out is not None:
+        _predict_batch(
+            videos, out, weights=weights, topk=topk, json_output=json_output, output=output, device=device,
+            pose_backend=pose_backend, max_people=max_people, poses=poses, fps=fps, backend=backend,
+            workers=workers, ray_address=ray_address,
+        )
+        return
+    if len(videos) > 1:
+        raise InputError(f"{len(videos)} videos given: to predict several, add --out results.jsonl (one JSON line per video)")
+    if workers is not None or ray_address is not None:
+        raise InputError("--workers and --ray are for batch mode: add --out results.jsonl")
+    video = videos[0]
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -71,6 +105,8 @@ def predict(
         check_output_path(output, overwrite)
         if not pose.needs_video and poses is None:
             raise InputError("--output needs the video: pass it as VIDEO and the keypoints with --poses")
+    if pose.needs_video and poses is None:
+        _suggest_batch_mode(video)
     if pose.needs_video or poses is not None:
         open_video(video, fps=fps)  # raises VideoError for a missing / unreadable video
     elif not Path(video).exists():
@@ -110,6 +146,78 @@ def predict(
         sys.stdout.flush()
         return
     _print_table(result, output)
+
+
+def _suggest_batch_mode(video: Path) -> None:
+    """A glob pattern or a folder of videos (not of images) given without --out: say how to predict them all."""
+    from unihar.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
+    if not video.exists() and GLOB_CHARACTERS & set(str(video)):
+        raise InputError(f"{str(video)!r} looks like a glob pattern: to predict every video it matches, add --out results.jsonl")
+    if video.is_dir():
+        names = [p.suffix.lower() for p in video.rglob("*")]
+        if not any(n in IMAGE_EXTENSIONS for n in names) and any(n in VIDEO_EXTENSIONS for n in names):
+            raise InputError(f"{str(video)!r} is a folder of videos: to predict each of them, add --out results.jsonl")
+
+
+def _predict_batch(
+    specs: List[Path], out: Path, *, weights: Optional[str], topk: int, json_output: bool, output: Optional[Path],
+    device: Optional[str], pose_backend: str, max_people: int, poses: Optional[Path], fps: Optional[float],
+    backend: str, workers: Optional[int], ray_address: Optional[str],
+) -> None:
+    """``--out``: every video found, one JSON line each (see :mod:`unihar.inference.batch`)."""
+    import os
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from unihar.inference.batch import BatchSettings, BatchSummary, find_videos, predict_videos
+
+    for flag, value in (("--output", output), ("--poses", poses)):
+        if value is not None:
+            raise InputError(f"{flag} is for one video; with --out every video gets a JSON line in {str(out)!r}")
+    if json_output:
+        raise InputError(f"--json prints one video's JSON on stdout; with --out each video's JSON is a line of {str(out)!r}")
+    settings = BatchSettings(weights, backend.strip().lower(), pose_backend, max_people, device, topk, fps)
+    settings.check()
+    videos = find_videos(specs)
+    if workers is None:
+        workers = 0 if ray_address is not None else min(os.cpu_count() or 1, 8)
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("videos"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("videos", total=None, failed=0, rate="")
+
+        def advance(summary: BatchSummary) -> None:
+            rate = f"{summary.videos_per_minute:.1f}/min" if summary.finished else ""
+            bar.update(task, completed=summary.finished, total=summary.total - summary.skipped, failed=summary.failed, rate=rate)
+
+        summary = predict_videos(videos, out, settings, workers=workers, ray_address=ray_address, progress=advance)
+
+    if summary.dropped_tail:
+        console.print(
+            f"note: removed an incomplete last line from {out} (a run was stopped while writing it); that video is predicted again",
+            soft_wrap=True, highlight=False, markup=False,
+        )
+    report = f"{summary.total} video{'s' if summary.total != 1 else ''}: {summary.done} predicted, {summary.failed} failed"
+    if summary.skipped:
+        report += f", {summary.skipped} already in {out}"
+    if summary.finished:
+        report += f" ({summary.videos_per_minute:.1f} videos/min)"
+    typer.echo(report + f"; results in {out}")
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 def _print_table(result, output: Optional[Path]) -> None:

@@ -5,11 +5,13 @@
     curl -F file=@clip.mp4 http://127.0.0.1:8000/v1/predict
 
 The web page is at ``/``, the API documentation at ``/docs``. Listening on anything other than
-127.0.0.1 (e.g. ``--host 0.0.0.0``) makes the server reachable from other machines.
+127.0.0.1 (e.g. ``--host 0.0.0.0``) makes the server reachable from other machines. Logs, the access
+log included (one line per request), go to stderr.
 """
 from __future__ import annotations
 
-from typing import Optional
+import copy
+from typing import Any, Optional
 
 import typer
 
@@ -23,9 +25,17 @@ def serve(
         None, "--weights", "-w", help="Model folder or Hugging Face Hub id (e.g. m97j/uni-har). Default: the bundled model."
     ),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda if available)."),
-    max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", min=0.001, help="Largest upload accepted, in MB (413 beyond)."),
+    pose_backend: str = typer.Option(
+        "blazepose", "--pose-backend", help="blazepose (several people) or mediapipe (legacy, one person)."
+    ),
+    max_people: int = typer.Option(6, "--max-people", min=1, help="Most people followed at once in a video; 1 = one person."),
+    max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", min=0.001, help="Largest video upload accepted, in MB (413 beyond)."),
+    max_json_mb: float = typer.Option(20.0, "--max-json-mb", min=0.001, help="Largest JSON body accepted, in MB (413 beyond)."),
     max_seconds: float = typer.Option(120.0, "--max-seconds", min=0.1, help="Longest clip accepted, in seconds (422 beyond)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Threads classifying keypoint (JSON) requests; videos are analysed one at a time."),
+    max_pending: int = typer.Option(
+        4, "--max-pending", min=0, help="Video (and JSON) jobs that may wait for a worker; beyond that, 503 with Retry-After."
+    ),
 ) -> None:
     """Serve the model over HTTP: JSON API (/v1/predict) and a web page (/)."""
     try:
@@ -35,17 +45,33 @@ def serve(
     except ImportError as exc:
         raise ConfigError(f"unihar serve needs FastAPI and uvicorn: pip install 'unihar[serve]' ({exc})") from None
 
-    from unihar.loading import load_model
+    from unihar.data.pose import get_pose_backend
     from unihar.inference.pipeline import VideoPipeline
+    from unihar.loading import load_model
     from unihar.serving.service import ServeSettings
 
+    # Check everything the user gave before loading the model.
     settings = ServeSettings(
-        max_upload_bytes=int(max_upload_mb * 1e6), max_seconds=max_seconds, workers=workers
+        max_upload_bytes=int(max_upload_mb * 1e6), max_json_bytes=int(max_json_mb * 1e6), max_seconds=max_seconds,
+        workers=workers, max_pending=max_pending,
     )
-    model = load_model(weights)
-    app = create_app(VideoPipeline(model, device=device), settings)
+    pose = get_pose_backend(pose_backend, max_people=max_people)
+    if not pose.needs_video:
+        raise ConfigError(f"--pose-backend: the server estimates poses from videos; {pose_backend!r} only imports keypoint files")
+    pipeline = VideoPipeline(load_model(weights), pose_backend=pose, device=device, max_people=max_people)
+    app = create_app(pipeline, settings)
     typer.echo(f"Uni-HAR: web page at http://{host}:{port}/ , API docs at http://{host}:{port}/docs", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=True, log_config=log_config())
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging, with its access log on stderr (uvicorn sends it to stdout) and Uni-HAR's own errors too."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config["loggers"]["unihar"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def register(app: typer.Typer) -> None:

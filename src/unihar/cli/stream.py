@@ -73,7 +73,7 @@ def stream(
     summary = run_source(
         frames, backend.frame_estimator, pipeline.tracker(fps), engine, emit,
         live=live, pace_fps=fps if (is_file and realtime) else None,
-        on_frame=display.show if display is not None else None,
+        on_frame=display.show if display is not None else None, with_frames=display is not None,
     )
     if display is not None:
         display.close()

@@ -6,9 +6,15 @@ is a list of *named* joints and conversion goes by name, so any layout converts 
 custom layout declared as a plain list of names.
 
 Names are COCO's in lower_snake_case plus ``neck``, ``mid_hip``, ``head`` and the extra BODY_25 / MediaPipe
-points spelled the same way (``left_big_toe``, ``mouth_left``, ``left_foot_index``...). A joint is "left" or
-"right" when its name has a ``left`` / ``right`` word; swapping that word gives its mirror partner, which is
-what flip augmentation needs.
+points spelled the same way (``left_big_toe``, ``mouth_left``, ``left_foot_index``...). The skeleton datasets
+(Kinect v1, MSR Action3D, SBU's OpenNI tracker, MoveNet) add ``spine`` (mid-torso), ``left_hand`` /
+``right_hand`` (the hand centre, past the wrist) and ``left_foot`` / ``right_foot`` (the foot, past the
+ankle); their layouts are in :data:`DATASET_LAYOUTS`. A joint is "left" or "right" when its name has a
+``left`` / ``right`` word; swapping that word gives its mirror partner, which is what flip augmentation needs.
+
+Conversion fills a target joint the source lacks in two ways: *derived* joints (:data:`DERIVED_JOINTS`: a
+neck from the shoulders...) and *stand-ins* (:data:`FALLBACK_JOINTS`: the nearest joint the source does
+have, a few centimetres off, e.g. a wrist from SBU's hand), so no data is thrown away for lack of a name.
 """
 from __future__ import annotations
 
@@ -23,8 +29,11 @@ from unihar.errors import InputError
 __all__ = [
     "KeypointLayout",
     "LAYOUTS",
+    "DATASET_LAYOUTS",
     "LAYOUTS_BY_NUM_JOINTS",
     "DERIVED_JOINTS",
+    "FALLBACK_JOINTS",
+    "source_joints",
     "get_layout",
     "convert_keypoints",
     "mirror_joint_name",
@@ -68,6 +77,33 @@ _PENN13 = (
     "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
 
+# Kinect for Windows SDK v1 skeleton order (NUI_SKELETON_POSITION_INDEX), used by NW-UCLA and UT-Kinect:
+# hip_center, spine, shoulder_center, head, then the left arm, right arm, left leg, right leg.
+_KINECT_V1 = (
+    "mid_hip", "spine", "neck", "head", "left_shoulder", "left_elbow", "left_wrist", "left_hand",
+    "right_shoulder", "right_elbow", "right_wrist", "right_hand", "left_hip", "left_knee", "left_ankle",
+    "left_foot", "right_hip", "right_knee", "right_ankle", "right_foot",
+)
+
+# UTD-MHAD's Kinect v1 order (its Skeleton_joint_order.txt): the same joints, the trunk listed top-down.
+_UTD_MHAD = ("head", "neck", "spine", "mid_hip") + _KINECT_V1[4:]
+
+# MSR Action3D's 20 joints (the dataset's own order, not the Kinect SDK's).
+_MSR_ACTION3D = (
+    "left_shoulder", "right_shoulder", "neck", "spine", "left_hip", "right_hip", "mid_hip", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_hand", "right_hand", "left_knee", "right_knee",
+    "left_ankle", "right_ankle", "left_foot", "right_foot", "head",
+)
+
+# SBU Kinect Interaction, per person (OpenNI/NITE's 15 joints: no wrists or ankles; "torso" is the spine).
+_SBU15 = (
+    "head", "neck", "spine", "left_shoulder", "left_elbow", "left_hand", "right_shoulder", "right_elbow",
+    "right_hand", "left_hip", "left_knee", "left_foot", "right_hip", "right_knee", "right_foot",
+)
+
+# MoveNet's COCO-17 without the eyes and ears (the UR Fall pose files).
+_MOVENET13 = ("nose",) + _COCO17[5:]
+
 # Bones shared by every layout that has both ends; layouts add their own below.
 _LIMBS = (
     ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
@@ -100,11 +136,20 @@ _MEDIAPIPE_EXTRA = (
     ("right_ankle", "right_heel"), ("right_heel", "right_foot_index"), ("right_ankle", "right_foot_index"),
 )
 _HEAD = (("head", "left_shoulder"), ("head", "right_shoulder"))
+_SPINE = (("neck", "head"), ("neck", "spine"), ("spine", "mid_hip"), ("mid_hip", "left_hip"), ("mid_hip", "right_hip"))
+_HANDS_FEET = (
+    ("left_wrist", "left_hand"), ("right_wrist", "right_hand"), ("left_ankle", "left_foot"), ("right_ankle", "right_foot"),
+)
+# Without wrists and ankles (SBU) the forearm and shin end at the hand and foot.
+_SBU_LIMBS = (
+    ("left_elbow", "left_hand"), ("right_elbow", "right_hand"), ("left_knee", "left_foot"), ("right_knee", "right_foot"),
+    ("spine", "left_hip"), ("spine", "right_hip"),
+)
 
 # Every bone any built-in layout draws; a custom layout draws those whose two ends it has.
 _ALL_BONES = _LIMBS + _TORSO + _FACE + _OPENPOSE_TRUNK + _FEET + _MEDIAPIPE_EXTRA + _HEAD + (
     ("neck", "mid_hip"), ("mid_hip", "left_hip"), ("mid_hip", "right_hip"), ("neck", "head"),
-)
+) + _SPINE + _HANDS_FEET
 
 # Joints computed from others when a source lacks them: name -> parts (see ``convert_keypoints``).
 DERIVED_JOINTS: dict[str, tuple[str, ...]] = {
@@ -112,6 +157,31 @@ DERIVED_JOINTS: dict[str, tuple[str, ...]] = {
     "mid_hip": ("left_hip", "right_hip"),
     "head": ("nose", "left_eye", "right_eye", "left_ear", "right_ear"),
 }
+
+# Stand-ins for a joint the source lacks: the nearest joint it has, in order of preference, copied as is
+# (position and confidence). SBU's OpenNI skeleton has hands but no wrists and feet but no ankles; the
+# hand centre is ~8 cm past the wrist and the Kinect foot ~10 cm in front of the ankle, far less than the
+# error of a monocular pose estimator, so the stand-in keeps the forearm and shin instead of dropping them.
+FALLBACK_JOINTS: dict[str, tuple[str, ...]] = {
+    "left_wrist": ("left_hand",),
+    "right_wrist": ("right_hand",),
+    "left_ankle": ("left_foot",),
+    "right_ankle": ("right_foot",),
+}
+
+
+def source_joints(joint: str, src: "KeypointLayout") -> tuple[str, ...]:
+    """The joints of ``src`` that fill ``joint`` on conversion: itself, its derivation parts, or its
+    first stand-in; empty when ``src`` cannot fill it."""
+    if joint in src:
+        return (joint,)
+    parts = tuple(p for p in DERIVED_JOINTS.get(joint, ()) if p in src)
+    if parts:
+        return parts
+    for stand_in in FALLBACK_JOINTS.get(joint, ()):
+        if stand_in in src:
+            return (stand_in,)
+    return ()
 
 
 def mirror_joint_name(name: str) -> str:
@@ -225,6 +295,31 @@ LAYOUTS: dict[str, KeypointLayout] = {
 # The built-in layouts all have different sizes, so a joint count names one (for arrays without a layout).
 LAYOUTS_BY_NUM_JOINTS: dict[int, KeypointLayout] = {layout.num_joints: layout for layout in LAYOUTS.values()}
 
+# The joint orders of the skeleton datasets (:mod:`unihar.data.datasets`). They are kept apart from the pose
+# sources above because several share a joint count with them (MoveNet-13 and Penn-13), so a count alone
+# must keep naming a pose source; ``get_layout`` resolves both tables by name.
+DATASET_LAYOUTS: dict[str, KeypointLayout] = {
+    "kinect_v1": KeypointLayout(
+        "kinect_v1", _KINECT_V1, _bones_within(_KINECT_V1, _SPINE + _OPENPOSE_TRUNK[1:] + _LIMBS + _HANDS_FEET)
+    ),
+    "utd_mhad": KeypointLayout(
+        "utd_mhad", _UTD_MHAD, _bones_within(_UTD_MHAD, _SPINE + _OPENPOSE_TRUNK[1:] + _LIMBS + _HANDS_FEET)
+    ),
+    "msr_action3d": KeypointLayout(
+        "msr_action3d", _MSR_ACTION3D,
+        _bones_within(_MSR_ACTION3D, _SPINE + _OPENPOSE_TRUNK[1:] + _LIMBS + _HANDS_FEET),
+    ),
+    "sbu15": KeypointLayout(
+        "sbu15", _SBU15,
+        _bones_within(_SBU15, (("neck", "head"), ("neck", "spine")) + _OPENPOSE_TRUNK[1:] + _TORSO[:1] + _LIMBS
+                      + _SBU_LIMBS),
+    ),
+    "movenet13": KeypointLayout(
+        "movenet13", _MOVENET13,
+        _bones_within(_MOVENET13, (("nose", "left_shoulder"), ("nose", "right_shoulder")) + _TORSO + _LIMBS),
+    ),
+}
+
 # Other spellings users reach for.
 _ALIASES = {
     "coco": "coco17", "coco_17": "coco17", "coco-17": "coco17",
@@ -245,14 +340,17 @@ def get_layout(spec: str | Sequence[str] | KeypointLayout) -> KeypointLayout:
     if isinstance(spec, str):
         key = spec.strip().lower()
         key = _ALIASES.get(key, key)
+        if key in DATASET_LAYOUTS:
+            return DATASET_LAYOUTS[key]
         if key not in LAYOUTS:
             raise InputError(
-                f"unknown keypoint layout {spec!r}; expected one of {sorted(LAYOUTS)} or a list of joint names"
+                f"unknown keypoint layout {spec!r}; expected one of {sorted(LAYOUTS) + sorted(DATASET_LAYOUTS)} "
+                "or a list of joint names"
             )
         return LAYOUTS[key]
     if isinstance(spec, Sequence) and not isinstance(spec, (bytes, bytearray)):
         joints = tuple(spec)
-        for known in LAYOUTS.values():
+        for known in (*LAYOUTS.values(), *DATASET_LAYOUTS.values()):
             if known.joints == joints:
                 return known
         return KeypointLayout("custom", joints, _bones_within(joints))
@@ -270,9 +368,10 @@ def convert_keypoints(
 
     Joints are matched by name. A joint ``dst`` has and ``src`` lacks is all zeros (confidence 0, so the
     model ignores it), except the derived joints: ``neck`` and ``mid_hip`` are the midpoints of the
-    shoulders / hips when both are visible, and ``head`` is the mean of the visible nose, eyes and ears.
-    "Visible" means confidence > 0 (the last channel, when ``C >= 3``); a derived joint's confidence is
-    the mean confidence of the parts it was built from.
+    shoulders / hips when both are visible, and ``head`` is the mean of the visible nose, eyes and ears;
+    and the joints with a stand-in (:data:`FALLBACK_JOINTS`), copied from it. "Visible" means confidence
+    > 0 (the last channel, when ``C >= 3``); a derived joint's confidence is the mean confidence of the
+    parts it was built from. Any channel count works: ``(x, y, confidence)`` and ``(x, y, z, confidence)``.
     """
     src_layout, dst_layout = get_layout(src), get_layout(dst)
     kpts = np.asarray(kpts)
@@ -286,8 +385,10 @@ def convert_keypoints(
     for j, joint in enumerate(dst_layout.joints):
         if joint in src_layout:
             out[..., j, :] = kpts[..., src_layout.index(joint), :]
-        elif joint in DERIVED_JOINTS:
+        elif any(p in src_layout for p in DERIVED_JOINTS.get(joint, ())):
             out[..., j, :] = _derive(kpts, src_layout, joint)
+        elif stand_in := source_joints(joint, src_layout):
+            out[..., j, :] = kpts[..., src_layout.index(stand_in[0]), :]
     return out
 
 

@@ -208,7 +208,10 @@ def pose_window(kpts: np.ndarray, prep: PreprocessConfig) -> np.ndarray:
 def resize_frame(frame: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """One ``(H, W, 3)`` uint8 RGB frame -> ``(3, size, size)`` uint8: shorter side to ``size``
     (antialiased bilinear), centre crop, as in ImageNet evaluation."""
-    image = torch.as_tensor(np.asarray(frame)) if not isinstance(frame, torch.Tensor) else frame
+    if not isinstance(frame, torch.Tensor):
+        array = np.asarray(frame)
+        frame = torch.from_numpy(array if array.flags.writeable else array.copy())  # torch needs writable memory
+    image = frame
     if image.ndim != 3 or image.shape[-1] != 3:
         raise InputError(f"expected an RGB frame of shape (height, width, 3), got {tuple(image.shape)}")
     if image.dtype != torch.uint8:

@@ -246,7 +246,7 @@ class VideoPipeline:
                 "this model also reads RGB frames (image_model.enabled); give the video as SOURCE and the keypoints with --poses"
             )
         sequence = self.pose_backend.load(pose_path, frame_size=video.frame_size if video is not None else None)
-        if video is not None and video.num_frames is not None and self.uses_images and video.num_frames < sequence.num_frames:
+        if video is not None and video.num_frames is not None and video.num_frames != sequence.num_frames:
             raise InputError(f"the video has {video.num_frames} frames but the poses in {str(pose_path)!r} have {sequence.num_frames}")
         rate = video.fps if video is not None else float(fps or DEFAULT_IMAGE_FOLDER_FPS)
         if progress is not None:

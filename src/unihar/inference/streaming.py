@@ -192,7 +192,7 @@ class FrameUpdate:
     """What the pose stage found in one source frame."""
 
     index: int
-    frame: np.ndarray
+    frame: np.ndarray | None  # the decoded frame, kept only for an ``on_frame`` that draws it
     people: dict[int, np.ndarray]  # track id -> (J, 3) keypoints in the backend's layout
     ended: list[int]  # tracks that ended before this frame
     image: torch.Tensor | None = None  # the frame resized for the image branch (multimodal models)
@@ -261,6 +261,7 @@ def run_source(
     pace_fps: float | None = None,
     max_pending: int = 3,
     on_frame: Callable[[FrameUpdate], None] | None = None,
+    with_frames: bool = False,
 ) -> SourceSummary:
     """Decode -> pose + tracking -> engine, in three threads; returns what was delivered, dropped, how fast.
 
@@ -274,11 +275,13 @@ def run_source(
         live: drop the oldest waiting frame when the pose stage falls behind (``max_pending`` frames
             wait at most); otherwise every frame is handled.
         pace_fps: deliver frames no faster than this rate (a file read as if it were live).
-        on_frame: called from the caller's thread for every frame handled (display, progress, recording).
+        on_frame: called from the caller's thread for every frame handled (display, progress, recording);
+            its ``FrameUpdate.frame`` is the decoded frame only with ``with_frames`` (a display).
     """
     stop = threading.Event()
-    to_pose = _Channel(max_pending if live else 8, stop, drop_oldest=live)
-    to_model = _Channel(64, stop)
+    # Both channels are short: a 1080p frame is 6 MB, and memory must not grow with the video.
+    to_pose = _Channel(max_pending if live else 4, stop, drop_oldest=live)
+    to_model = _Channel(16, stop)
     errors: list[BaseException] = []
     delivered = [0]
     started = time.perf_counter()
@@ -311,7 +314,7 @@ def run_source(
                     index, frame = item
                     people, ended = track(estimate(frame))
                     image = resize_frame(frame, engine.image_prep.image_size) if engine.uses_images else None
-                    to_model.put(FrameUpdate(index, frame, people, ended, image))
+                    to_model.put(FrameUpdate(index, frame if with_frames else None, people, ended, image))
             to_model.close()
         except _Stop:
             pass

@@ -8,13 +8,14 @@ cutting windows and normalising happen afterwards, in one place (:class:`WindowD
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from unihar.data.layouts import DERIVED_JOINTS, KeypointLayout, convert_keypoints, get_layout
+from unihar.data.camera import KINECT_V1, Camera, project
+from unihar.data.layouts import KeypointLayout, convert_keypoints, get_layout, source_joints
 from unihar.data.preprocess import PreprocessConfig, frame_indices, pose_window, window_ranges
 from unihar.errors import InputError
 
@@ -25,9 +26,14 @@ __all__ = ["SkeletonDataset", "WindowDataset", "sequence_windows", "window_spans
 class SkeletonDataset:
     """Whole labelled keypoint sequences of one split, in the dataset's own joint layout.
 
-    ``sequences[i]`` is ``(frames, J, 3)`` float32: x, y (pixels, or any unit: windows are normalised
-    later) and a confidence in [0, 1] (0 = missing). ``fps`` is the frame rate the sequences were
-    recorded at, or ``None`` when unknown: then a whole sequence is one model window.
+    ``sequences[i]`` is ``(frames, J, dims + 1)`` float32. With ``dims=2`` (what the model reads): x, y
+    (pixels, or any unit: windows are normalised later) and a confidence in [0, 1] (0 = missing). With
+    ``dims=3`` (Kinect-style data): x, y, z in metres in camera space (OpenCV axes: x right, y down, z
+    forward; see :mod:`unihar.data.camera`) and the confidence; :meth:`projected` / :meth:`view` turn it
+    into 2D through a camera (``camera``, the recording camera, by default). ``fps`` is the frame rate the
+    sequences were recorded at, or ``None`` when unknown: then a whole sequence is one model window.
+    ``events[i]`` lists frames of sequence ``i`` where its action happens (e.g. the moment of a fall), for
+    training windows centred on it; empty when the whole sequence is the action.
     """
 
     sequences: list[np.ndarray]
@@ -40,6 +46,9 @@ class SkeletonDataset:
     # For datasets made from videos: (video path, the video's frame count) per sequence, so a stage-2
     # (image) model can fetch the RGB frames behind any stretch of a sequence (see ``video_frames``).
     videos: list[tuple[str, int]] | None = None
+    dims: int = 2
+    camera: Camera | None = None
+    events: list[list[int]] | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -49,14 +58,23 @@ class SkeletonDataset:
             )
         if not self.names:
             self.names = [str(i) for i in range(len(self.sequences))]
+        if self.dims not in (2, 3):
+            raise InputError(f"{self.name}: dims must be 2 or 3, got {self.dims}")
+        channels = self.dims + 1
         for seq, seq_name in zip(self.sequences, self.names):
-            if seq.ndim != 3 or seq.shape[1:] != (self.layout.num_joints, 3):
+            if seq.ndim != 3 or seq.shape[1:] != (self.layout.num_joints, channels):
                 raise InputError(
                     f"{self.name}: sequence {seq_name!r} has shape {seq.shape}, expected "
-                    f"(frames, {self.layout.num_joints}, 3) for layout {self.layout.name!r}"
+                    f"(frames, {self.layout.num_joints}, {channels}) for layout {self.layout.name!r} in {self.dims}D"
                 )
             if seq.shape[0] < 1:
                 raise InputError(f"{self.name}: sequence {seq_name!r} has no frames")
+        if self.events is not None:
+            if len(self.events) != len(self.sequences):
+                raise InputError(f"{self.name}: {len(self.events)} event lists for {len(self.sequences)} sequences")
+            for seq, frames, seq_name in zip(self.sequences, self.events, self.names):
+                if any(not 0 <= f < len(seq) for f in frames):
+                    raise InputError(f"{self.name}: sequence {seq_name!r} has event frames {frames} outside 0..{len(seq) - 1}")
         bad = self.labels[(self.labels < 0) | (self.labels >= len(self.classes))]
         if bad.size:
             raise InputError(
@@ -78,14 +96,10 @@ class SkeletonDataset:
         dst = get_layout(layout)
         if dst.joints == self.layout.joints:
             return self
-        used = set(dst.joints)
-        for joint in dst.joints:
-            used.update(DERIVED_JOINTS.get(joint, ()) if joint not in self.layout else ())
+        sources = {joint: source_joints(joint, self.layout) for joint in dst.joints}
+        used = {part for parts in sources.values() for part in parts}
         dropped = [j for j in self.layout.joints if j not in used]
-        missing = [
-            j for j in dst.joints
-            if j not in self.layout and not any(p in self.layout for p in DERIVED_JOINTS.get(j, ()))
-        ]
+        missing = [j for j, parts in sources.items() if not parts]
         if dropped:
             warnings.warn(f"{self.name}: joints not in the model's layout {dst.name!r} are dropped: {dropped}", stacklevel=2)
         if missing:
@@ -94,7 +108,32 @@ class SkeletonDataset:
                 stacklevel=2,
             )
         sequences = [convert_keypoints(seq, self.layout, dst) for seq in self.sequences]
-        return SkeletonDataset(sequences, self.labels, self.classes, dst, self.fps, self.names, self.name, self.videos)
+        return replace(self, sequences=sequences, layout=dst)
+
+    @property
+    def recording_camera(self) -> Camera:
+        """The camera 3D data is viewed through by default (Kinect v1's when the loader names none)."""
+        return self.camera or KINECT_V1
+
+    def view(self, index: int, camera: Camera | None = None) -> np.ndarray:
+        """Sequence ``index`` as 2D joints ``(frames, J, 3)``: 3D data seen through ``camera`` (default: the
+        recording camera), 2D data as it is (then ``camera`` must be ``None``)."""
+        seq = self.sequences[index]
+        if self.dims == 2:
+            if camera is not None:
+                raise InputError(f"{self.name}: the data is 2D; a camera can only view 3D skeletons")
+            return seq
+        return project(seq, camera or self.recording_camera)
+
+    def projected(self, camera: Camera | None = None) -> "SkeletonDataset":
+        """The whole dataset in 2D, every sequence seen through ``camera`` (default: the recording camera,
+        the fixed frontal view evaluation uses). 2D data is returned as it is."""
+        if self.dims == 2:
+            if camera is not None:
+                raise InputError(f"{self.name}: the data is 2D; a camera can only view 3D skeletons")
+            return self
+        sequences = [self.view(i, camera) for i in range(len(self))]
+        return replace(self, sequences=sequences, dims=2, camera=None)
 
     def video_frames(self, index: int, start: int, end: int) -> np.ndarray:
         """RGB frames ``(end - start, H, W, 3)`` uint8 behind frames ``[start, end)`` of sequence ``index``.

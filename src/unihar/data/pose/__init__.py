@@ -3,7 +3,8 @@
 =================  ====================================================  =====================
 name               reads                                                 layout
 =================  ====================================================  =====================
-``mediapipe``      video frames (BlazePose full, offline, the default)   ``mediapipe33``
+``blazepose``      video frames (BlazePose on LiteRT, several people)    ``mediapipe33``
+``mediapipe``      video frames (legacy mediapipe 0.10.21, one person)   ``mediapipe33``
 ``openpose-json``  a folder of OpenPose ``*_keypoints.json`` files       ``body25`` / ``coco18``
 ``array``          a ``.npy`` / ``.npz`` array ``(T, J, 3)``            given or guessed from J
 =================  ====================================================  =====================
@@ -16,30 +17,44 @@ from __future__ import annotations
 
 from unihar.data.pose.arrays import ArrayPoses
 from unihar.data.pose.base import PoseSequence, fill_missing, finalize_poses
+from unihar.data.pose.blazepose import BlazePose
 from unihar.data.pose.mediapipe_backend import MediaPipePose
 from unihar.data.pose.openpose import OpenPoseJSON
-from unihar.data.pose.tracking import select_main_actor
+from unihar.data.pose.tracking import PoseTracker, select_main_actor
 from unihar.errors import InputError
 
 __all__ = [
     "POSE_BACKENDS",
     "ArrayPoses",
+    "BlazePose",
     "MediaPipePose",
     "OpenPoseJSON",
     "PoseSequence",
+    "PoseTracker",
     "fill_missing",
     "finalize_poses",
     "get_pose_backend",
     "select_main_actor",
 ]
 
-POSE_BACKENDS = {"mediapipe": MediaPipePose, "openpose-json": OpenPoseJSON, "array": ArrayPoses}
+POSE_BACKENDS = {
+    "blazepose": BlazePose,
+    "mediapipe": MediaPipePose,
+    "openpose-json": OpenPoseJSON,
+    "array": ArrayPoses,
+}
 
 
-def get_pose_backend(name: str = "mediapipe", **kwargs):
-    """A pose backend by name (see the table above); ``kwargs`` go to its constructor."""
+def get_pose_backend(name: str = "blazepose", max_people: int | None = None, **kwargs):
+    """A pose backend by name (see the table above); ``kwargs`` go to its constructor.
+
+    ``max_people`` goes to the estimators (backends that read video); importers read what the file holds.
+    """
     key = name.strip().lower().replace("_", "-")
-    key = {"openpose": "openpose-json", "blazepose": "mediapipe", "npy": "array", "npz": "array"}.get(key, key)
+    key = {"openpose": "openpose-json", "npy": "array", "npz": "array"}.get(key, key)
     if key not in POSE_BACKENDS:
         raise InputError(f"unknown pose backend {name!r}; expected one of {sorted(POSE_BACKENDS)}")
-    return POSE_BACKENDS[key](**kwargs)
+    backend = POSE_BACKENDS[key]
+    if max_people is not None and backend.needs_video:
+        kwargs["max_people"] = max_people
+    return backend(**kwargs)

@@ -17,7 +17,7 @@ from unihar.data.pose.base import PoseSequence, finalize_poses
 from unihar.data.pose.openpose import _extent
 from unihar.errors import InputError
 
-__all__ = ["ArrayPoses", "LAYOUT_BY_NUM_JOINTS"]
+__all__ = ["ArrayPoses", "LAYOUT_BY_NUM_JOINTS", "poses_from_array"]
 
 LAYOUT_BY_NUM_JOINTS = LAYOUTS_BY_NUM_JOINTS  # kept under this name for existing imports
 
@@ -60,30 +60,42 @@ class ArrayPoses:
                 raise
             raise InputError(f"cannot read keypoints from {str(path)!r}: {exc}") from None
 
-        if array.ndim != 3 or array.shape[-1] not in (2, 3) or not np.issubdtype(array.dtype, np.number):
-            raise InputError(
-                f"{str(path)!r}: expected a numeric array of shape (T, J, 3) (x, y, confidence), "
-                f"got {array.dtype} {array.shape}"
-            )
-        array = array.astype(np.float32)
-        if array.shape[-1] == 2:
-            array = np.concatenate([array, np.ones(array.shape[:-1] + (1,), np.float32)], axis=-1)
-        if not np.isfinite(array).all():
-            raise InputError(f"{str(path)!r}: keypoints contain NaN or infinite values; mark missing joints with confidence 0")
-
-        layout = self.layout or (get_layout(stored_layout) if stored_layout is not None else None)
-        if layout is None:
-            layout = LAYOUT_BY_NUM_JOINTS.get(array.shape[1])
-            if layout is None:
-                raise InputError(
-                    f"{str(path)!r}: cannot guess the layout of {array.shape[1]} joints; expected one of "
-                    f"{ {j: l.name for j, l in LAYOUT_BY_NUM_JOINTS.items()} } or an explicit layout"
-                )
-        if layout.num_joints != array.shape[1]:
-            raise InputError(
-                f"{str(path)!r}: layout {layout.name!r} has {layout.num_joints} joints, the array has {array.shape[1]}"
-            )
-        detected = (array[..., 2] > 0).any(axis=1)
-        return finalize_poses(array, detected, layout, frame_size or _extent(array), str(path))
+        return poses_from_array(array, self.layout or stored_layout, frame_size, repr(str(path)))
 
     __call__ = load
+
+
+def poses_from_array(
+    array: np.ndarray,
+    layout: str | list[str] | KeypointLayout | None = None,
+    frame_size: tuple[int, int] | None = None,
+    source: str = "the keypoints",
+) -> PoseSequence:
+    """``(T, J, 3)`` (or ``(T, J, 2)``) pixel keypoints -> :class:`PoseSequence`, checked; shared by files and the server.
+
+    ``layout`` defaults to the one implied by J, ``frame_size`` to the extent of the visible joints;
+    ``source`` names the input in error messages.
+    """
+    array = np.asarray(array)
+    if array.ndim != 3 or array.shape[-1] not in (2, 3) or not np.issubdtype(array.dtype, np.number):
+        raise InputError(
+            f"{source}: expected a numeric array of shape (T, J, 3) (x, y, confidence), got {array.dtype} {array.shape}"
+        )
+    array = array.astype(np.float32)
+    if array.shape[-1] == 2:
+        array = np.concatenate([array, np.ones(array.shape[:-1] + (1,), np.float32)], axis=-1)
+    if not np.isfinite(array).all():
+        raise InputError(f"{source}: keypoints contain NaN or infinite values; mark missing joints with confidence 0")
+    if layout is not None:
+        layout = get_layout(layout)
+    else:
+        layout = LAYOUT_BY_NUM_JOINTS.get(array.shape[1])
+        if layout is None:
+            raise InputError(
+                f"{source}: cannot guess the layout of {array.shape[1]} joints; expected one of "
+                f"{ {j: l.name for j, l in LAYOUT_BY_NUM_JOINTS.items()} } or an explicit layout"
+            )
+    if layout.num_joints != array.shape[1]:
+        raise InputError(f"{source}: layout {layout.name!r} has {layout.num_joints} joints, the array has {array.shape[1]}")
+    detected = (array[..., 2] > 0).any(axis=1)
+    return finalize_poses(array, detected, layout, frame_size or _extent(array), source)

@@ -1,95 +1,238 @@
-"""Following one person when a pose source reports several.
+"""Who is who across frames: stable ids for per-frame pose detections, and the main actor.
 
-Rule (documented in the README): people are linked frame to frame into tracks by the overlap (IoU) of
-the boxes around their visible joints; the *main actor* is the track with the largest sum over frames
-of its box size (square root of the box area), i.e. the person who is both big in the frame and there
-for long. A bystander crossing the frame for a second, or a small figure in the background for the
-whole clip, loses to the person the camera is on.
+:class:`PoseTracker` gives each person found in a frame the id of the track they continue. Tracks are
+matched to detections by one optimal assignment per frame (``scipy.optimize.linear_sum_assignment``)
+on a keypoint similarity: an OKS-like score (joint distances relative to the person's size, each track
+moved ahead by its own velocity first), or the IoU of the boxes around the visible joints when the two
+share too few visible joints. A pair below ``min_similarity`` is never matched, so a detection goes to
+at most one track and a stranger does not inherit an id. A track may go unseen for ``max_age`` frames
+(an occlusion, a missed detection) and still keep its id; after that it is forgotten and whoever
+appears there gets a new id.
+
+Main actor (documented in the README): the track with the largest sum over frames of its box size
+(square root of the box area), i.e. the person who is both big in the frame and there for long. A
+bystander crossing the frame for a second, or a small figure in the background for the whole clip,
+loses to the person the camera is on.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
-__all__ = ["person_box", "select_main_actor"]
+from unihar.errors import ConfigError, InputError
+
+__all__ = ["PoseTracker", "box_iou", "keypoint_similarity", "person_box", "select_main_actor"]
 
 MIN_IOU = 0.2  # below this two boxes in consecutive frames are not the same person
 MAX_GAP = 15  # frames a track may go unseen and still be continued
+KAPPA = 0.1  # joint distance (in units of the person's size) at which a joint's similarity is exp(-1/2)
+MIN_SHARED_JOINTS = 4  # fewer joints visible in both poses -> compare boxes instead
+VELOCITY_MEMORY = 0.5  # weight of the old velocity when a track is seen again
 
 
-def person_box(kpts: np.ndarray) -> np.ndarray | None:
-    """``(x0, y0, x1, y1)`` around the visible joints (confidence > 0) of ``(J, 3)``; None if < 2 visible."""
-    visible = kpts[:, 2] > 0
+def person_box(kpts: np.ndarray, min_confidence: float = 0.0) -> np.ndarray | None:
+    """``(x0, y0, x1, y1)`` around the visible joints (confidence > ``min_confidence``) of ``(J, 3)``;
+    None if fewer than 2 are visible."""
+    visible = kpts[:, 2] > min_confidence
     if visible.sum() < 2:
         return None
     xy = kpts[visible, :2]
     return np.concatenate([xy.min(axis=0), xy.max(axis=0)])
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+def _boxes(people: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """``(P, 4)`` boxes around each person's visible joints (NaN rows for people with none)."""
+    xy = people[..., :2]
+    low = np.where(visible[..., None], xy, np.inf).min(axis=1)
+    high = np.where(visible[..., None], xy, -np.inf).max(axis=1)
+    boxes = np.concatenate([low, high], axis=1)
+    boxes[~visible.any(axis=1)] = np.nan
+    return boxes
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(A, B)`` IoU between boxes ``(A, 4)`` and ``(B, 4)`` as (x0, y0, x1, y1); 0 for empty unions."""
+    width = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    height = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = width * height
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def keypoint_similarity(
+    a: np.ndarray,
+    b: np.ndarray,
+    min_confidence: float = 0.0,
+    kappa: float | np.ndarray = KAPPA,
+    min_shared_joints: int = MIN_SHARED_JOINTS,
+) -> np.ndarray:
+    """``(A, B)`` similarity in [0, 1] between poses ``(A, J, 3)`` and ``(B, J, 3)``.
+
+    OKS-like: ``sum_j w_j exp(-d_j^2 / (2 (kappa s)^2)) / sum_j w_j`` over the joints visible in both
+    (confidence > ``min_confidence``), with ``w_j`` the smaller of the two confidences and ``s`` the
+    square root of the mean of the two box areas, so it does not depend on the image size. Pairs
+    sharing fewer than ``min_shared_joints`` visible joints get the IoU of their boxes instead.
+    ``kappa`` may be ``(A,)``, one tolerance per row (the tracker widens it for tracks unseen longer).
+    """
+    visible_a, visible_b = a[..., 2] > min_confidence, b[..., 2] > min_confidence
+    boxes_a, boxes_b = _boxes(a, visible_a), _boxes(b, visible_b)
+    area_a = np.nan_to_num((boxes_a[:, 2] - boxes_a[:, 0]) * (boxes_a[:, 3] - boxes_a[:, 1]))
+    area_b = np.nan_to_num((boxes_b[:, 2] - boxes_b[:, 0]) * (boxes_b[:, 3] - boxes_b[:, 1]))
+    scale_sq = np.maximum((area_a[:, None] + area_b[None, :]) / 2, 1e-6)  # (A, B)
+    kappa = np.broadcast_to(np.asarray(kappa, dtype=np.float64), (a.shape[0],))[:, None]
+    shared = visible_a[:, None, :] & visible_b[None, :, :]  # (A, B, J)
+    weights = np.where(shared, np.minimum(a[:, None, :, 2], b[None, :, :, 2]), 0.0)
+    dist_sq = ((a[:, None, :, :2] - b[None, :, :, :2]) ** 2).sum(axis=-1)
+    closeness = np.exp(-dist_sq / (2 * scale_sq[..., None] * kappa[..., None] ** 2))
+    total = weights.sum(axis=-1)
+    oks = (weights * closeness).sum(axis=-1) / np.where(total > 0, total, 1.0)
+    iou = box_iou(np.nan_to_num(boxes_a), np.nan_to_num(boxes_b))
+    return np.where(shared.sum(axis=-1) >= min_shared_joints, oks, iou)
 
 
 @dataclass
-class _Track:
-    box: np.ndarray
+class Track:
+    """One person followed over frames."""
+
+    id: int
+    keypoints: np.ndarray  # (J, C) as last seen
     last_frame: int
-    score: float = 0.0
-    frames: dict[int, int] = field(default_factory=dict)  # frame -> index of the person in that frame
+    velocity: np.ndarray  # (2,) pixels per frame, of the box centre
+    hits: int = 1
 
 
-def select_main_actor(people: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Pick the main actor from per-frame detections.
+class PoseTracker:
+    """Stable ids for the people of a pose stream; call :meth:`update` once per frame, in order.
+
+    Args:
+        max_age: frames a track may go unseen and still keep its id (occlusions, missed detections).
+        min_similarity: a detection continues a track only if their similarity reaches this.
+        metric: ``"oks"`` (keypoint similarity, box IoU for pairs with few shared joints) or ``"iou"``
+            (boxes only: for sources whose joints are not comparable frame to frame).
+        min_confidence: joints with a confidence above this count as visible.
+    """
+
+    def __init__(
+        self,
+        max_age: int = MAX_GAP,
+        min_similarity: float = MIN_IOU,
+        metric: str = "oks",
+        min_confidence: float = 0.0,
+    ) -> None:
+        if metric not in ("oks", "iou"):
+            raise ConfigError(f"PoseTracker metric must be 'oks' or 'iou', got {metric!r}")
+        if max_age < 0:
+            raise ConfigError(f"PoseTracker max_age must be >= 0 frames, got {max_age}")
+        if not 0.0 < min_similarity <= 1.0:
+            raise ConfigError(f"PoseTracker min_similarity must be in (0, 1], got {min_similarity}")
+        self.max_age = max_age
+        self.min_similarity = min_similarity
+        self.metric = metric
+        self.min_confidence = min_confidence
+        self.tracks: list[Track] = []
+        self.frame = -1
+        self._next_id = 0
+
+    def reset(self) -> None:
+        """Forget every track (a new stream); ids start again from 0."""
+        self.tracks, self.frame, self._next_id = [], -1, 0
+
+    def update(self, people: np.ndarray) -> np.ndarray:
+        """Ids ``(P,)`` int64 for this frame's people ``(P, J, C)`` (C >= 3: x, y, confidence, ...).
+
+        People with fewer than 2 visible joints cannot be placed and get id -1.
+        """
+        people = np.asarray(people, dtype=np.float64)
+        if people.ndim != 3 or people.shape[-1] < 3:
+            raise InputError(f"PoseTracker.update expects people as (P, J, 3) arrays, got shape {people.shape}")
+        if self.tracks and people.shape[0] and people.shape[1] != self.tracks[0].keypoints.shape[0]:
+            raise InputError(
+                f"PoseTracker.update got {people.shape[1]} joints per person, the stream so far had "
+                f"{self.tracks[0].keypoints.shape[0]}"
+            )
+        self.frame += 1
+        self.tracks = [t for t in self.tracks if self.frame - t.last_frame - 1 <= self.max_age]
+        ids = np.full(people.shape[0], -1, dtype=np.int64)
+        placeable = np.flatnonzero((people[..., 2] > self.min_confidence).sum(axis=1) >= 2)
+        matched = set()
+        if self.tracks and placeable.size:
+            similarity = self._similarity(people[placeable])
+            rows, cols = linear_sum_assignment(similarity, maximize=True)
+            for row, col in zip(rows, cols):
+                if similarity[row, col] >= self.min_similarity:
+                    self._continue(self.tracks[row], people[placeable[col]])
+                    ids[placeable[col]] = self.tracks[row].id
+                    matched.add(int(placeable[col]))
+        for index in placeable:
+            if int(index) not in matched:
+                track = Track(self._next_id, people[index].copy(), self.frame, np.zeros(2))
+                self._next_id += 1
+                self.tracks.append(track)
+                ids[index] = track.id
+        return ids
+
+    def _similarity(self, people: np.ndarray) -> np.ndarray:
+        """``(tracks, people)`` similarity, each track first moved ahead by its velocity."""
+        gaps = np.array([self.frame - t.last_frame for t in self.tracks], dtype=np.float64)
+        predicted = np.stack([t.keypoints for t in self.tracks]).copy()
+        predicted[..., :2] += gaps[:, None, None] * np.stack([t.velocity for t in self.tracks])[:, None, :]
+        if self.metric == "iou":
+            return keypoint_similarity(predicted, people, self.min_confidence, min_shared_joints=people.shape[1] + 1)
+        # The longer a track went unseen, the less its predicted position is worth: widen the tolerance.
+        return keypoint_similarity(predicted, people, self.min_confidence, kappa=KAPPA * np.sqrt(gaps))
+
+    def _continue(self, track: Track, person: np.ndarray) -> None:
+        visible = person[:, 2] > self.min_confidence
+        old_visible = track.keypoints[:, 2] > self.min_confidence
+        both = visible & old_visible
+        if both.sum() >= 1:  # the centre of the joints seen in both frames: robust to joints appearing
+            step = (person[both, :2].mean(axis=0) - track.keypoints[both, :2].mean(axis=0)) / (self.frame - track.last_frame)
+            track.velocity = VELOCITY_MEMORY * track.velocity + (1 - VELOCITY_MEMORY) * step
+        track.keypoints = person.copy()
+        track.last_frame = self.frame
+        track.hits += 1
+
+
+def select_main_actor(
+    people: Sequence[np.ndarray], metric: str = "iou", max_age: int = MAX_GAP
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pick the main actor from per-frame detections (see the module docstring for the rule).
 
     Args:
         people: one ``(P_i, J, 3)`` array per frame (``P_i`` may be 0).
+        metric: how frames are linked, see :class:`PoseTracker` (``"iou"``: boxes, the OpenPose importer's
+            rule; ``"oks"``: keypoints, for estimators whose joints are consistent frame to frame).
+        max_age: frames a person may go unseen and still be the same person.
 
     Returns:
         ``(N, J, 3)`` keypoints of the main actor (zeros where absent) and an ``(N,)`` bool "detected" mask.
     """
     num_joints = next((p.shape[1] for p in people if p.ndim == 3 and p.shape[0] > 0), 0)
-    tracks: list[_Track] = []
+    tracker = PoseTracker(max_age=max_age, metric=metric)
+    where: dict[int, dict[int, int]] = {}  # track id -> {frame: index of the person in that frame}
+    size_sum: dict[int, float] = {}
     for frame, persons in enumerate(people):
-        boxes = [person_box(p) for p in persons] if persons.ndim == 3 else []
-        candidates = [(i, box) for i, box in enumerate(boxes) if box is not None]
-        active = [t for t in tracks if frame - t.last_frame <= MAX_GAP]
-        pairs = sorted(
-            ((_iou(t.box, box), ti, i) for ti, t in enumerate(active) for i, box in candidates),
-            reverse=True,
-        )
-        used_tracks: set[int] = set()
-        used_people: set[int] = set()
-        for iou, ti, i in pairs:  # greedy: best overlaps first
-            if iou < MIN_IOU:
-                break
-            if ti in used_tracks or i in used_people:
+        if persons.ndim != 3 or persons.shape[0] == 0:
+            tracker.update(np.zeros((0, max(num_joints, 1), 3)))
+            continue
+        for index, track_id in enumerate(tracker.update(persons[..., :3])):
+            box = person_box(persons[index])
+            if track_id < 0 or box is None:
                 continue
-            used_tracks.add(ti)
-            used_people.add(i)
-            _extend(active[ti], frame, i, boxes[i])
-        for i, box in candidates:
-            if i not in used_people:
-                track = _Track(box=box, last_frame=frame)
-                _extend(track, frame, i, box)
-                tracks.append(track)
-
+            where.setdefault(int(track_id), {})[frame] = index
+            size_sum[int(track_id)] = size_sum.get(int(track_id), 0.0) + float(
+                np.sqrt(max((box[2] - box[0]) * (box[3] - box[1]), 0.0))
+            )
     keypoints = np.zeros((len(people), num_joints, 3), dtype=np.float32)
     detected = np.zeros(len(people), dtype=bool)
-    if tracks:
-        main = max(tracks, key=lambda t: t.score)
-        for frame, i in main.frames.items():
-            keypoints[frame] = people[frame][i, :, :3]
+    if size_sum:
+        main = max(size_sum, key=size_sum.get)
+        for frame, index in where[main].items():
+            keypoints[frame] = people[frame][index, :, :3]
             detected[frame] = True
     return keypoints, detected
-
-
-def _extend(track: _Track, frame: int, person: int, box: np.ndarray) -> None:
-    track.box, track.last_frame = box, frame
-    track.frames[frame] = person
-    track.score += float(np.sqrt(max((box[2] - box[0]) * (box[3] - box[1]), 0.0)))

@@ -1,0 +1,569 @@
+"""Many videos at once: ``unihar predict FOLDER --out results.jsonl``.
+
+    summary = predict_videos(find_videos(["archive/"]), "results.jsonl", BatchSettings(topk=5), workers=4)
+
+Every video gets one JSON line in the output file: the object ``unihar predict VIDEO --json`` prints,
+or ``{"source", "error"}`` with the message that command would print. Lines are appended, flushed and
+synced as each video finishes, so a run that is killed loses only the videos in flight, and a second
+run with the same file skips the videos already answered (failed ones are tried again; the line of a
+later success then follows the error line, so the last line of a source is its current one).
+
+Where the work happens:
+
+* ``workers=0``: this process runs :class:`VideoPipeline` on each video in turn, exactly ``unihar predict``.
+* ``workers=N``, a pose-only model: N spawned processes decode and estimate poses (:func:`estimate_poses`,
+  the expensive part), and this process tracks and classifies them (:class:`PoseClassifier`) with the
+  same tracker and windowing engine, so the numbers are those of ``unihar predict``.
+* ``workers=N``, a model that also reads RGB frames: each process runs the whole pipeline (its frames
+  never leave it).
+* a Ray cluster: :mod:`unihar.inference.batch_ray`, with the same stages and the same output file.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from unihar.data.pose import get_pose_backend
+from unihar.data.video import VIDEO_EXTENSIONS, VideoInfo, natural_sort_key, open_video
+from unihar.errors import InputError, UniHARError, one_line
+from unihar.inference.pipeline import DEFAULT_MAX_PEOPLE, VideoPipeline
+from unihar.loading import BACKENDS, load_model
+from unihar.models import HARModel
+
+try:  # POSIX: two runs must not append to the same file at once
+    import fcntl
+except ImportError:  # Windows: no lock
+    fcntl = None
+
+__all__ = [
+    "BatchSettings",
+    "BatchSummary",
+    "PoseClassifier",
+    "ResultsFile",
+    "VideoOutcome",
+    "VideoPoses",
+    "estimate_poses",
+    "find_videos",
+    "predict_videos",
+    "predict_whole_video",
+]
+
+GLOB_CHARACTERS = set("*?[")
+
+
+# ---------------------------------------------------------------------- which videos
+
+
+def find_videos(specs: Iterable[str | Path]) -> list[Path]:
+    """The videos named by ``specs``: files as given, folders searched recursively, glob patterns
+    (``**`` included) expanded. Folder and pattern matches keep the extensions the reader supports
+    (:data:`~unihar.data.video.VIDEO_EXTENSIONS`) and skip hidden files; duplicates are dropped."""
+    found: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            videos = _videos_in(path)
+            if not videos:
+                raise InputError(
+                    f"no videos in folder {str(spec)!r}: looked recursively for files ending in {', '.join(VIDEO_EXTENSIONS)}"
+                )
+            found += videos
+        elif GLOB_CHARACTERS & set(str(spec)):
+            matches = [Path(m) for m in glob.glob(str(spec), recursive=True)]
+            videos = sorted((v for m in matches for v in ([m] if m.is_file() else _videos_in(m)) if _is_video(v)), key=_order)
+            if not videos:
+                raise InputError(f"no videos match {str(spec)!r} (expected files ending in {', '.join(VIDEO_EXTENSIONS)})")
+            found += videos
+        else:
+            raise InputError(f"video not found: {str(spec)!r} does not exist")
+    seen: set[str] = set()
+    unique = []
+    for video in found:
+        if _key(video) not in seen:
+            seen.add(_key(video))
+            unique.append(video)
+    return unique
+
+
+def _is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")
+
+
+def _order(path: Path) -> list:
+    """Natural order of whole paths: ``clip2.mp4`` before ``clip10.mp4``, folder by folder."""
+    return [natural_sort_key(Path(part)) for part in path.parts]
+
+
+def _videos_in(folder: Path) -> list[Path]:
+    """Videos under ``folder``, hidden folders skipped and symlinked folders not followed (no loops)."""
+    videos = []
+    for root, folders, files in os.walk(folder):
+        folders[:] = [d for d in folders if not d.startswith(".")]
+        videos += [Path(root) / f for f in files if _is_video(Path(f))]
+    return sorted(videos, key=_order)
+
+
+def _key(source: str | Path) -> str:
+    """How a source is recognised in the output file: its absolute path, so ``./a.mp4`` is ``a.mp4``."""
+    return os.path.normpath(os.path.abspath(str(source)))
+
+
+# ---------------------------------------------------------------------- the output file
+
+
+class ResultsFile:
+    """The JSON-lines output of a batch run, opened for appending (a context manager).
+
+    Opening it checks that an existing file is one of ours (every complete line a JSON object with a
+    ``"source"``), drops a torn last line (no newline: a run was killed while writing it) and locks it,
+    so two runs cannot write to it at once. :meth:`write` appends one line, then flushes and syncs it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise InputError(f"--out {str(path)!r} is a folder; expected a file for the JSON lines, e.g. results.jsonl")
+        self.answered: set[str] = set()  # keys of the sources with a prediction
+        self.failed: dict[str, str] = {}  # key -> error of the sources whose last line is an error
+        self.lines = 0
+        self.dropped_tail = b""  # the torn last line that was removed, if any
+        self._fd: int | None = None
+
+    def __enter__(self) -> "ResultsFile":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise InputError(f"cannot open --out {str(self.path)!r}: {err.strerror}") from None
+        try:
+            self._lock()
+            self._read_existing()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # also releases the lock
+            self._fd = None
+
+    def _lock(self) -> None:
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"{str(self.path)!r} is being written by another `unihar predict` run; wait for it or pick another --out") from None
+
+    def _read_existing(self) -> None:
+        size = os.fstat(self._fd).st_size
+        content = os.pread(self._fd, size, 0) if size else b""
+        complete, newline, tail = content.rpartition(b"\n")
+        lines = [_parse_line(raw) for raw in complete.split(b"\n")] if newline else []
+        for number, line in enumerate(lines, start=1):
+            if line is None:
+                raise InputError(
+                    f"--out {str(self.path)!r} is not the output of a batch run: line {number} is not a JSON object "
+                    'with a "source"; pick a new file (results are only ever appended, never written over another file)'
+                )
+            if line:
+                self._remember(line)
+        if tail:  # no newline at the end: a run was killed while writing its last line
+            last = _parse_line(tail)
+            if last:  # the line is whole, only its newline is missing
+                os.write(self._fd, b"\n")
+                self._remember(last)
+            else:
+                self.dropped_tail = tail
+                os.ftruncate(self._fd, len(complete) + len(newline))
+
+    def _remember(self, line: dict[str, Any]) -> None:
+        key = _key(line["source"])
+        self.lines += 1
+        if "error" in line:
+            if key not in self.answered:
+                self.failed[key] = str(line["error"])
+        else:
+            self.answered.add(key)
+            self.failed.pop(key, None)
+
+    def is_answered(self, source: str | Path) -> bool:
+        return _key(source) in self.answered
+
+    def write(self, line: dict[str, Any]) -> None:
+        """Append ``line`` as one JSON line; on disk when this returns."""
+        if self._fd is None:
+            raise InputError("the results file is not open (use it as a context manager)")
+        data = (json.dumps(line) + "\n").encode()
+        while data:  # os.write may write less than asked
+            data = data[os.write(self._fd, data):]
+        os.fsync(self._fd)
+        self._remember(line)
+
+
+def _parse_line(raw: bytes) -> dict[str, Any] | None:
+    """A line of the output file: its object, ``{}`` for a blank line, None for anything else."""
+    if not raw.strip():
+        return {}
+    try:
+        line = json.loads(raw)
+    except ValueError:  # bad JSON, and bytes that are not UTF-8
+        return None
+    return line if isinstance(line, dict) and isinstance(line.get("source"), str) else None
+
+
+# ---------------------------------------------------------------------- what every stage shares
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """The ``unihar predict`` options of a batch run: picklable, so every worker (a process, a Ray
+    actor) builds the same pipeline from them.
+
+    ``pose_backend`` is a backend name or a picklable backend object; ``device`` None means CUDA when
+    available (CPU for onnxruntime, as ``unihar predict`` does).
+    """
+
+    weights: str | None = None
+    backend: str = "torch"
+    pose_backend: Any = "blazepose"
+    max_people: int = DEFAULT_MAX_PEOPLE
+    device: str | None = None
+    topk: int = 5
+    fps: float | None = None
+
+    def check(self) -> None:
+        """Everything that can be checked without loading a model or reading a video."""
+        if self.backend not in BACKENDS:
+            raise InputError(f"--backend: expected one of {list(BACKENDS)}, got {self.backend!r}")
+        if self.fps is not None and not self.fps > 0:
+            raise InputError(f"--fps: expected a positive frame rate, got {self.fps}")
+        pose = self.pose()
+        if not getattr(pose, "needs_video", False):
+            raise InputError(
+                f"batch prediction estimates poses from videos: the {pose.name!r} pose backend imports keypoint files; "
+                "use a backend that reads video (blazepose, mediapipe)"
+            )
+
+    def pose(self, threads: int | None = None) -> Any:
+        """The pose backend; ``threads`` caps the CPU threads of backends that have that setting."""
+        if isinstance(self.pose_backend, str):
+            backend = get_pose_backend(self.pose_backend, max_people=self.max_people)
+        else:
+            backend = self.pose_backend
+        if threads is not None and hasattr(backend, "num_threads"):
+            backend.num_threads = threads
+        return backend
+
+    def model(self) -> HARModel:
+        return load_model(self.weights, self.backend)
+
+    @property
+    def model_device(self) -> str | None:
+        return "cpu" if self.backend == "onnxruntime" and self.device is None else self.device
+
+    def pipeline(self, model: HARModel, pose: Any) -> VideoPipeline:
+        pipeline = VideoPipeline(model, pose_backend=pose, device=self.model_device, max_people=self.max_people)
+        pipeline.check_topk(self.topk)
+        return pipeline
+
+
+@dataclass
+class VideoPoses:
+    """What the pose stage found in one video: everything a pose-only model needs to classify it."""
+
+    info: VideoInfo
+    people: list[np.ndarray]  # per decoded frame: (P, J, 3) everyone the estimator found, in its order
+    seconds: float = 0.0  # decoding + pose estimation
+
+
+@dataclass
+class VideoOutcome:
+    """One video's line for the output file, and where its time went."""
+
+    line: dict[str, Any]
+    frames: int = 0
+    worker_seconds: float = 0.0  # decoding + poses (+ the model too, when one stage does everything)
+    model_seconds: float = 0.0  # tracking + windows + model, when a separate stage does it
+
+    @property
+    def failed(self) -> bool:
+        return "error" in self.line
+
+
+def failure(source: str | Path, err: BaseException) -> dict[str, Any]:
+    """The line of a video that failed: the message ``unihar predict VIDEO`` would print after ``error:``.
+
+    An error that is not the input's fault (a bug, out of memory) is recorded too, named by its type, so
+    one bad video cannot stop a run over thousands; ``UNIHAR_DEBUG=1`` raises it instead.
+    """
+    if not isinstance(err, UniHARError):
+        if os.environ.get("UNIHAR_DEBUG"):
+            raise err
+        return {"source": str(source), "error": f"unexpected {type(err).__name__}: {one_line(err)}"}
+    return {"source": str(source), "error": one_line(err)}
+
+
+def estimate_poses(source: str | Path, pose_backend: Any, fps: float | None = None) -> VideoPoses:
+    """Decode a video and find everyone in each frame: the first, expensive half of ``unihar predict``.
+
+    The estimator sees the frames in the same order as in :meth:`VideoPipeline.predict_frames`, so it
+    finds the same people; tracking is left to :class:`PoseClassifier`.
+    """
+    started = time.perf_counter()
+    reader = open_video(source, fps=fps)
+    with pose_backend.frame_estimator() as estimate:
+        people = [np.asarray(estimate(frame), dtype=np.float32) for frame in reader]
+    return VideoPoses(reader.info, people, time.perf_counter() - started)
+
+
+class _EstimatedPoses:
+    """Stands in for the pose backend when the poses were estimated elsewhere: each "frame" handed to
+    the pipeline is already that frame's people, so estimation is the identity."""
+
+    needs_video = True
+
+    def __init__(self, backend: Any) -> None:
+        self.name = backend.name
+        self.layout = backend.layout
+
+    @contextlib.contextmanager
+    def frame_estimator(self) -> Iterator[Callable[[np.ndarray], np.ndarray]]:
+        yield lambda people: people
+
+
+class PoseClassifier:
+    """The second half of ``unihar predict`` for poses estimated elsewhere: tracking, windows and the
+    model, through :meth:`VideoPipeline.predict_frames` itself (so the numbers cannot drift apart)."""
+
+    def __init__(self, settings: BatchSettings, model: HARModel) -> None:
+        if model.has_image_branch:
+            raise InputError("this model also reads RGB frames: its videos are predicted whole (predict_whole_video)")
+        self.settings = settings
+        self.pipeline = settings.pipeline(model, _EstimatedPoses(settings.pose()))
+
+    def __call__(self, poses: VideoPoses) -> VideoOutcome:
+        started = time.perf_counter()
+        try:
+            line = self.pipeline.predict_frames(poses.people, poses.info, topk=self.settings.topk).to_dict()
+        except Exception as err:
+            line = failure(poses.info.source, err)
+        return VideoOutcome(line, len(poses.people), poses.seconds, time.perf_counter() - started)
+
+
+def predict_whole_video(source: str | Path, pipeline: VideoPipeline, settings: BatchSettings) -> VideoOutcome:
+    """One video through the whole pipeline, as ``unihar predict VIDEO --json``."""
+    started = time.perf_counter()
+    frames = [0]
+
+    def count(done: int, total: int | None) -> None:
+        frames[0] = done
+
+    try:
+        line = pipeline(source, topk=settings.topk, fps=settings.fps, progress=count).to_dict()
+    except Exception as err:
+        line = failure(source, err)
+    return VideoOutcome(line, frames[0], time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------------- worker processes
+
+_worker_state: dict[str, Any] = {}
+
+
+def _start_worker(settings: BatchSettings, threads: int, parent: int, whole_videos: bool) -> None:
+    """Runs once in each spawned worker: threads capped so N workers share the cores, and the pose
+    backend (or, for image models, the whole pipeline) built once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    torch.set_num_threads(threads)
+    pose = settings.pose(threads)
+    _worker_state["settings"] = settings
+    _worker_state["pose"] = pose
+    if whole_videos:
+        _worker_state["pipeline"] = settings.pipeline(settings.model(), pose)
+    # A worker whose parent was killed would otherwise wait for work forever.
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _worker_poses(source: str) -> VideoPoses | dict[str, Any]:
+    settings = _worker_state["settings"]
+    try:
+        return estimate_poses(source, _worker_state["pose"], settings.fps)
+    except Exception as err:
+        return failure(source, err)
+
+
+def _worker_whole_video(source: str) -> VideoOutcome:
+    return predict_whole_video(source, _worker_state["pipeline"], _worker_state["settings"])
+
+
+def _local_outcomes(
+    sources: Sequence[str], settings: BatchSettings, model: HARModel, workers: int
+) -> Iterator[VideoOutcome]:
+    """The outcome of each video, in the order they finish."""
+    if workers == 0:
+        pipeline = settings.pipeline(model, settings.pose())
+        for source in sources:
+            yield predict_whole_video(source, pipeline, settings)
+        return
+    whole_videos = model.has_image_branch
+    classifier = None if whole_videos else PoseClassifier(settings, model)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(settings, threads, os.getpid(), whole_videos),
+    )
+    task = _worker_whole_video if whole_videos else _worker_poses
+    waiting = iter(sources)
+    running: dict[Future, str] = {}
+    try:
+        for source in waiting:  # a few videos per worker in flight: workers never idle, memory stays bounded
+            running[pool.submit(task, source)] = source
+            if len(running) >= 2 * workers:
+                break
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                source = running.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    in_flight = ", ".join(sorted([source, *running.values()]))
+                    raise UniHARError(
+                        f"a worker process died (out of memory?) while predicting one of: {in_flight}; "
+                        "run the same command again to continue (finished videos are skipped)"
+                    ) from None
+                if isinstance(result, VideoPoses):
+                    yield classifier(result)
+                elif isinstance(result, VideoOutcome):
+                    yield result
+                else:  # the pose stage failed: the error line
+                    yield VideoOutcome(result)
+                following = next(waiting, None)
+                if following is not None:
+                    running[pool.submit(task, following)] = following
+    except BaseException:  # interrupted, or the caller stopped reading: the videos in flight are dropped
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the workers now instead of letting them finish their videos (``terminate_workers`` is
+    Python 3.14's; before it the processes are only reachable through the pool's ``_processes``)."""
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+
+
+# ---------------------------------------------------------------------- the run
+
+
+@dataclass
+class BatchSummary:
+    """What a batch run did; the ``*_seconds`` add up the time of each stage over all videos."""
+
+    total: int  # videos found
+    skipped: int = 0  # already answered in the output file
+    done: int = 0  # predicted in this run
+    failed: int = 0  # failed in this run (an error line each)
+    frames: int = 0
+    seconds: float = 0.0  # wall time of the run, from before the model is loaded
+    worker_seconds: float = 0.0
+    model_seconds: float = 0.0
+    dropped_tail: bytes = field(default=b"", repr=False)  # a torn last line found (and removed) in the output file
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def videos_per_minute(self) -> float:
+        return 60.0 * self.finished / self.seconds if self.seconds > 0 else 0.0
+
+
+def predict_videos(
+    videos: Sequence[str | Path],
+    out: str | Path,
+    settings: BatchSettings = BatchSettings(),
+    *,
+    workers: int = 0,
+    ray_address: str | None = None,
+    progress: Callable[[BatchSummary], None] | None = None,
+) -> BatchSummary:
+    """Predict every video not yet answered in ``out`` and append its line there.
+
+    Args:
+        videos: the video files (see :func:`find_videos`).
+        out: the JSON-lines file; created, or continued when it exists.
+        settings: the options of ``unihar predict``.
+        workers: processes for decoding and poses (0: all in this process); with ``ray_address``,
+            the pose actors (0: one per CPU of the cluster).
+        ray_address: run on Ray (:mod:`unihar.inference.batch_ray`): ``"local"`` starts Ray here,
+            ``"auto"`` joins the cluster this machine is part of, else a cluster address.
+        progress: called with the running summary after each video.
+    """
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        raise InputError(f"workers: expected an integer >= 0, got {workers!r}")
+    settings.check()
+    started = time.perf_counter()
+    with ResultsFile(out) as results:
+        sources = [str(v) for v in videos]
+        todo = [s for s in sources if not results.is_answered(s)]
+        summary = BatchSummary(len(sources), skipped=len(sources) - len(todo), dropped_tail=results.dropped_tail)
+        if not todo:
+            return summary
+        model = settings.model()
+        settings.pipeline(model, settings.pose())  # checks topk and device before any worker starts
+        if progress is not None:
+            progress(summary)
+        if ray_address is not None:
+            from unihar.inference.batch_ray import ray_outcomes  # Ray is optional: loaded only when asked for
+
+            outcomes = ray_outcomes(todo, settings, model, ray_address, workers)
+        else:
+            outcomes = _local_outcomes(todo, settings, model, workers)
+        for outcome in outcomes:
+            results.write(outcome.line)
+            summary.failed += outcome.failed
+            summary.done += not outcome.failed
+            summary.frames += outcome.frames
+            summary.worker_seconds += outcome.worker_seconds
+            summary.model_seconds += outcome.model_seconds
+            summary.seconds = time.perf_counter() - started
+            if progress is not None:
+                progress(summary)
+    summary.seconds = time.perf_counter() - started
+    return summary
