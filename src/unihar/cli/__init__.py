@@ -32,9 +32,9 @@ def _register_commands() -> None:
     global _registered
     if _registered:
         return
-    from unihar.cli import evaluate, export, predict, serve, stream, train
+    from unihar.cli import evaluate, export, labels, predict, serve, stream, train
 
-    for module in (predict, stream, train, evaluate, export, serve):
+    for module in (predict, stream, train, evaluate, labels, export, serve):
         module.register(app)
     _registered = True
 

@@ -29,7 +29,7 @@ def stream(
     json_output: bool = typer.Option(False, "--json", help="One JSON object per line on stdout."),
     stride: Optional[int] = typer.Option(None, "--stride", help="Frames between predictions (default: the model's stride)."),
     topk: int = typer.Option(5, "--topk", "-k", help="Actions per prediction."),
-    max_people: int = typer.Option(6, "--max-people", min=1, help="Most people followed at once."),
+    max_people: int = typer.Option(6, "--max-people", help="Most people followed at once."),
     pose_backend: str = typer.Option("blazepose", "--pose-backend", help="blazepose (several people) or mediapipe (legacy, one person)."),
     image_stride: int = typer.Option(1, "--image-stride", help="Multimodal models: image features for every k-th sampled frame."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Multimodal models: ResNet input size (default: the model's)."),

@@ -140,7 +140,7 @@ def ray_outcomes(
         gpus = int(resources.get("GPU", 0))
         rows = ray.data.from_items([{"source": s} for s in sources], override_num_blocks=min(len(sources), MAX_BLOCKS))
         if model.has_image_branch:
-            actors = max(1, gpus) if gpus else (workers or cpus)
+            actors = min(max(1, gpus) if gpus else (workers or cpus), len(sources))
             threads = 1 if gpus else max(1, cpus // actors)
             lines = rows.map_batches(
                 _WholeVideoStage, fn_constructor_kwargs={"settings": settings, "threads": threads}, batch_size=1,
@@ -149,7 +149,8 @@ def ray_outcomes(
         else:
             # The model stage needs milliseconds per video: without GPUs it shares the CPUs of the pose stage.
             poses = rows.map(
-                _PoseStage, fn_constructor_kwargs={"settings": settings}, compute=ray.data.ActorPoolStrategy(size=workers or cpus),
+                _PoseStage, fn_constructor_kwargs={"settings": settings},
+                compute=ray.data.ActorPoolStrategy(size=min(workers or cpus, len(sources))),
                 num_cpus=1,
             )
             lines = poses.map_batches(

@@ -38,6 +38,7 @@ ProgressCallback = Callable[[int, "int | None"], None]
 DEFAULT_MAX_PEOPLE = 6
 MIN_SECONDS = 0.5  # a person seen for less is listed without a classification
 MAX_UNSEEN_SECONDS = 1.0  # a person unseen for longer is gone: a later detection is someone new
+MIN_HITS = 3  # detections that make a new track a person (see multi_person_tracker)
 
 
 def max_gap_frames(fps: float) -> int:
@@ -60,18 +61,31 @@ def single_person_tracker() -> Tracker:
     return track
 
 
-def multi_person_tracker(max_age: int) -> Tracker:
-    """Persistent ids (:class:`PoseTracker`), and which tracks ended (unseen for more than ``max_age`` frames)."""
+def multi_person_tracker(max_age: int, min_hits: int = MIN_HITS) -> Tracker:
+    """Persistent ids (:class:`PoseTracker`), and which tracks ended (unseen for more than ``max_age`` frames).
+
+    As in SORT, a new track is tentative until it was found in ``min_hits`` frames out of its first
+    ``min_hits + 2``: a spurious detection for a frame or two never becomes a person. A confirmed track
+    starts at the frame it was confirmed.
+    """
     tracker = PoseTracker(max_age=max_age)
-    alive: set[int] = set()
+    frame = [-1]
+    born: dict[int, int] = {}  # track id -> frame it was first seen
+    confirmed: set[int] = set()
 
     def track(people: np.ndarray) -> tuple[dict[int, np.ndarray], list[int]]:
+        frame[0] += 1
         ids = tracker.update(people)
-        current = {t.id for t in tracker.tracks}
-        ended = sorted(alive - current)
-        alive.clear()
-        alive.update(current)
-        return {int(i): people[k] for k, i in enumerate(ids) if i >= 0}, ended
+        hits = {t.id: t.hits for t in tracker.tracks}
+        for track_id in hits:
+            born.setdefault(track_id, frame[0])
+            if hits[track_id] >= min_hits and frame[0] - born[track_id] <= min_hits + 1:
+                confirmed.add(track_id)
+        ended = sorted(i for i in confirmed if i not in hits)
+        confirmed.difference_update(ended)
+        for track_id in [i for i in born if i not in hits]:
+            del born[track_id]
+        return {int(i): people[k] for k, i in enumerate(ids) if i in confirmed}, ended
 
     return track
 

@@ -66,7 +66,11 @@ SHOULDERS = (11, 12)
 DETECTOR_HIP, DETECTOR_CIRCLE, DETECTOR_SHOULDER = 0, 1, 2  # detector keypoints
 
 SAME_PERSON_TORSO = 0.4  # detection within 0.4 torso lengths (hip and shoulder centres) of a tracked person: them
-SAME_BODY = 0.2  # landmarks of two regions closer than this (see _body_distance) are one body
+SAME_BODY = 0.3  # landmarks of two regions closer than this (see _body_distance) are one body
+# ... and so are two regions whose landmarks are fairly close when one's box lies inside the other's: the
+# landmark model lost on an unusual pose (a flip, a dive) gives each region its own distorted skeleton.
+SAME_BODY_NESTED = 0.6
+NESTED = 0.8  # share of the smaller box inside the larger one
 MIN_ROI_SIDE = 4.0  # pixels; a smaller region cannot hold a person
 
 
@@ -224,11 +228,13 @@ class _PoseStream:
         region left on a ghost (after a fast camera pan, say).
         """
         distance = _body_distance(people[:, :NUM_LANDMARKS, :2])
+        nested = _nested(people[:, :NUM_LANDMARKS, :2])
+        same = (distance < SAME_BODY) | ((nested >= NESTED) & (distance < SAME_BODY_NESTED))
         keep: list[int] = []
         for index in np.argsort(-presence, kind="stable"):
             if presence[index] <= self.config.min_presence or len(keep) == self.config.max_people:
                 break
-            if all(distance[kept, index] > SAME_BODY for kept in keep):
+            if not any(same[kept, index] for kept in keep):
                 keep.append(int(index))
         return np.array(keep, dtype=np.int64)
 
@@ -240,6 +246,14 @@ def _body_distance(points: np.ndarray) -> np.ndarray:
     spread = np.sqrt(np.maximum(np.ptp(points, axis=1).prod(axis=1), 1e-6))  # (K,)
     mean_nearest = (distance.min(axis=3).mean(axis=2) + distance.min(axis=2).mean(axis=2)) / 2
     return mean_nearest / np.sqrt(spread[:, None] * spread[None, :])
+
+
+def _nested(points: np.ndarray) -> np.ndarray:
+    """``(K, K)`` share of the smaller of two people's landmark boxes that lies inside the other's."""
+    lo, hi = points.min(axis=1), points.max(axis=1)  # (K, 2)
+    overlap = np.clip(np.minimum(hi[:, None], hi[None]) - np.maximum(lo[:, None], lo[None]), 0, None).prod(axis=-1)
+    area = np.maximum((hi - lo).prod(axis=1), 1e-6)
+    return overlap / np.minimum(area[:, None], area[None])
 
 
 class BlazePose:
