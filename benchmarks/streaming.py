@@ -1,7 +1,8 @@
 """Live-stream speed: can Uni-HAR keep up with a real 30 fps video on this CPU?
 
-1. End to end, a real video read as a live stream (decoded at its own frame rate, MediaPipe BlazePose
-   full, model, top-k), with the bundled pose-only model: frames delivered, dropped, fps.
+1. End to end, a real video read as a live stream (decoded at its own frame rate, the default pose
+   backend (BlazePose full on LiteRT, several people, tracking), the windowing engine, top-k), with the
+   bundled pose-only model: frames delivered, dropped, fps.
 2. The same with a multimodal model of the published sizes (ResNet-18 + concat fusion, random
    weights: speed does not depend on the values), with the image cost controls given on the command line.
 3. Multimodal window latency: the direct implementation (pose + 120 ResNet-18 frames at 224 px per
@@ -26,7 +27,9 @@ from unihar import build_model
 from unihar.config import default_config
 from unihar.data.preprocess import PreprocessConfig, image_window, pose_window
 from unihar.data.video import open_video
-from unihar.inference.streaming import StreamingPredictor, open_live_source, run_live
+from unihar.inference.pipeline import VideoPipeline
+from unihar.inference.streaming import StreamingPredictor, open_live_source, run_source
+from unihar.loading import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEO_CANDIDATES = [REPO / "examples" / "clean_and_jerk.mp4", REPO.parent / "shared" / "data" / "mmskeleton-videos" / "clean_and_jerk.mp4"]
@@ -38,16 +41,15 @@ def multimodal_model() -> torch.nn.Module:
     return build_model(cfg).eval()
 
 
-def live(video: Path, model, image_stride: int, image_size: int | None) -> dict:
-    from unihar.data.pose import get_pose_backend
-
-    backend = get_pose_backend("mediapipe")
+def live(video: Path, model, image_stride: int, image_size: int | None, max_people: int = 6) -> dict:
+    """The video delivered at its own frame rate through ``unihar stream``'s runner."""
+    pipeline = VideoPipeline(model, device="cpu", max_people=max_people)
     frames, fps, _ = open_live_source(str(video))
-    predictor = StreamingPredictor(model, fps, image_stride=image_stride, image_size=image_size, device="cpu")
-    predictions = []
-    with backend.frame_estimator() as estimate:
-        summary = run_live(frames, predictor, estimate, backend.layout, predictions.append, pace_fps=fps)
-    return {"source_fps": fps, **summary.to_dict(), "predictions": len(predictions), "dropped_pct": 100 * summary.dropped / summary.frames}
+    engine = pipeline.engine(fps, warmup=True, image_stride=image_stride, image_size=image_size, batch_windows=1)
+    windows = []
+    summary = run_source(frames, pipeline.pose_backend.frame_estimator, pipeline.tracker(fps), engine, windows.extend,
+                         live=True, pace_fps=fps)
+    return {"source_fps": fps, **summary.to_dict(), "predictions": len(windows), "dropped_pct": 100 * summary.dropped / summary.frames}
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -61,7 +63,7 @@ def median_ms(fn, repeats: int) -> float:
 
 def window_latency(frames: np.ndarray, model, controls: list[tuple[str, int, int | None]], repeats: int) -> list[dict]:
     """Per-window cost once the stream is warm: the direct implementation vs the streaming predictor."""
-    prep = PreprocessConfig.from_model_config(model.config)
+    prep = model.prep
     rng = np.random.default_rng(0)
     kpts = np.concatenate([rng.uniform(0, 300, (len(frames), 17, 2)), rng.uniform(0.5, 1, (len(frames), 17, 1))], -1).astype(np.float32)
     window = prep.clips * prep.clip_len  # 30 fps video: span = clip_len
@@ -71,7 +73,7 @@ def window_latency(frames: np.ndarray, model, controls: list[tuple[str, int, int
         pose = torch.from_numpy(pose_window(kpts[end - window : end], prep))[None]
         images = image_window(frames[end - window : end], prep)[None]
         with torch.inference_mode():
-            return torch.softmax(model(pose, images), -1)[0].numpy()
+            return model.probabilities(model(pose, images))[0].numpy()
 
     ends = [window + i * prep.clip_len for i in range(repeats)]
     ends = [e for e in ends if e <= len(frames)]
@@ -96,7 +98,7 @@ def window_latency(frames: np.ndarray, model, controls: list[tuple[str, int, int
 
 def feature_similarity(frames: np.ndarray, model, image_size: int) -> float:
     """Mean cosine similarity of per-frame image features at ``image_size`` vs the model's size."""
-    prep = PreprocessConfig.from_model_config(model.config)
+    prep = model.prep
     sample = frames[:: max(1, len(frames) // 16)][:16]
     full = image_window(sample, PreprocessConfig(**{**prep.to_dict(), "clips": 1, "clip_len": len(sample)}))[0]
     small = image_window(sample, PreprocessConfig(**{**prep.to_dict(), "clips": 1, "clip_len": len(sample), "image_size": image_size}))[0]
@@ -122,8 +124,6 @@ def main() -> None:
     print(f"video: {video}")
     mm = multimodal_model()
     if not args.skip_live:
-        from unihar.hub import load_model
-
         pose_only = load_model()  # the bundled model
         r = live(video, pose_only, 1, None)
         print(f"live, bundled pose-only model: {r['frames']} frames at {r['source_fps']:.2f} fps, dropped {r['dropped']} "

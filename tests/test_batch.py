@@ -201,6 +201,9 @@ def test_bad_batch_arguments(
     not_ours.write_text("my notes\n")
     fails("line 1 is not a JSON object", videos, "--out", not_ours, *model)
     assert not_ours.read_text() == "my notes\n"  # left as it was
+    not_ours.write_text("my notes, no newline")
+    fails("its last line is not a JSON object", videos, "--out", not_ours, *model)
+    assert not_ours.read_text() == "my notes, no newline"
     fails("--json prints one video", videos, "--out", tmp_path / "r.jsonl", "--json", *model)
     fails("--output is for one video", videos, "--out", tmp_path / "r.jsonl", "--output", tmp_path / "x.mp4", *model)
     fails("imports keypoint files", videos, "--out", tmp_path / "r.jsonl", "-w", model_dir, "--pose-backend", "array")
@@ -276,13 +279,18 @@ def test_killed_run_resumes_without_losing_or_repeating_lines(videos: Path, tmp_
 # ---------------------------------------------------------------------- the same numbers on every path
 
 
-def test_worker_processes_give_the_same_lines(videos: Path, tmp_path: Path, model_dir: Path) -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize("image", [False, True], ids=["pose-only", "with-images"])
+def test_worker_processes_give_the_same_lines(videos: Path, tmp_path: Path, image: bool) -> None:
+    weights = small_model_dir(tmp_path / "model", image=image)
     sources = find_videos([videos])
     in_process, in_workers = tmp_path / "in_process.jsonl", tmp_path / "workers.jsonl"
-    settings = BatchSettings(weights=str(model_dir), pose_backend=SquarePose(), topk=5)
+    settings = BatchSettings(weights=str(weights), pose_backend=SquarePose(), topk=5)
     predict_videos(sources, in_process, settings, workers=0)
     summary = predict_videos(sources, in_workers, settings, workers=2)
-    assert (summary.done, summary.failed) == (3, 2) and summary.worker_seconds > 0 and summary.model_seconds > 0
+    assert (summary.done, summary.failed) == (3, 2) and summary.worker_seconds > 0
+    # Pose-only models: poses in the workers, the model here; with images, everything in the workers.
+    assert (summary.model_seconds > 0) == (not image)
     by_source = {line["source"]: line for line in read_lines(in_process)}
     lines = read_lines(in_workers)
     assert sorted(line["source"] for line in lines) == sorted(by_source)
@@ -318,32 +326,38 @@ def test_real_clip_same_probabilities_single_folder_workers_and_ray(
     for name, options in paths.items():
         out = tmp_path / f"{name}.jsonl"
         code, stdout, err = run(capfd, real_clip.parent, "--out", out, *options)
-        assert code == 0, (name, err)
+        assert code == 0, (name, out.read_text() if out.exists() else err)
         [line] = read_lines(out)
         assert_same_prediction(expected, line)
 
 
-@pytest.mark.slow
-def test_ray_local_gives_the_same_lines(videos: Path, tmp_path: Path, model_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def ray_here():
+    """One local Ray instance for the Ray tests of this module (batch runs use it instead of starting their own)."""
     pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'unihar[ray]')")
+    import ray
     from ray import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this test module
-    sources = find_videos([videos / "a.mp4", videos / "sub"])
-    settings = BatchSettings(weights=str(model_dir), pose_backend=SquarePose(), topk=5)
-    reference = {}
-    for source in sources:  # the single-video pipeline, in this process
-        reference[str(source)] = read_lines(_one(source, tmp_path, settings))[0]
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("image", [False, True], ids=["pose-only", "with-images"])
+def test_ray_gives_the_same_lines_and_resumes(videos: Path, tmp_path: Path, image: bool, ray_here) -> None:
+    weights = small_model_dir(tmp_path / "model", image=image)
+    sources = find_videos([videos / "a.mp4", videos / "b.avi", videos / "sub"])
+    settings = BatchSettings(weights=str(weights), pose_backend=SquarePose(), topk=5)
+    in_process = tmp_path / "in_process.jsonl"
+    predict_videos(sources, in_process, settings, workers=0)  # the single-video pipeline, in this process
+    reference = {line["source"]: line for line in read_lines(in_process)}
     out = tmp_path / "ray.jsonl"
+    out.write_text(json.dumps(reference[str(sources[0])]) + "\n")  # a run that was stopped after one video
     summary = predict_videos(sources, out, settings, workers=2, ray_address="local")
-    assert (summary.done, summary.failed) == (2, 2)
-    for line in read_lines(out):
+    assert (summary.skipped, summary.done, summary.failed) == (1, 2, 2)
+    lines = read_lines(out)
+    assert sorted(line["source"] for line in lines) == sorted(reference)
+    for line in lines:
         assert_same_prediction(reference[line["source"]], line)
-    again = predict_videos(sources, out, settings, workers=2, ray_address="local")  # resumable too
-    assert again.skipped == 2 and again.failed == 2
-
-
-def _one(source: Path, tmp_path: Path, settings: BatchSettings) -> Path:
-    out = tmp_path / f"one_{source.stem}.jsonl"
-    predict_videos([source], out, settings, workers=0)
-    return out

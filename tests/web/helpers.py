@@ -17,7 +17,7 @@ from video_helpers import CLEAN_AND_JERK, small_model_dir, write_video
 def short_clip(folder: Path, frames: int = 45, name: str = "clean_and_jerk_short.mp4") -> Path:
     """The first ``frames`` frames of the real weightlifting clip (H.264 mp4, 340x256, 30000/1001 fps).
 
-    Short so MediaPipe takes a few seconds, not twenty, on a 2-core CPU.
+    Short so pose estimation takes a few seconds, not twenty, on a 2-core CPU.
     """
     if not CLEAN_AND_JERK.is_file():
         pytest.skip(f"the real test clip {CLEAN_AND_JERK} is not present")
@@ -50,12 +50,26 @@ def y4m_clip(folder: Path, frames: int = 90) -> Path:
     return path
 
 
-def small_pipeline(folder: Path):
-    """A VideoPipeline (MediaPipe poses) around a small random-weights pose model in the penn13 layout."""
+def small_pipeline(folder: Path, max_people: int = 6, pose_backend="blazepose"):
+    """A VideoPipeline (BlazePose, several people) around a small random-weights pose model in the penn13 layout."""
     from unihar.loading import from_pretrained
     from unihar.inference.pipeline import VideoPipeline
 
-    return VideoPipeline(from_pretrained(small_model_dir(folder, layout="penn13")), pose_backend="mediapipe", device="cpu")
+    model = from_pretrained(small_model_dir(folder, layout="penn13"))
+    return VideoPipeline(model, pose_backend=pose_backend, max_people=max_people, device="cpu")
+
+
+def two_lifters_clip(folder: Path, frames: int = 60) -> Path:
+    """Two people at once: the real clip beside its mirror image (680x256), the same lift on both sides."""
+    from fractions import Fraction
+
+    from unihar.data.video import read_frames
+
+    if not CLEAN_AND_JERK.is_file():
+        pytest.skip(f"the real test clip {CLEAN_AND_JERK} is not present")
+    pixels, _ = read_frames(CLEAN_AND_JERK, max_frames=frames)
+    pair = np.ascontiguousarray(np.concatenate([pixels, pixels[:, :, ::-1]], axis=2))
+    return write_video(folder / "two_lifters.mp4", pair, rate=Fraction(30000, 1001))
 
 
 def free_port() -> int:

@@ -59,6 +59,8 @@ def serve(
     if not pose.needs_video:
         raise ConfigError(f"--pose-backend: the server estimates poses from videos; {pose_backend!r} only imports keypoint files")
     pipeline = VideoPipeline(load_model(weights), pose_backend=pose, device=device, max_people=max_people)
+    with pose.frame_estimator():  # load the pose models once now: their runtime's start-up lines come before the server's
+        pass
     app = create_app(pipeline, settings)
     typer.echo(f"Uni-HAR: web page at http://{host}:{port}/ , API docs at http://{host}:{port}/docs", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=True, log_config=log_config())

@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 GLOB_CHARACTERS = set("*?[")
+LINE_START = b'{"source": '  # how every line of the output file starts (json.dumps of a dict whose first key is "source")
 
 
 # ---------------------------------------------------------------------- which videos
@@ -141,7 +142,6 @@ class ResultsFile:
             raise InputError(f"--out {str(path)!r} is a folder; expected a file for the JSON lines, e.g. results.jsonl")
         self.answered: set[str] = set()  # keys of the sources with a prediction
         self.failed: dict[str, str] = {}  # key -> error of the sources whose last line is an error
-        self.lines = 0
         self.dropped_tail = b""  # the torn last line that was removed, if any
         self._fd: int | None = None
 
@@ -188,18 +188,22 @@ class ResultsFile:
                 )
             if line:
                 self._remember(line)
-        if tail:  # no newline at the end: a run was killed while writing its last line
+        if tail:  # no newline at the end: a run was killed while writing its last line?
             last = _parse_line(tail)
             if last:  # the line is whole, only its newline is missing
                 os.write(self._fd, b"\n")
                 self._remember(last)
-            else:
+            elif tail.startswith(LINE_START):  # the start of one of our lines: cut it off, nothing else
                 self.dropped_tail = tail
                 os.ftruncate(self._fd, len(complete) + len(newline))
+            else:
+                raise InputError(
+                    f"--out {str(self.path)!r} is not the output of a batch run: its last line is not a JSON object "
+                    'with a "source"; pick a new file (results are only ever appended, never written over another file)'
+                )
 
     def _remember(self, line: dict[str, Any]) -> None:
         key = _key(line["source"])
-        self.lines += 1
         if "error" in line:
             if key not in self.answered:
                 self.failed[key] = str(line["error"])
@@ -215,9 +219,12 @@ class ResultsFile:
         if self._fd is None:
             raise InputError("the results file is not open (use it as a context manager)")
         data = (json.dumps(line) + "\n").encode()
-        while data:  # os.write may write less than asked
-            data = data[os.write(self._fd, data):]
-        os.fsync(self._fd)
+        try:
+            while data:  # os.write may write less than asked
+                data = data[os.write(self._fd, data):]
+            os.fsync(self._fd)
+        except OSError as err:  # a full disk, a lost network share: stop; the next run repairs and resumes
+            raise UniHARError(f"cannot write to --out {str(self.path)!r}: {err.strerror}") from None
         self._remember(line)
 
 
@@ -435,6 +442,10 @@ def _local_outcomes(
     whole_videos = model.has_image_branch
     classifier = None if whole_videos else PoseClassifier(settings, model)
     threads = max(1, (os.cpu_count() or 1) // workers)
+    torch_threads = torch.get_num_threads()
+    # The workers have the cores; the model stage needs milliseconds per video, and several threads
+    # spinning against busy workers make it many times slower.
+    torch.set_num_threads(1)
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
@@ -458,8 +469,9 @@ def _local_outcomes(
                 except BrokenProcessPool:
                     in_flight = ", ".join(sorted([source, *running.values()]))
                     raise UniHARError(
-                        f"a worker process died (out of memory?) while predicting one of: {in_flight}; "
-                        "run the same command again to continue (finished videos are skipped)"
+                        f"a worker process stopped unexpectedly while predicting one of: {in_flight} (out of memory? a crash? "
+                        "from a script: is the call under `if __name__ == \"__main__\":`?); run the same command again to "
+                        "continue (finished videos are skipped)"
                     ) from None
                 if isinstance(result, VideoPoses):
                     yield classifier(result)
@@ -475,6 +487,7 @@ def _local_outcomes(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(torch_threads)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:

@@ -74,6 +74,7 @@ class _ModelStage:
     """Ray actor: tracking, windows and the model for the poses the pose stage found."""
 
     def __init__(self, settings: BatchSettings) -> None:
+        torch.set_num_threads(1)  # on a CPU it shares the cores with the pose actors (milliseconds per video)
         self.classifier = PoseClassifier(settings, settings.model())
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -144,13 +145,14 @@ def ray_outcomes(
             threads = 1 if gpus else max(1, cpus // actors)
             lines = rows.map_batches(
                 _WholeVideoStage, fn_constructor_kwargs={"settings": settings, "threads": threads}, batch_size=1,
-                compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0, num_cpus=threads,
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors), num_gpus=1 if gpus else 0, num_cpus=threads,
             )
         else:
+            # Pose actors: as many as asked for and the cluster can hold (an autoscaling cluster grows to them).
             # The model stage needs milliseconds per video: without GPUs it shares the CPUs of the pose stage.
             poses = rows.map(
                 _PoseStage, fn_constructor_kwargs={"settings": settings},
-                compute=ray.data.ActorPoolStrategy(size=min(workers or cpus, len(sources))),
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(workers or cpus, len(sources))),
                 num_cpus=1,
             )
             lines = poses.map_batches(

@@ -2,36 +2,40 @@
 
     from unihar.inference.pipeline import VideoPipeline
     from unihar.serving import create_app
-    app = create_app(VideoPipeline.from_pretrained("path/to/model"))   # then: uvicorn.run(app)
+    app = create_app(VideoPipeline.from_pretrained())   # then: uvicorn.run(app)
 
 Endpoints:
 
-* ``POST /v1/predict`` — a video as ``multipart/form-data`` (field ``file``), or a pose sequence as
-  JSON (:class:`PoseRequest`). Answers the JSON ``unihar predict --json`` prints; with ``?poses=1``
-  it adds ``poses`` (per-frame keypoints and the skeleton's bones, for drawing).
+* ``POST /v1/predict`` — a video as ``multipart/form-data`` (field ``file``), or one person's pose
+  sequence as JSON (:class:`PoseRequest`). Answers the JSON ``unihar predict --json`` prints
+  (``people``: everyone found, with their windows; ``topk`` / ``windows``: the main person's); with
+  ``?poses=1`` it adds ``poses`` (each person's keypoints, id and colour, and the skeleton's bones).
 * ``GET /v1/labels``, ``GET /healthz``, the OpenAPI docs at ``/docs``, the web page at ``/``.
 
-Errors are JSON ``{"detail": ...}``: 413 for a body over the size limit, 415 for a request or file
-that is not a video / JSON, 422 for input the model cannot use (an undecodable video, nobody in view,
-a clip longer than the limit, malformed keypoints, a bad ``topk``), 400 for a malformed body.
+Errors are JSON ``{"detail": ...}``: 413 for a body over the size limit (or a JSON body with more
+keypoints than the server takes), 415 for a request or file that is not a video / JSON, 422 for input
+the model cannot use (an undecodable video, nobody in view, a clip longer than the limit, malformed
+keypoints, a bad ``topk``), 400 for a malformed body, 503 with ``Retry-After`` when the waiting line
+of its kind of job is full.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unihar.errors import CheckpointError, ConfigError, HubError, UniHARError
 from unihar.inference.pipeline import VideoPipeline
-from unihar.serving.service import DEFAULT_KEYPOINTS_FPS, PredictionService, ServeSettings
-from unihar.serving.uploads import receive_bytes, receive_video
+from unihar.serving.service import DEFAULT_KEYPOINTS_FPS, PredictionService, ServeSettings, ServerBusy, TooManyKeypointsError
+from unihar.serving.uploads import check_keypoint_count, receive_bytes, receive_video
 
 __all__ = ["create_app", "PoseRequest"]
 
@@ -41,7 +45,7 @@ logger = logging.getLogger("unihar.serving")
 
 # ---------------------------------------------------------------------------------------------- schemas
 class PoseRequest(BaseModel):
-    """A pose sequence to classify: one person's 2D keypoints, frame by frame, in pixels."""
+    """A pose sequence to classify: one person's 2D keypoints, frame by frame, in pixels (answered as person 0)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -72,22 +76,40 @@ class Window(BaseModel):
     topk: list[Score]
 
 
+class Person(BaseModel):
+    id: int = Field(description="Track id: the same person keeps it across the video.")
+    start_frame: int = Field(description="First frame the person was seen.")
+    end_frame: int = Field(description="Last frame the person was seen (inclusive).")
+    topk: list[Score] | None = Field(None, description="The person's top-k: the mean of their window probabilities.")
+    windows: list[Window] | None = None
+    reason: str | None = Field(None, description="Why the person has no top-k (seen too briefly).")
+
+
+class PersonPoses(BaseModel):
+    id: int
+    colour: str = Field(description="#rrggbb, the colour the annotated video draws this person in.")
+    start_frame: int = Field(description="The frame of keypoints[0].")
+    keypoints: list[list[list[float]]] = Field(description="(frames, joints, 3): [x, y, confidence], one per frame of the track.")
+    detected: list[bool] = Field(description="Per frame: False where the person was not found (the pose is filled in).")
+
+
 class Poses(BaseModel):
     layout: str
     joints: list[str]
     edges: list[list[int]] = Field(description="Bones as pairs of joint indices.")
     frame_size: list[int] = Field(description="[width, height] the pixel coordinates refer to.")
     min_confidence: float = Field(description="Joints below this confidence are not drawn.")
-    keypoints: list[list[list[float]]] = Field(description="(frames, joints, 3): [x, y, confidence].")
-    detected: list[bool] = Field(description="Per frame: False where nobody was detected (the pose is filled in).")
+    main_person: int = Field(description="The id of the person the top-level topk / windows describe.")
+    people: list[PersonPoses]
 
 
 class Prediction(BaseModel):
     source: str
     frames: int
     fps: float
-    topk: list[Score] = Field(description="Whole-clip top-k: the mean of the window probabilities.")
-    windows: list[Window]
+    topk: list[Score] = Field(description="The main person's (the longest track's) top-k over the whole clip.")
+    windows: list[Window] = Field(description="The main person's windows.")
+    people: list[Person] = Field(description="Everyone tracked, by id.")
     poses: Poses | None = Field(None, description="Only with ?poses=1.")
 
 
@@ -109,11 +131,13 @@ _PREDICT_OPENAPI = {
         },
     }
 }
-_ERRORS = {status: {"model": ErrorMessage} for status in (400, 413, 415, 422)}
+_ERRORS = {status: {"model": ErrorMessage} for status in (400, 413, 415, 422, 503)}
 
 
 # ---------------------------------------------------------------------------------------------- errors
 def _status_for(error: UniHARError) -> int:
+    if isinstance(error, TooManyKeypointsError):
+        return 413
     # Problems of the server's own model or environment are not the client's fault.
     return 500 if isinstance(error, (ConfigError, CheckpointError, HubError)) else 422
 
@@ -124,6 +148,10 @@ async def _uniharerror_handler(request: Request, error: UniHARError) -> JSONResp
     if status >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, message)
     return JSONResponse({"detail": message, "error": type(error).__name__}, status_code=status)
+
+
+async def _busy_handler(request: Request, error: ServerBusy) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": str(error.retry_after)})
 
 
 # ---------------------------------------------------------------------------------------------- app
@@ -146,6 +174,7 @@ def create_app(pipeline: VideoPipeline, settings: ServeSettings | None = None) -
     )
     app.state.service = service
     app.add_exception_handler(UniHARError, _uniharerror_handler)
+    app.add_exception_handler(ServerBusy, _busy_handler)
 
     @app.post(
         "/v1/predict",
@@ -158,29 +187,35 @@ def create_app(pipeline: VideoPipeline, settings: ServeSettings | None = None) -
     async def predict(
         request: Request,
         topk: int = Query(5, description="How many actions to list (1 to the number of classes)."),
-        poses: bool = Query(False, description="Also return the per-frame keypoints and the skeleton's bones."),
+        poses: bool = Query(False, description="Also return each person's keypoints (with their id and colour) and the skeleton's bones."),
     ) -> JSONResponse:
         """Upload a video (``multipart/form-data``, field ``file``) or send keypoints as JSON.
 
         The answer is the JSON ``unihar predict --json`` prints; ``?poses=1`` adds ``poses``.
         """
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        limit = service.settings.max_upload_bytes
-        if content_type == "multipart/form-data":
-            async with receive_video(request, limit, service.settings.upload_dir) as upload:
-                result = await service.run_video(upload.path, upload.filename, topk, poses)
-        elif content_type == "application/json":
-            body = await receive_bytes(request, limit)
-            result = await service.run(_predict_json, service, body, topk, poses)
-        else:
+        settings = service.settings
+        # Everything that can be refused is refused before the body is read.
+        if content_type not in ("multipart/form-data", "application/json"):
             return JSONResponse(
                 {"detail": "expected a video as multipart/form-data (field 'file') or keypoints as application/json, "
                  f"got Content-Type {content_type or 'none'!r}"},
                 status_code=415,
             )
-        # Returned as-is (not through the response model), so the default answer is byte for byte
-        # the same object as ``unihar predict --json``.
-        return JSONResponse(result)
+        service.pipeline.check_topk(topk)
+        if content_type == "multipart/form-data":
+            with service.videos.place() as place:
+                async with receive_video(request, settings.max_upload_bytes, settings.upload_dir) as upload:
+                    answer = await service.videos.run(
+                        place, _encoded, service.predict_video, upload.path, upload.filename, topk, poses
+                    )
+        else:
+            with service.keypoints.place() as place:
+                body = await receive_bytes(request, settings.max_json_bytes)
+                answer = await service.keypoints.run(place, _encoded, _predict_json, service, body, topk, poses)
+        # Returned as-is (not through the response model), so the default answer is the same object
+        # as ``unihar predict --json``.
+        return Response(answer, media_type="application/json")
 
     @app.get("/v1/labels", summary="The actions the model knows")
     async def labels() -> dict[str, Any]:
@@ -199,8 +234,14 @@ def create_app(pipeline: VideoPipeline, settings: ServeSettings | None = None) -
     return app
 
 
+def _encoded(job: Callable[..., dict[str, Any]], *args: Any) -> bytes:
+    """Run ``job`` and encode its answer as JSON, both on the worker thread (a long video's poses are megabytes)."""
+    return json.dumps(job(*args), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
 def _predict_json(service: PredictionService, body: bytes, topk: int, with_poses: bool) -> dict[str, Any]:
-    """Validate a JSON pose request (on a worker thread: big bodies take a while) and classify it."""
+    """Check the raw size of a JSON pose request, then parse and classify it (on a worker thread)."""
+    check_keypoint_count(body, service.settings.max_keypoints, service.settings.max_frames)
     try:
         request = PoseRequest.model_validate_json(body)
     except ValidationError as exc:

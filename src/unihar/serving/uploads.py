@@ -1,32 +1,39 @@
-"""Reading request bodies with the size limit enforced while they arrive.
+"""Reading request bodies with the limits enforced while they arrive, and without blocking the event loop.
 
-A video upload is streamed straight into a temporary file the server names itself (the client's
-file name is only echoed back as the result's ``source``, never used as a path); the body is cut off
-with 413 as soon as it passes the limit, so an oversized upload never fills the disk or the memory.
-The multipart body is parsed incrementally with ``python-multipart`` (the parser Starlette uses).
+A video upload is streamed into a temporary file the server names itself (the client's file name is
+only echoed back as the result's ``source``, never used as a path); the body is cut off with 413 as
+soon as it passes the limit, so an oversized upload never fills the disk or the memory. The multipart
+body is parsed incrementally with ``python-multipart`` (the parser Starlette uses); the file is
+created, written and deleted on worker threads, never on the event loop.
+
+A JSON body is refused with 413 when its Content-Length announces more than the limit (before a byte
+is read), when more arrives than the limit, and when its raw bytes hold more keypoints than the server
+takes (:func:`check_keypoint_count`, before it is parsed into Python objects).
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, BinaryIO
 
 from fastapi import HTTPException, Request
 
-__all__ = ["UploadedVideo", "receive_video", "receive_bytes", "check_declared_length", "VIDEO_CONTENT_TYPES"]
+__all__ = ["UploadedVideo", "receive_video", "receive_bytes", "check_declared_length", "check_keypoint_count", "VIDEO_CONTENT_TYPES"]
 
 # Part content types accepted for the ``file`` field besides ``video/*`` (browsers and curl send these
 # for files whose type they do not know).
 VIDEO_CONTENT_TYPES = ("application/octet-stream", "application/x-matroska", "")
 FILE_FIELD = "file"
+WRITE_CHUNK = 1 << 20  # bytes gathered before one write on a worker thread
 
 
 @dataclass
 class UploadedVideo:
-    path: Path  # server-made temporary file; the caller deletes it (see ``receive_video``)
+    path: Path  # server-made temporary file, deleted when ``receive_video`` exits
     filename: str  # the client's name for it: a label, not a path
     size: int
 
@@ -64,11 +71,56 @@ async def receive_bytes(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def check_keypoint_count(body: bytes, max_keypoints: int, max_frames: int) -> None:
+    """413 when a JSON pose request holds more keypoints than the server takes, judged before parsing it.
+
+    Counted on the raw bytes (in C, no Python objects made): each joint ``[x, y, c]`` opens one ``[``
+    and each frame one more, so a body within the limits has at most ``max_keypoints + max_frames + 2``
+    of them; and its numbers are separated by commas, so it has at most about three commas per keypoint.
+    A body over either bound is refused; one within them is small enough to parse, and its exact shape
+    is checked after.
+    """
+    brackets, commas = body.count(b"["), body.count(b",")
+    if brackets > max_keypoints + max_frames + 2 or commas > 3 * (max_keypoints + max_frames) + 1024:
+        estimate = max(brackets - 2, (commas + 1) // 3)
+        raise HTTPException(
+            413,
+            f"too many keypoints: this server accepts at most {max_keypoints} keypoints (frames x joints) per "
+            f"request, the body holds about {estimate}",
+        )
+
+
 def _safe_label(filename: str) -> str:
     """The client's file name, reduced to a printable base name, for display only."""
     name = filename.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if ch.isprintable()).strip()
     return name[:200] or "upload"
+
+
+@dataclass
+class _FilePart:
+    """What the multipart callbacks learn about the ``file`` field (they run synchronously, inside ``parser.write``)."""
+
+    header_name: bytes = b""
+    header_value: bytes = b""
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    in_file: bool = False
+    seen_file: bool = False
+    filename: str = "upload"
+    pending: bytearray = field(default_factory=bytearray)  # file bytes not yet written
+    problem: HTTPException | None = None
+
+
+def _open_temp_file(upload_dir: str | None) -> tuple[BinaryIO, Path]:
+    descriptor, name = tempfile.mkstemp(prefix="unihar-upload-", suffix=".video", dir=upload_dir)
+    return os.fdopen(descriptor, "wb"), Path(name)
+
+
+def _close_and_delete(handle: BinaryIO, path: Path) -> None:
+    try:
+        handle.close()
+    finally:
+        path.unlink(missing_ok=True)
 
 
 @contextlib.asynccontextmanager
@@ -85,51 +137,44 @@ async def receive_video(request: Request, limit: int, upload_dir: str | None = N
     boundary = params.get(b"boundary")
     if not boundary:
         raise HTTPException(400, "multipart/form-data body without a boundary parameter in its Content-Type")
+    check_declared_length(request, limit)  # before a temporary file exists
 
-    descriptor, temp_name = tempfile.mkstemp(prefix="unihar-upload-", suffix=".video", dir=upload_dir)
-    path = Path(temp_name)
-    state = {"header_name": b"", "header_value": b"", "headers": {}, "in_file": False, "seen_file": False}
-    size = 0
-    filename = "upload"
-    problem: HTTPException | None = None
+    part = _FilePart()
 
     def on_part_begin() -> None:
-        state["headers"] = {}
-        state["in_file"] = False
+        part.headers = {}
+        part.in_file = False
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["header_name"] += data[start:end]
+        part.header_name += data[start:end]
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["header_value"] += data[start:end]
+        part.header_value += data[start:end]
 
     def on_header_end() -> None:
-        state["headers"][state["header_name"].strip().lower()] = state["header_value"].strip()
-        state["header_name"], state["header_value"] = b"", b""
+        part.headers[part.header_name.strip().lower()] = part.header_value.strip()
+        part.header_name, part.header_value = b"", b""
 
     def on_headers_finished() -> None:
-        nonlocal filename, problem
-        _, options = parse_options_header(state["headers"].get(b"content-disposition", b""))
-        if options.get(b"name") != FILE_FIELD.encode() or state["seen_file"]:
+        _, options = parse_options_header(part.headers.get(b"content-disposition", b""))
+        if options.get(b"name") != FILE_FIELD.encode() or part.seen_file:
             return  # other fields (and a second file) are ignored
-        content_type = state["headers"].get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        content_type = part.headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
         if not (content_type.startswith("video/") or content_type in VIDEO_CONTENT_TYPES):
-            problem = HTTPException(
+            part.problem = HTTPException(
                 415, f"field 'file': expected a video (video/*, e.g. video/mp4 or video/webm), got {content_type!r}"
             )
             return
-        state["in_file"] = state["seen_file"] = True
+        part.in_file = part.seen_file = True
         raw_name = options.get(b"filename", b"")
-        filename = _safe_label(raw_name.decode("utf-8", errors="replace")) if raw_name else "upload"
+        part.filename = _safe_label(raw_name.decode("utf-8", errors="replace")) if raw_name else "upload"
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        nonlocal size
-        if state["in_file"]:
-            os.write(descriptor, data[start:end])  # local disk, a chunk at a time
-            size += end - start
+        if part.in_file:
+            part.pending += data[start:end]
 
     def on_part_end() -> None:
-        state["in_file"] = False
+        part.in_file = False
 
     callbacks = {
         "on_part_begin": on_part_begin,
@@ -140,24 +185,36 @@ async def receive_video(request: Request, limit: int, upload_dir: str | None = N
         "on_header_end": on_header_end,
         "on_headers_finished": on_headers_finished,
     }
+    handle, path = await asyncio.to_thread(_open_temp_file, upload_dir)
+    size = 0
+
+    async def flush() -> None:
+        nonlocal size
+        data = bytes(part.pending)
+        part.pending.clear()
+        size += len(data)
+        await asyncio.to_thread(handle.write, data)
+
     try:
         try:
             parser = MultipartParser(boundary, callbacks)
             async for chunk in _limited(request, limit):
                 parser.write(chunk)
-                if problem is not None:
-                    raise problem
+                if part.problem is not None:
+                    raise part.problem
+                if len(part.pending) >= WRITE_CHUNK:
+                    await flush()
             parser.finalize()
         except FormParserError:
             raise HTTPException(400, "malformed multipart/form-data body") from None
-        finally:
-            os.close(descriptor)
-        if problem is not None:
-            raise problem
-        if not state["seen_file"]:
+        if part.problem is not None:
+            raise part.problem
+        await flush()
+        await asyncio.to_thread(handle.flush)
+        if not part.seen_file:
             raise HTTPException(422, "expected a multipart/form-data body with the video in a field named 'file'")
         if size == 0:
             raise HTTPException(422, "field 'file': the uploaded video is empty")
-        yield UploadedVideo(path, filename, size)
+        yield UploadedVideo(path, part.filename, size)
     finally:
-        path.unlink(missing_ok=True)
+        await asyncio.to_thread(_close_and_delete, handle, path)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from importlib.resources import files
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -48,6 +49,7 @@ from unihar.data.pose.blazepose_geometry import (
     ssd_anchor_centers,
     weighted_nms,
 )
+from unihar.data.pose.native_log import native_stderr_silenced
 from unihar.data.pose.tracking import select_main_actor
 from unihar.data.video import open_video
 from unihar.errors import ConfigError, InputError
@@ -89,13 +91,19 @@ def _to_frame(points: np.ndarray, to_frame: np.ndarray) -> np.ndarray:
     return points * DETECTOR_SIZE @ to_frame[:, :2].T + to_frame[:, 2]
 
 
+_loaded_once = threading.Event()
+
+
 class _TFLiteModel:
     """One ``.tflite`` network on a LiteRT interpreter; outputs are looked up by their shape."""
 
     def __init__(self, interpreter_class, path: Path, num_threads: int, expected_outputs: list[tuple[int, ...]]) -> None:
         try:
             self._interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
+            # The first model of the process prints a line about its XNNPACK delegate on fd 2: hide that one.
+            with native_stderr_silenced() if not _loaded_once.is_set() else contextlib.nullcontext():
+                self._interpreter.allocate_tensors()
+            _loaded_once.set()
         except (ValueError, RuntimeError) as exc:
             raise ConfigError(f"cannot load the BlazePose model {path}: {exc}") from None
         (model_input,) = self._interpreter.get_input_details()

@@ -12,65 +12,15 @@ and counted in ``PoseSequence.missing``.
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
-import threading
 from typing import Callable, Iterator
 
 import numpy as np
 
 from unihar.data.layouts import LAYOUTS
+from unihar.data.pose.native_log import native_stderr_silenced
 from unihar.errors import ConfigError, InputError
 
 __all__ = ["MediaPipePose"]
-
-
-_silence_lock = threading.Lock()
-_silence_depth = 0
-_saved_state: tuple[int, object] | None = None  # (real fd 2, Python's sys.stderr) while silenced
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Send the C++ log lines (TFLite, absl) MediaPipe writes straight to file descriptor 2 to /dev/null.
-
-    Python's own ``sys.stderr`` (warnings, the CLI's progress bar) keeps writing to the real stderr
-    meanwhile. Left alone, those native lines would break the CLI's promise of one ``error:`` line on
-    stderr and clutter the progress bar. Re-entrant and thread-safe (the web server runs several
-    estimations at once): the first caller in redirects, the last one out restores.
-    """
-    global _silence_depth, _saved_state
-    with _silence_lock:
-        if _silence_depth == 0:
-            try:
-                sys.stderr.flush()
-                saved = os.dup(2)
-            except (OSError, ValueError, AttributeError):  # no real stderr (some notebooks): nothing to hide
-                saved = None
-            if saved is not None:
-                python_stderr = sys.stderr
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, 2)
-                os.close(devnull)
-                encoding = getattr(python_stderr, "encoding", None) or "utf-8"
-                sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=encoding)
-                _saved_state = (saved, python_stderr)
-        _silence_depth += 1
-    try:
-        yield
-    finally:
-        with _silence_lock:
-            _silence_depth -= 1
-            if _silence_depth == 0 and _saved_state is not None:
-                saved, python_stderr = _saved_state
-                _saved_state = None
-                redirected, sys.stderr = sys.stderr, python_stderr
-                try:
-                    redirected.flush()
-                    redirected.close()
-                finally:
-                    os.dup2(saved, 2)
-                    os.close(saved)
 
 
 class MediaPipePose:
@@ -124,7 +74,7 @@ class MediaPipePose:
         MediaPipe's C++ side logs to the process's stderr while its graph starts; only that start (and a
         warm-up frame, whose first run is several times slower) is silenced, never the running stream.
         """
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             solution = self._solution()
             # Nobody to find in an empty frame, so no tracking state is left behind.
             solution.process(np.zeros((256, 256, 3), np.uint8))
