@@ -1,6 +1,6 @@
 """Does normalisation / augmentation make Penn Action -> MediaPipe transfer work? Train variants, measure.
 
-Each variant is the bundled model's recipe (``src/unihar/training/recipes/default_model.json``)
+Each variant is the Penn-Action-only recipe (``src/unihar/training/recipes/penn_action.json``)
 with one thing changed, trained with ``unihar train`` for ``--epochs`` epochs, then measured with
 ``benchmarks/train_default_model.py``: Penn Action official test top-1 (annotated joints) and the
 MediaPipe ``clean_and_jerk.mp4`` prediction.
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "src" / "unihar" / "training" / "recipes" / "default_model.json"
+RECIPE = REPO / "src" / "unihar" / "training" / "recipes" / "penn_action.json"
 PENN = REPO.parent / "shared" / "data" / "penn-action-labels"
 
 OFF = {"scale": [1.0, 1.0], "aspect": 0.0, "rotation_deg": 0.0, "shift": 0.0, "flip_prob": 0.0,
@@ -58,10 +58,11 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "unihar.train", "--data", f"penn-action:{PENN}", "--out", str(folder),
                         "--config", str(args.out / f"{name}.json"), "--overwrite", "--no-progress"], check=True)
         seconds = time.perf_counter() - t0
-        report = subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_default_model.py"), "--weights",
-                                 str(folder), "--json", "--threads", str(args.threads)],
-                                check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        results[name] = {"train_seconds": round(seconds), **json.loads(report)}
+        report = args.out / f"{name}.report.json"
+        subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_default_model.py"), "--weights", str(folder),
+                        "--recipe", "penn_action", "--json", str(report), "--threads", str(args.threads)],
+                       check=True, capture_output=True, text=True)
+        results[name] = {"train_seconds": round(seconds), **json.loads(report.read_text())}
         print(name, json.dumps(results[name]), flush=True)
     (args.out / "ablation.json").write_text(json.dumps(results, indent=2))
 

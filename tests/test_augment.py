@@ -70,3 +70,20 @@ def test_swap_sides_renames_pairs_without_mirroring():
     np.testing.assert_array_equal(out[..., lw, :], w[..., rw, :])
     np.testing.assert_array_equal(out[..., rw, :], w[..., lw, :])
     np.testing.assert_array_equal(out[..., 0, :], w[..., 0, :])
+
+
+def test_confidence_stays_zero_or_one_for_models_that_read_it_so():
+    """A model with ``binarize_confidence`` sees exactly 0 / 1 at inference: no jitter in training either."""
+    w = window(3)
+    jittered = SkeletonAugment(PENN, AugmentConfig())(w, np.random.default_rng(0))
+    assert ((jittered[..., 2] > 0) & (jittered[..., 2] < 1)).any()
+    binary = SkeletonAugment(PENN, AugmentConfig(), binary_confidence=True)(w, np.random.default_rng(0))
+    assert set(np.unique(binary[..., 2]).tolist()) <= {0.0, 1.0} and (binary[..., 2] == 0).any()
+
+
+def test_camera_ranges_come_from_the_augment_config():
+    cfg = AugmentConfig.from_dict({"camera_yaw": [-30, 30], "camera_distance": [3, 4]})
+    ranges = cfg.camera_ranges()
+    assert ranges.yaw == (-30, 30) and ranges.distance == (3, 4) and ranges.pitch == AugmentConfig().camera_pitch
+    with pytest.raises(Exception, match="camera_yaw|yaw"):
+        AugmentConfig.from_dict({"camera_yaw": [30, -30]})

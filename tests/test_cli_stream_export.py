@@ -64,26 +64,58 @@ def test_stream_bad_source(model_dir: Path, capfd: pytest.CaptureFixture[str], t
     assert code == 2 and "--stride" in err
 
 
+def _poses(folder: Path) -> Path:
+    t = np.arange(60)[:, None]
+    kpts = np.stack([100 + 10 * np.sin(t / 4 + np.arange(17)), 50 + 8 * np.arange(17)[None].repeat(60, 0), np.full((60, 17), 0.9)], -1)
+    np.save(folder / "poses.npy", kpts.astype(np.float32))
+    return folder / "poses.npy"
+
+
+def _window_probs(capfd: pytest.CaptureFixture[str], poses: Path, backend: str, *weights: str | Path) -> tuple[list, list]:
+    """(ids, probabilities) of every window's top-k, from ``unihar predict --json``."""
+    code, out, err = run(capfd, "predict", poses, *weights, "--backend", backend, "--pose-backend", "array", "--json")
+    assert code == 0, err
+    windows = json.loads(out)["windows"]
+    assert windows
+    return [s["id"] for w in windows for s in w["topk"]], [s["prob"] for w in windows for s in w["topk"]]
+
+
 @pytest.mark.slow
 def test_export_then_predict_with_onnxruntime(model_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    import numpy as np
-
-    onnx_path = tmp_path / "m.onnx"
+    onnx_path, int8_path = tmp_path / "m.onnx", tmp_path / "m-int8.onnx"
     code, out, err = run(capfd, "export", "--weights", model_dir, "--out", onnx_path)
-    assert code == 0, err and onnx_path.is_file()
+    assert code == 0, err
+    assert onnx_path.is_file() and f"wrote {onnx_path}" in out
     code, out, err = run(capfd, "export", "--weights", model_dir, "--out", onnx_path)
     assert code == 2 and "already exists" in err
-    t = np.arange(60)[:, None]
-    kpts = np.stack([100 + 10 * np.sin(t / 4 + np.arange(17)), 50 + 8 * np.arange(17)[None].repeat(60, 0), np.full((60, 17), 0.9)], -1)
-    np.save(tmp_path / "poses.npy", kpts.astype(np.float32))
-    results = {}
-    for backend, weights in (("torch", model_dir), ("onnxruntime", onnx_path)):
-        code, out, err = run(capfd, "predict", tmp_path / "poses.npy", "--weights", weights, "--backend", backend, "--pose-backend", "array", "--json")
-        assert code == 0, err
-        results[backend] = json.loads(out)
-    torch_probs = [s["prob"] for w in results["torch"]["windows"] for s in w["topk"]]
-    onnx_probs = [s["prob"] for w in results["onnxruntime"]["windows"] for s in w["topk"]]
-    assert [s["id"] for s in results["torch"]["topk"]] == [s["id"] for s in results["onnxruntime"]["topk"]]
+    code, out, err = run(capfd, "export", "--weights", model_dir, "--out", int8_path, "--quantize")
+    assert code == 0, err
+    assert int8_path.is_file() and "int8 weights" in out and int8_path.stat().st_size < onnx_path.stat().st_size
+
+    poses = _poses(tmp_path)
+    torch_ids, torch_probs = _window_probs(capfd, poses, "torch", "--weights", model_dir)
+    onnx_ids, onnx_probs = _window_probs(capfd, poses, "onnxruntime", "--weights", onnx_path)
+    assert onnx_ids == torch_ids
     assert max(abs(a - b) for a, b in zip(torch_probs, onnx_probs)) <= 1e-4
+    int8_ids, int8_probs = _window_probs(capfd, poses, "onnxruntime", "--weights", int8_path)
+    assert len(int8_probs) == len(torch_probs) and max(abs(a - b) for a, b in zip(torch_probs, int8_probs)) < 0.05
+
+
+@pytest.mark.slow
+def test_predict_with_onnxruntime_exports_the_bundled_model_once(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    monkeypatch.setenv("UNIHAR_CACHE", str(tmp_path / "cache"))
+    poses = _poses(tmp_path)
+    torch_ids, torch_probs = _window_probs(capfd, poses, "torch")
+    onnx_ids, onnx_probs = _window_probs(capfd, poses, "onnxruntime")
+    assert onnx_ids == torch_ids
+    assert max(abs(a - b) for a, b in zip(torch_probs, onnx_probs)) <= 1e-4
+    (cached,) = (tmp_path / "cache" / "onnx").glob("*.onnx")
+    stamp = cached.stat().st_mtime_ns
+    assert _window_probs(capfd, poses, "onnxruntime") == (onnx_ids, onnx_probs)
+    assert cached.stat().st_mtime_ns == stamp  # the second run reused the export

@@ -6,8 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unihar.data.datasets import WindowDataset, load_dataset, parse_data_spec, sequence_windows
-from unihar.data.preprocess import PreprocessConfig
+from unihar.data.datasets import load_dataset, parse_data_spec
 from unihar.errors import InputError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -168,18 +167,3 @@ def test_data_spec_parsing():
         parse_data_spec("kinetics:/x")
     with pytest.raises(InputError, match="path not found"):
         load_dataset("mpose:/no/such/folder")
-
-
-def test_window_dataset_is_reproducible_and_windows_match_inference(tmp_path):
-    write_skeleton_npz(tmp_path / "d", ["nose", "left_shoulder", "right_shoulder"], ["a", "b"], n=3, fps=10)
-    data = load_dataset(f"skeleton-npz:{tmp_path / 'd'}", "train")
-    prep = PreprocessConfig(layout=["nose", "left_shoulder", "right_shoulder"], clips=2, clip_len=4, window_seconds=1.0)
-    ds = WindowDataset(data, prep, speed=(0.7, 1.3), min_crop=0.8, seed=3)
-    x0, y0 = ds[1]
-    assert x0.shape == (2, 4, 3, 3) and y0 == 1
-    again = WindowDataset(data, prep, speed=(0.7, 1.3), min_crop=0.8, seed=3)
-    assert (again[1][0] == x0).all()
-    ds.set_epoch(1)
-    assert not (ds[1][0] == x0).all()
-    windows = sequence_windows(data.sequences[2], data.fps, prep)  # 14 frames, 10-frame windows, stride 10
-    assert windows.shape == (2, 2, 4, 3, 3)

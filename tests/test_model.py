@@ -1,6 +1,8 @@
 """The network against the published checkpoint layout and forward pass (docs/checkpoint-format.md)."""
 from __future__ import annotations
 
+import math
+import re
 import socket
 
 import pytest
@@ -11,6 +13,7 @@ from reference_forward import reference_logits
 from unihar import build_model
 from unihar.config import default_config
 from unihar.errors import ConfigError, InputError
+from unihar.models import unihar as unihar_module
 
 
 def _published_keys(variant: str | None = None) -> dict[str, tuple[int, ...]]:
@@ -31,25 +34,51 @@ def _published_keys(variant: str | None = None) -> dict[str, tuple[int, ...]]:
     return base
 
 
+# Entries of the key list that are buffers, not parameters (BatchNorm statistics, the fixed sin/cos table).
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked", "temporal_pe.pe")
+# Each published part and the prefix of its keys.
+PARTS = {"pose encoder": "short_seq_model.", "long-term": "long_term.", "classifier_pose": "classifier_pose.",
+         "image encoder": "image_encoder.", "fusion": "fusion."}
+
+
+def _published_parameters(keys: dict[str, tuple[int, ...]], prefix: str = "") -> int:
+    """Parameters in the published key list (from its shapes), of the keys starting with ``prefix``."""
+    return sum(math.prod(shape) for key, shape in keys.items() if key.startswith(prefix) and not key.endswith(BUFFERS))
+
+
+def _stated_counts() -> dict[str, int]:
+    """The parameter counts the key list states in its comments: total, per part, and the xattn total."""
+    lines = (TEST_DATA / "checkpoint-keys.txt").read_text().splitlines()
+    comments = " ".join(line.lstrip("# ") for line in lines if line.startswith("#"))
+    total, parts = re.search(r"([\d,]+) parameters \(([^)]*)\)", comments).groups()
+    counts = {"total": total, "xattn total": re.search(r"([\d,]+) params\)", comments).group(1)}
+    for part in parts.split(";"):
+        name, number = part.strip().rsplit(" ", 1)
+        counts[name] = number
+    return {name: int(number.replace(",", "")) for name, number in counts.items()}
+
+
+def test_published_key_list_is_consistent_with_its_stated_counts() -> None:
+    """The counts the key list states are the sums of its shapes: two published facts agree, so the
+    shape-derived counts the model is checked against below are the published ones."""
+    keys = _published_keys()
+    derived = {name: _published_parameters(keys, prefix) for name, prefix in PARTS.items()}
+    derived["total"] = _published_parameters(keys)
+    derived["xattn total"] = _published_parameters(_published_keys("xattn"))
+    assert _stated_counts() == derived
+
+
 @pytest.mark.parametrize("mode", ["concat", "xattn"])
-def test_state_dict_matches_published_layout(mode: str) -> None:
+def test_state_dict_and_parameter_counts_match_published_layout(mode: str) -> None:
     cfg = default_config()
     cfg["fusion_model"]["mode"] = mode
     model = build_model(cfg)
-    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    assert ours == _published_keys(mode if mode == "xattn" else None)
-    expected_params = 14_200_622 if mode == "concat" else 14_810_030
-    assert sum(p.numel() for p in model.parameters()) == expected_params
-
-
-def test_parameter_counts_per_part() -> None:
-    model = build_model(default_config())
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(model.short_seq_model) == 1_593_478
-    assert count(model.long_term) == 1_186_048
-    assert count(model.classifier_pose) == 64_500
-    assert count(model.image_encoder) == 11_242_176
-    assert count(model.fusion) == 114_420
+    published = _published_keys(mode if mode == "xattn" else None)
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == published
+    assert sum(p.numel() for p in model.parameters()) == _published_parameters(published)
+    for name, prefix in PARTS.items():
+        part = getattr(model, prefix.rstrip("."))
+        assert sum(p.numel() for p in part.parameters()) == _published_parameters(published, prefix), name
 
 
 def test_variants_change_the_layout_as_documented() -> None:
@@ -92,11 +121,32 @@ def test_forward_matches_the_spec(case: str) -> None:
     images = torch.randn(2, 3, 2, 3, 32, 32) if cfg["image_model"]["enabled"] else None
     with torch.no_grad():
         ours = model(pose, images)
-        ref = reference_logits(sd, model.config, pose, images)
+        ref = reference_logits(sd, model.config.to_dict(), pose, images)
         torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(ours.softmax(-1), ref.softmax(-1), rtol=0, atol=1e-5)
         if images is not None:  # the pose-only path of a multimodal model uses classifier_pose
-            torch.testing.assert_close(model(pose), reference_logits(sd, model.config, pose), rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(model(pose), reference_logits(sd, model.config.to_dict(), pose), rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_inference_path_equals_the_plain_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without autograd on the CPU, the encoders take a tuned path (oneDNN linear layers with the GELU
+    fused, clips and frames in cache-sized chunks, channels-last ResNet); with autograd they run the
+    plain modules, the path the spec test above never sees. Both give the same numbers."""
+    calls = []
+    original = unihar_module._onednn_linear
+    monkeypatch.setattr(unihar_module, "_onednn_linear", lambda *a, **k: calls.append(1) or original(*a, **k))
+    model = randomize_(build_model(small_config())).eval()
+    pose = torch.randn(4, 6, 12, 17, 3)  # 24 clips of 12 x 17 tokens: more than one chunk
+    images = torch.randn(4, 6, 3, 3, 32, 32)  # 72 frames: several ResNet batches
+    with torch.inference_mode():
+        tuned = model(pose, images)
+        tuned_frames = model.encode_frames(images.flatten(0, 2))
+    assert calls or unihar_module._ONEDNN_LINEAR is None  # the tuned path ran (where PyTorch has oneDNN)
+    calls.clear()
+    plain = model(pose, images)  # autograd on: the plain path
+    assert plain.requires_grad and not calls
+    torch.testing.assert_close(tuned, plain.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tuned_frames, model.encode_frames(images.flatten(0, 2)).detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_input_channels_two_and_more_than_three() -> None:

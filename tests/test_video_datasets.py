@@ -1,5 +1,6 @@
 """haa500 and video-folder loaders: real video (a trimmed copy of tests/data/videos/clean_and_jerk.mp4)
-laid out in each format, poses extracted with MediaPipe in parallel workers and cached (resumable)."""
+laid out in each format, poses extracted with the default pose backend (BlazePose) in parallel workers and
+cached (resumable); a video without poses stops the loading unless it is explicitly skipped."""
 import os
 from pathlib import Path
 
@@ -8,9 +9,9 @@ import pytest
 
 from unihar.data.datasets import load_dataset
 from unihar.errors import InputError
+from video_helpers import blank_video
 
 CLIP = Path(__file__).resolve().parent / "data" / "videos" / "clean_and_jerk.mp4"
-pytest.importorskip("mediapipe")
 
 
 @pytest.fixture(autouse=True)
@@ -49,11 +50,11 @@ def test_haa500_splits_parallel_extraction_and_resume(tmp_path):
             target.write_bytes(base.read_bytes())
     train = load_dataset(f"haa500:{root}", "train", workers=2)
     assert sorted(train.names) == ["clean_and_jerk_000", "clean_and_jerk_015", "lifting_000", "lifting_015"]
-    assert train.classes == ["clean_and_jerk", "lifting"] and train.layout.name == "mediapipe33"
+    assert train.classes == ["clean_and_jerk", "lifting"] and train.layout.name == "mediapipe33"  # BlazePose's 33
     seq = train.sequences[0]
     assert seq.shape[1:] == (33, 3) and abs(seq.shape[0] - 12 * 30 / 30) <= 1
     assert (seq[..., 2] > 0).mean() > 0.5  # the lifter is found
-    caches = sorted((tmp_path / "cache" / "poses" / "mediapipe").glob("*.npz"))
+    caches = sorted((tmp_path / "cache" / "poses" / "blazepose").glob("*.npz"))
     assert len(caches) == 4
     stamps = {p: p.stat().st_mtime_ns for p in caches}
     os.remove(caches[0])  # an interrupted extraction: one file missing
@@ -91,6 +92,19 @@ def test_video_folder_default_split_and_explicit_splits(tmp_path):
         load_dataset(f"video-folder:{tmp_path / 'nothing'}", "train")
 
 
+def test_a_video_without_poses_is_an_error_unless_skipped(tmp_path):
+    """An evaluation split must not shrink behind the user's back."""
+    root = tmp_path / "mine"
+    trimmed_clip(root / "train" / "lift" / "lift0.mp4", 4)
+    trimmed_clip(root / "test" / "lift" / "lift1.mp4", 4)
+    blank_video(root / "test" / "lift" / "empty_room.mp4", frames=4)
+    with pytest.raises(InputError, match=r"no poses could be extracted from 1 of 2 videos: .*empty_room\.mp4.*--skip-failed-videos"):
+        load_dataset(f"video-folder:{root}", "test")
+    with pytest.warns(UserWarning, match=r"1 of 2 videos left out.*empty_room\.mp4"):
+        test = load_dataset(f"video-folder:{root}", "test", skip_failed=True)
+    assert test.names == ["lift1"]
+
+
 @pytest.mark.slow
 def test_stage2_adds_the_image_branch_on_video_data(tmp_path):
     import json
@@ -100,7 +114,6 @@ def test_stage2_adds_the_image_branch_on_video_data(tmp_path):
 
     from unihar.loading import from_pretrained
     from unihar.training.evaluation import evaluate
-    from unihar.data.preprocess import PreprocessConfig
     from unihar.training.trainer import RunConfig, train
 
     root = tmp_path / "videos"
@@ -127,5 +140,5 @@ def test_stage2_adds_the_image_branch_on_video_data(tmp_path):
     config = json.loads((tmp_path / "s2" / "config.json").read_text())
     assert config["image_model"]["enabled"] and config["preprocessing"]["image_size"] == 32
     model = from_pretrained(tmp_path / "s2")
-    result = evaluate(model, load_dataset(f"video-folder:{root}", "test"), PreprocessConfig.from_model_config(model.config))
+    result = evaluate(model, load_dataset(f"video-folder:{root}", "test"))
     assert result.probs.shape == (4, 2) and np.allclose(result.probs.sum(1), 1, atol=1e-5)

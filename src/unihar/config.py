@@ -35,6 +35,8 @@ __all__ = [
     "RegularizationConfig",
     "LongTermConfig",
     "ImageModelConfig",
+    "ImuModelConfig",
+    "IMU_CHANNELS",
     "FusionConfig",
     "PreprocessConfig",
     "ModelConfig",
@@ -48,6 +50,8 @@ BACKBONES = {"resnet18": 512, "resnet50": 2048}  # name -> trunk output channels
 NORMALIZATIONS = ("center_scale", "none")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# A 6-axis inertial sensor: accelerometer in g (gravity included), gyroscope in degrees per second.
+IMU_CHANNELS = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")
 
 _TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str"}
 
@@ -61,6 +65,7 @@ class Section:
     """
 
     SECTION: ClassVar[str] = ""
+    SIGNAL: ClassVar[bool] = False  # modality sections: a sensor recording worn by a person
     # Fields only required when the section is "on" (e.g. the image branch); see ``required_fields``.
 
     @classmethod
@@ -116,20 +121,35 @@ def _at_least(section: str, key: str, value: float, minimum: float) -> None:
 
 @dataclass
 class PoseModelConfig(Section):
-    """The factorized pose transformer (``short_seq_model``)."""
+    """The factorized pose transformer (``short_seq_model``). ``enabled: false`` (our addition; the
+    published schema has no such key) is a model without the skeleton branch, e.g. inertial only."""
 
     SECTION: ClassVar[str] = "pose_model"
-    joints: int
-    in_channels: int
-    hidden_dim: int
-    layers: int
-    heads: int
-    max_seq_len: int
+    MODALITY: ClassVar[str] = "skeleton"
+    enabled: bool | None = None  # None: on (the published configs do not say)
+    joints: int | None = None
+    in_channels: int | None = None
+    hidden_dim: int | None = None
+    layers: int | None = None
+    heads: int | None = None
+    max_seq_len: int | None = None
     use_sinusoidal_pe: bool = False
     enable_temporal_attention: bool = True
     aux_head_dim: int = 6  # the published layout fixes it at 6; a checkpoint may hold another width
 
+    @classmethod
+    def required_fields(cls, data: Mapping[str, Any]) -> list[str]:
+        if data.get("enabled") is False:
+            return []
+        return ["joints", "in_channels", "hidden_dim", "layers", "heads", "max_seq_len"]
+
+    @property
+    def on(self) -> bool:
+        return self.enabled is not False
+
     def check(self) -> None:
+        if not self.on:
+            return
         for key in ("joints", "hidden_dim", "layers", "heads", "max_seq_len", "aux_head_dim"):
             _at_least(self.SECTION, key, getattr(self, key), 1)
         if self.in_channels < 2:
@@ -188,6 +208,7 @@ class ImageModelConfig(Section):
     """The ResNet over RGB frames; ``enabled: false`` is a pose-only model."""
 
     SECTION: ClassVar[str] = "image_model"
+    MODALITY: ClassVar[str] = "rgb"
     enabled: bool
     feature_dim: int | None = None
     backbone: str = "resnet18"
@@ -202,6 +223,71 @@ class ImageModelConfig(Section):
             if self.backbone not in BACKBONES:
                 raise ConfigError(f"'image_model.backbone' must be one of {sorted(BACKBONES)}, got {self.backbone!r}")
 
+    @property
+    def on(self) -> bool:
+        return self.enabled
+
+
+@dataclass
+class ImuModelConfig(Section):
+    """A wearable inertial sensor (``imu_model``; no section = no such branch), with its preprocessing.
+
+    A recording is cut along the video's clips, each clip resampled to ``rate`` Hz (bin means, so a
+    faster sensor is low-passed, not aliased) and each channel standardised with ``mean`` / ``std``
+    (the training data's statistics; none = left as they are). ``channels`` names the axes in the
+    model's order: a recording is matched to them by name and must have exactly these. The encoder is a
+    strided 1D convolution stem (``conv_layers`` x stride 2, ``kernel_size``) and ``layers`` transformer
+    layers over the resulting time steps.
+    """
+
+    SECTION: ClassVar[str] = "imu_model"
+    MODALITY: ClassVar[str] = "imu"
+    SIGNAL: ClassVar[bool] = True  # a recording attached to the person who wears it (not poses, not frames)
+    enabled: bool = True
+    channels: tuple | list = IMU_CHANNELS
+    rate: float = 50.0
+    mean: tuple | list | None = None
+    std: tuple | list | None = None
+    hidden_dim: int = 64
+    conv_layers: int = 2
+    kernel_size: int = 5
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    @property
+    def on(self) -> bool:
+        return self.enabled
+
+    def check(self) -> None:
+        name = self.SECTION
+        self.channels = tuple(self.channels)
+        if not self.channels or not all(isinstance(c, str) and c for c in self.channels) or len(set(self.channels)) != len(self.channels):
+            raise ConfigError(f"'{name}.channels' must be distinct non-empty names, got {list(self.channels)}")
+        if not self.rate > 0:
+            raise ConfigError(f"'{name}.rate' must be > 0 (Hz), got {self.rate}")
+        for key in ("mean", "std"):
+            values = getattr(self, key)
+            if values is None:
+                continue
+            if len(values) != len(self.channels) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                raise ConfigError(f"'{name}.{key}' must be {len(self.channels)} numbers (one per channel), got {list(values)}")
+            setattr(self, key, tuple(float(v) for v in values))
+        if self.std is not None and min(self.std) <= 0:
+            raise ConfigError(f"'{name}.std' must be > 0 for every channel, got {list(self.std)}")
+        for key in ("hidden_dim", "kernel_size", "layers", "heads"):
+            _at_least(name, key, getattr(self, key), 1)
+        _at_least(name, "conv_layers", self.conv_layers, 0)
+        if self.hidden_dim % self.heads:
+            raise ConfigError(f"'{name}.hidden_dim' ({self.hidden_dim}) must be divisible by '{name}.heads' ({self.heads})")
+        if self.kernel_size % 2 == 0:
+            raise ConfigError(f"'{name}.kernel_size' must be odd (centred convolutions), got {self.kernel_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"'{name}.dropout' must be in [0, 1), got {self.dropout}")
+
 
 @dataclass
 class FusionConfig(Section):
@@ -210,12 +296,20 @@ class FusionConfig(Section):
     SECTION: ClassVar[str] = "fusion_model"
     mode: str | None = None
     output_dim: int | None = None
+    # Our additions for models that must answer with a modality missing (a sensor that dropped out):
+    # a learned stand-in feature per modality, and the chance that training drops each modality of a
+    # sample. Without them (the published layout) a model missing its images answers from the skeleton
+    # alone through ``classifier_pose``.
+    missing_embeddings: bool | None = None
+    modality_dropout: float | None = None
 
     def check(self) -> None:
         if self.mode is not None and self.mode not in FUSION_MODES:
             raise ConfigError(f"'fusion_model.mode' must be one of {list(FUSION_MODES)}, got {self.mode!r}")
         if self.output_dim is not None:
             _at_least(self.SECTION, "output_dim", self.output_dim, 1)
+        if self.modality_dropout is not None and not 0.0 <= self.modality_dropout < 1.0:
+            raise ConfigError(f"'fusion_model.modality_dropout' must be in [0, 1), got {self.modality_dropout}")
 
 
 @dataclass
@@ -310,6 +404,11 @@ def _derived_preprocessing(pose: PoseModelConfig) -> PreprocessConfig:
 _SECTIONS: tuple[type[Section], ...] = (
     PoseModelConfig, ClassifierConfig, RegularizationConfig, LongTermConfig, ImageModelConfig, FusionConfig,
 )
+# Sections a config may leave out: the modalities beyond the published two. A new modality adds its
+# section class here (and a field of the same name to ModelConfig).
+_OPTIONAL_SECTIONS: tuple[type[Section], ...] = (ImuModelConfig,)
+# Every modality's section, in the order the model encodes and fuses them.
+MODALITY_SECTIONS: tuple[type[Section], ...] = (PoseModelConfig, ImageModelConfig, ImuModelConfig)
 
 
 @dataclass
@@ -324,6 +423,7 @@ class ModelConfig:
     fusion_model: FusionConfig
     preprocessing: PreprocessConfig
     extra: dict[str, Any] = field(default_factory=dict)
+    imu_model: ImuModelConfig | None = None
 
     @classmethod
     def from_dict(cls, config: Any) -> "ModelConfig":
@@ -341,32 +441,70 @@ class ModelConfig:
                 raise ConfigError(f"config is missing the section '{kind.SECTION}' (needed for '{kind.SECTION}."
                                   f"{kind.required_fields({'enabled': True})[0]}')")
             sections[kind.SECTION] = kind.from_dict(config[kind.SECTION])
+        for kind in _OPTIONAL_SECTIONS:
+            if config.get(kind.SECTION) is not None:
+                sections[kind.SECTION] = kind.from_dict(config[kind.SECTION])
         pose, image, fusion = sections["pose_model"], sections["image_model"], sections["fusion_model"]
-        if image.enabled:
+        modalities = [s for s in (sections.get(kind.SECTION) for kind in MODALITY_SECTIONS) if s is not None and s.on]
+        if not modalities:
+            raise ConfigError("config has no modality: pose_model is disabled and no other (image_model, imu_model) is on")
+        if image.enabled and not pose.on:
+            raise ConfigError("'image_model' is fused with the skeleton: it needs pose_model (enabled)")
+        if len(modalities) > 1:
             for key in ("mode", "output_dim"):
                 if getattr(fusion, key) is None:
                     raise ConfigError(f"config is missing the required key 'fusion_model.{key}'")
-            if fusion.mode == "xattn" and pose.hidden_dim % 4:
-                raise ConfigError(f"'xattn' fusion uses 4 heads: 'pose_model.hidden_dim' ({pose.hidden_dim}) must be divisible by 4")
+            # cross-attention runs at the width of the first modality (the skeleton's, as published)
+            first = modalities[0]
+            if fusion.mode == "xattn" and first.hidden_dim % 4:
+                raise ConfigError(
+                    f"'xattn' fusion uses 4 heads: '{first.SECTION}.hidden_dim' ({first.hidden_dim}) must be divisible by 4"
+                )
         long_term = sections["long_term_model"]
-        if long_term.enabled and pose.hidden_dim % long_term.heads:
+        if pose.on and long_term.enabled and pose.hidden_dim % long_term.heads:
             raise ConfigError(
                 f"'long_term_model' needs heads dividing hidden_dim ({pose.hidden_dim}), got heads={long_term.heads}"
             )
         prep_data = config.get("preprocessing")
+        if not prep_data and not pose.on:
+            raise ConfigError("a config without pose_model needs a 'preprocessing' section (window_seconds, clips, ...)")
         prep = PreprocessConfig.from_dict(prep_data) if prep_data else _derived_preprocessing(pose)
-        if prep.clip_len > pose.max_seq_len:
+        if pose.on and prep.clip_len > pose.max_seq_len:
             raise ConfigError(f"preprocessing.clip_len ({prep.clip_len}) exceeds pose_model.max_seq_len ({pose.max_seq_len})")
-        known = {kind.SECTION for kind in _SECTIONS} | {"preprocessing"}
+        known = {kind.SECTION for kind in _SECTIONS + _OPTIONAL_SECTIONS} | {"preprocessing"}
         extra = {k: copy.deepcopy(v) for k, v in config.items() if k not in known}
         return cls(**sections, preprocessing=prep, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``config.json`` dict: the published sections, then ours, then unknown ones as read."""
         out = {kind.SECTION: getattr(self, kind.SECTION).to_dict() for kind in _SECTIONS}
+        for kind in _OPTIONAL_SECTIONS:
+            section = getattr(self, kind.SECTION)
+            if section is not None:
+                out[kind.SECTION] = section.to_dict()
         out["preprocessing"] = self.preprocessing.to_dict()
         out.update(copy.deepcopy(self.extra))
         return out
+
+    @property
+    def modalities(self) -> list[str]:
+        """The model's modalities, in the order they are encoded and fused (e.g. ``["skeleton", "imu"]``)."""
+        sections = (getattr(self, kind.SECTION) for kind in MODALITY_SECTIONS)
+        return [s.MODALITY for s in sections if s is not None and s.on]
+
+    @property
+    def signal_modalities(self) -> list[str]:
+        """The modalities that are sensor recordings worn by a person (``["imu"]``), attached per track."""
+        sections = (getattr(self, kind.SECTION) for kind in MODALITY_SECTIONS if kind.SIGNAL)
+        return [s.MODALITY for s in sections if s is not None and s.on]
+
+    def modality_config(self, name: str) -> Section:
+        """The config section of the modality ``name`` (``"imu"`` -> ``imu_model``), if this model reads it."""
+        for kind in MODALITY_SECTIONS:
+            section = getattr(self, kind.SECTION)
+            if kind.MODALITY == name and section is not None and section.on:
+                return section
+        raise ConfigError(f"this model has no {name!r} modality; it reads {self.modalities}")
 
     @property
     def num_classes(self) -> int:

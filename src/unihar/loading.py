@@ -16,7 +16,7 @@ from pathlib import Path
 from unihar import assets, hub
 from unihar.cache import cache_dir
 from unihar.errors import CheckpointError, InputError
-from unihar.inference.onnx_backend import OnnxModel, export_onnx
+from unihar.inference.onnx_backend import EXPORT_VERSION, OnnxModel, export_onnx
 from unihar.models import HARModel, UniHAR
 
 __all__ = ["BACKENDS", "from_pretrained", "load_model", "onnx_cache_path"]
@@ -44,8 +44,8 @@ def _torch_weights(weights: str | Path | None) -> str | Path:
 
 def onnx_cache_path(model_dir: str | Path, revision: str | None = None) -> Path:
     """Where the ONNX export of a model folder / Hub repo is cached: named by a hash of its files, so a
-    changed model is exported again and an unchanged one never is."""
-    digest = hashlib.sha256()
+    changed model (or a new export format) is exported again and an unchanged one never is."""
+    digest = hashlib.sha256(f"unihar-onnx-{EXPORT_VERSION}".encode())
     for name in (hub.CONFIG_NAME, *hub.WEIGHTS_NAMES):
         path = hub.find_first((name,), model_dir, revision)
         if path is not None:

@@ -3,7 +3,11 @@
     unihar export --out model.onnx                         # the bundled model
     unihar export --weights m97j/uni-har --out uni-har.onnx
     unihar export --out model-int8.onnx --quantize         # dynamic int8 weights
-    unihar predict clip.mp4 --weights model.onnx           # run it with onnxruntime
+    unihar predict clip.mp4 --backend onnxruntime --weights model.onnx   # run it with onnxruntime
+
+The graph takes whole windows (``pose`` [+ ``images``] -> ``logits``, for any onnxruntime user) and
+also exposes each encoder and the head, which ``unihar predict`` / ``stream`` run so that every clip
+is encoded once (see :mod:`unihar.inference.onnx_backend`).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ def export(
     pose_only: bool = typer.Option(False, "--pose-only", help="Export only the pose path of a multimodal model."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
 ) -> None:
-    """Export a model for onnxruntime, with dynamic batch size and clip count."""
+    """Export a model for onnxruntime: dynamic batch size, clip count and clip length; config and labels inside."""
     from unihar.loading import load_model
     from unihar.inference.onnx_backend import export_onnx
 

@@ -6,6 +6,7 @@
     unihar predict clip.mp4 --output annotated.mp4   # skeleton + top-3 bars on every frame
     unihar predict clip.mp4 --pose-backend openpose-json --poses clip_json/
     unihar predict clip.mp4 --backend onnxruntime --weights model.onnx   # from `unihar export`
+    unihar predict clip.mp4 --weights runs/fused --imu watch.csv   # + the wearer's inertial sensor
     unihar predict videos/ --out results.jsonl       # every video under videos/: one JSON line each
     unihar predict "clips/**/*.mp4" --out results.jsonl --workers 4
     unihar predict videos/ --out results.jsonl --ray auto   # on a Ray cluster
@@ -49,7 +50,7 @@ def predict(
         "blazepose", "--pose-backend",
         help="blazepose (estimate from the video; several people), mediapipe (legacy, one person), openpose-json or array (import).",
     ),
-    max_people: int = typer.Option(6, "--max-people", min=1, help="Most people followed at once; 1 = one person through the whole video."),
+    max_people: int = typer.Option(6, "--max-people", help="Most people followed at once; 1 = one person through the whole video."),
     poses: Optional[Path] = typer.Option(
         None, "--poses", help="Keypoints for openpose-json (folder) or array (.npy/.npz) when VIDEO is the matching video."
     ),
@@ -58,6 +59,13 @@ def predict(
     ),
     backend: str = typer.Option(
         "torch", "--backend", help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`)."
+    ),
+    imu: Optional[Path] = typer.Option(
+        None, "--imu", help="The wearer's inertial sensor recording (.npz or .csv, see docs/sensors.md), on the video's "
+        "timeline; for models with an imu branch. Followed person: one (as --max-people 1), or --wearer.",
+    ),
+    wearer: Optional[int] = typer.Option(
+        None, "--wearer", min=0, help="With --imu and several people followed: the track id of the person wearing the sensor.",
     ),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Batch mode: append one JSON line per video to this file; run again to continue where it stopped."
@@ -73,7 +81,11 @@ def predict(
     ),
 ) -> None:
     """Recognise the actions in a video, or in many (--out)."""
+    if wearer is not None and imu is None:
+        raise InputError("--wearer names who wears the sensor: give the recording with --imu")
     if out is not None:
+        if imu is not None:
+            raise InputError("--imu is one video's sensor recording; batch mode (--out) takes none")
         _predict_batch(
             videos, out, weights=weights, topk=topk, json_output=json_output, output=output, device=device,
             pose_backend=pose_backend, max_people=max_people, poses=poses, fps=fps, backend=backend,
@@ -117,6 +129,7 @@ def predict(
         device = "cpu"
     pipeline = VideoPipeline(model, pose_backend=pose, device=device, max_people=max_people)
     pipeline.check_topk(topk)
+    signals = pipeline.load_signals({"imu": imu}) if imu is not None else None  # read and checked before decoding
 
     console = Console(stderr=True)
     with Progress(
@@ -133,7 +146,7 @@ def predict(
         def advance(done: int, total: Optional[int]) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = pipeline(video, topk=topk, poses=poses, fps=fps, progress=advance)
+        result = pipeline(video, topk=topk, poses=poses, fps=fps, progress=advance, signals=signals, wearer=wearer)
         if output is not None:
             render_task = bar.add_task("writing video", total=result.frames)
             render_video(
@@ -146,6 +159,20 @@ def predict(
         sys.stdout.flush()
         return
     _print_table(result, output)
+    _note_missing_sensor(result, model.config.modalities, model.config.signal_modalities, console)
+
+
+def _note_missing_sensor(result, modalities: List[str], sensors: List[str], console) -> None:
+    """Say how many of the main person's windows a sensor the model reads did not cover (classified without it)."""
+    windows = result.windows
+    for name in sensors:
+        without = sum(name not in (w.modalities or ()) for w in windows)
+        if without:
+            console.print(
+                f"note: {without} of {len(windows)} windows of person {result.main.id} had no {name} data (no recording, or it "
+                f"does not cover them); they were classified from {', '.join(m for m in modalities if m != name)}",
+                soft_wrap=True, highlight=False, markup=False,
+            )
 
 
 def _suggest_batch_mode(video: Path) -> None:

@@ -1,4 +1,5 @@
-"""``unihar train``: train a model on skeleton data and write a ``save_pretrained`` folder.
+"""``unihar train``: train a model on skeleton data (one dataset or a mixture) and write a
+``save_pretrained`` folder.
 
 Also the body of ``python -m unihar.train`` (for ``torchrun --nproc_per_node N -m unihar.train ...``).
 """
@@ -8,17 +9,24 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
-DATA_HELP = "Training data as FORMAT:PATH; FORMAT is penn-action, mpose, haa500, skeleton-npz or video-folder."
+DATA_HELP = (
+    "Training data as FORMAT:PATH (FORMAT@VARIANT:PATH for a protocol variant); repeat for a mixture, whose "
+    "classes are merged through the taxonomy. FORMAT: penn-action, mpose, haa500, skeleton-npz, video-folder, "
+    "nw-ucla, ut-kinect, msr-action3d, mall-cctv, sbu, ur-fall, utd-mhad, sensor-npz. Default: the run config's 'data' list."
+)
 
 
 def train_command(
-    data: str = typer.Option(..., "--data", help=DATA_HELP),
+    data: Optional[List[str]] = typer.Option(None, "--data", help=DATA_HELP),
     out: Path = typer.Option(..., "--out", help="Output folder (config.json, model.safetensors, labels, metrics.csv)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Run config JSON: sections model, preprocessing, train, augment."),
+    config: Optional[str] = typer.Option(
+        None, "--config", help="Run config JSON (sections data, model, preprocessing, train, augment), or the name of a "
+        "recipe shipped with the package (e.g. universal). Without it, sizes and schedule are chosen from the data."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder the relative dataset paths of a recipe are in."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override train.epochs."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Override train.batch_size (per process)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this save_pretrained folder (stage 2 / fine-tuning)."),
@@ -28,8 +36,14 @@ def train_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of a non-empty OUT."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes extracting poses from videos not cached yet (haa500, video-folder)."),
+    skip_failed_videos: bool = typer.Option(
+        False, "--skip-failed-videos", help="Leave out (and list) videos whose poses cannot be extracted, instead of stopping."),
+    modalities: Optional[str] = typer.Option(
+        None, "--modalities", help="The model's branches, joined by ',': skeleton, imu (a wearable inertial sensor; "
+        "data: utd-mhad, sensor-npz), rgb. E.g. skeleton,imu | imu | skeleton. Default: the run config's (skeleton)."),
 ) -> None:
     """Train a model (stage 1: pose only; stage 2: --init a stage-1 folder) and evaluate it on the held-out split."""
+    from unihar.errors import InputError
     from unihar.training.trainer import RunConfig, train
 
     run = RunConfig.from_file(config) if config is not None else RunConfig()
@@ -37,16 +51,18 @@ def train_command(
         run.train.seed = seed
     if freeze_pose:
         if init is None:
-            from unihar.errors import InputError
-
             raise InputError("--freeze-pose needs --init (a pretrained pose encoder to keep)")
         run.train.freeze_pose = True
-    command = " ".join(shlex.quote(a) for a in ["unihar", "train", *sys.argv[1:]]) if "train" not in sys.argv[1:2] else \
-        " ".join(shlex.quote(a) for a in ["unihar", *sys.argv[1:]])
-    metrics = train(data, out, run, init=init, resume=resume, overwrite=overwrite, epochs=epochs,
-                    batch_size=batch_size, progress=progress, command=command, pose_workers=workers)
+    args = sys.argv[1:]
+    command = " ".join(shlex.quote(a) for a in ["unihar", *([] if args[:1] == ["train"] else ["train"]), *args])
+    metrics = train(data or None, out, run, init=init, resume=resume, overwrite=overwrite, epochs=epochs,
+                    batch_size=batch_size, progress=progress, command=command, pose_workers=workers,
+                    data_root=data_root, skip_failed_videos=skip_failed_videos, modalities=modalities)
     if metrics and int(os.environ.get("RANK", "0")) == 0:
-        typer.echo(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+        per_dataset = metrics if all(isinstance(v, dict) for v in metrics.values()) else {"": metrics}
+        for name, values in per_dataset.items():
+            line = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+            typer.echo(f"{name}: {line}" if name else line)
 
 
 def register(app: typer.Typer) -> None:
@@ -55,7 +71,7 @@ def register(app: typer.Typer) -> None:
 
 def main() -> None:
     """``python -m unihar.train``: the same options, as a one-command program."""
-    from unihar.errors import UniHARError
+    from unihar.errors import UniHARError, one_line
 
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(train_command)
@@ -64,5 +80,5 @@ def main() -> None:
     except UniHARError as err:
         if os.environ.get("UNIHAR_DEBUG"):
             raise
-        typer.echo(f"error: {'; '.join(l.strip() for l in str(err).splitlines() if l.strip())}", err=True)
+        typer.echo(f"error: {one_line(err)}", err=True)
         sys.exit(2)

@@ -23,12 +23,20 @@ last ``window + max_gap`` resized frames, and the caches only what a future wind
 
 ``batch_windows`` trades latency for throughput: 1 classifies each window as soon as it is due (live);
 larger values gather windows (and their new clips) into batches (files, evaluation).
+
+Sensor signals (a wearable inertial sensor, a model with an ``imu`` modality) belong to one person:
+:meth:`WindowEngine.attach_signal` gives a track its recording, on the source's timeline (frame ``f`` is at
+``f / fps`` s). Each clip of that track's windows then also reads the samples in its time span,
+resampled to the model's rate (:func:`unihar.data.signals.signal_clips`), encoded once and cached like
+its pose tokens. A window the recording does not cover (``MIN_SIGNAL_COVERAGE``), or a track without
+one, is classified from the modalities it has (the sensor dropped out); ``WindowResult.modalities``
+says which.
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +44,7 @@ from torch import Tensor
 
 from unihar.data.layouts import KeypointLayout, convert_keypoints, get_layout
 from unihar.data.preprocess import WindowGeometry, clip_indices, normalize_frames, pose_clips, resize_frame
+from unihar.data.signals import MIN_RATE_FRACTION, SignalRecording, clip_spans, coverage, signal_clips
 from unihar.errors import InputError
 from unihar.inference.device import resolve_device
 from unihar.models import HARModel, UniHARFeatures
@@ -45,6 +54,10 @@ __all__ = ["WindowResult", "TrackEnd", "WindowEngine", "run_sequences"]
 CLIP_BATCH = 256  # clips per encoder call
 FRAME_BATCH = 32  # frames per image-encoder call
 HEAD_BATCH = 256  # windows per head call
+SIGNAL_BATCH = 256  # sensor clips per encoder call
+# A window gets a track's sensor signal when the recording covers at least this fraction of it; the
+# rest (at most 10 %) is held at the recording's first / last sample.
+MIN_SIGNAL_COVERAGE = 0.9
 
 
 @dataclass
@@ -56,6 +69,7 @@ class WindowResult:
     end_frame: int
     clips: int  # clips in the window (fewer than L only for warm-up windows)
     probs: np.ndarray = field(repr=False)
+    modalities: tuple[str, ...] = ()  # what it was classified from (fewer than the model's: a sensor missing here)
 
     @property
     def last_frame(self) -> int:
@@ -96,8 +110,16 @@ class _Pending:
     track: int
     start: int
     end: int
-    clip_keys: list[tuple]
+    clip_keys: list[tuple] | None  # None: the model reads no poses
     image_frames: list[list[int]] | None
+    signal_keys: dict[str, list[tuple]] = field(default_factory=dict)  # modality -> clip keys, where covered
+    clips: int = 0
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        have = ["skeleton"] if self.clip_keys is not None else []
+        have += ["rgb"] if self.image_frames is not None else []
+        return tuple(have + list(self.signal_keys))  # in the model's order
 
 
 class WindowEngine:
@@ -152,6 +174,9 @@ class WindowEngine:
         self.warmup = warmup
         self.image_stride = image_stride
         self.uses_images = model.has_image_branch
+        self.modalities = list(model.config.modalities)
+        self.uses_poses = "skeleton" in self.modalities
+        self.signal_names = model.config.signal_modalities  # recordings attached per track
         self.image_prep = self.prep.replace(image_size=image_size) if image_size else self.prep
         self.batch_windows = batch_windows
         self.min_frames = 1 if fps is None else max(1, int(round(min_seconds * fps)))
@@ -166,8 +191,13 @@ class WindowEngine:
         self._pending: list[_Pending] = []
         self._pending_clips: dict[tuple, np.ndarray] = {}  # clip key -> (T, J, 3) model input, until encoded
         self._pending_frames: dict[int, Tensor] = {}  # source frame -> (3, S, S) uint8, until encoded
+        self._signals: dict[int, dict[str, SignalRecording]] = {}  # track -> modality -> recording
+        self._signal_cache: dict[tuple, Tensor] = {}  # (modality, track, t0, t1) -> (T', D)
+        self._pending_signals: dict[tuple, np.ndarray] = {}  # signal clip key -> (S, C) model input, until encoded
         self.clips_encoded = 0
         self.frames_encoded = 0
+        self.signal_clips_encoded = 0
+        self.windows_without: dict[str, int] = {name: 0 for name in self.signal_names}  # windows a signal did not cover
 
     # ------------------------------------------------------------------ input
     def push(
@@ -201,6 +231,35 @@ class WindowEngine:
             self._add_pose(track_id, first_frame + offset, pose)
         return self.end_track(track_id)
 
+    def attach_signal(
+        self, track_id: int, name: str, samples: SignalRecording | np.ndarray, rate: float | None = None, *,
+        channels: tuple[str, ...] | list[str] | None = None, start: float = 0.0,
+    ) -> None:
+        """Give track ``track_id`` (now or before it appears) the ``name`` sensor recording it wears:
+        a :class:`~unihar.data.signals.SignalRecording`, or ``samples`` ``(N, C)`` at ``rate`` Hz whose
+        ``channels`` default to the model's, starting at ``start`` s on the source's timeline."""
+        if name not in self.signal_names:
+            raise InputError(
+                f"this model has no {name!r} sensor modality (it reads {self.modalities}); "
+                + ("a model with an imu_model section reads one" if name == "imu" else "check the modality name")
+            )
+        if self.fps is None:
+            raise InputError("a sensor signal needs a timeline: give the engine the source's fps")
+        if track_id in self.ended:
+            raise InputError(f"track {track_id} already ended: attach its {name} signal before its windows are due")
+        config = self.model.config.modality_config(name)
+        if not isinstance(samples, SignalRecording):
+            if rate is None:
+                raise InputError("attach_signal: samples given as an array need their rate (Hz)")
+            samples = SignalRecording(np.asarray(samples), rate, tuple(channels or config.channels), start, source=f"the {name} signal")
+        recording = samples.select(config.channels)
+        if recording.rate < MIN_RATE_FRACTION * config.rate:
+            raise InputError(
+                f"{recording.source}: sampled at {recording.rate:g} Hz; the model reads {config.rate:g} Hz "
+                f"and needs at least {MIN_RATE_FRACTION * config.rate:g} Hz"
+            )
+        self._signals.setdefault(track_id, {})[name] = recording
+
     def end_track(self, track_id: int) -> list[WindowResult]:
         """The person of ``track_id`` is gone: classify what its windows have not covered yet."""
         track = self.tracks.pop(track_id, None)
@@ -224,6 +283,7 @@ class WindowEngine:
                 f"at least {self.min_frames} frames ({self.min_frames / self.fps:.2f} s) are needed to classify"
             )
         self.ended[track_id] = TrackEnd(track_id, track.first, last, classified, reason)
+        self._signals.pop(track_id, None)  # its windows hold their sensor clips already
         return self._run_if_due()
 
     def finish(self) -> list[WindowResult]:
@@ -271,20 +331,46 @@ class WindowEngine:
 
     def _queue(self, track: _Track, start: int, end: int, clips: int) -> None:
         """Make the window ``[start, end)`` of ``track`` due: gather the inputs of its clips not yet encoded."""
-        keys: list[tuple] = []
+        keys: list[tuple] | None = [] if self.uses_poses else None
         image_frames: list[list[int]] | None = [] if self.uses_images else None
+        signal_keys = self._queue_signals(track.id, start, end, clips)
+        if keys is None and image_frames is None and not signal_keys:
+            raise InputError(
+                f"track {track.id}: this model reads only {self.signal_names}, and no recording covers frames "
+                f"{start}-{end - 1}; attach_signal the track's recording"
+            )
         for frames in clip_indices(start, end, clips, self.prep.clip_len):
-            key = (track.id, *frames.tolist())
-            keys.append(key)
-            if key not in self._clip_cache and key not in self._pending_clips:
-                self._pending_clips[key] = np.stack([track.pose_at(int(i)) for i in frames])
+            if keys is not None:
+                key = (track.id, *frames.tolist())
+                keys.append(key)
+                if key not in self._clip_cache and key not in self._pending_clips:
+                    self._pending_clips[key] = np.stack([track.pose_at(int(i)) for i in frames])
             if image_frames is not None:
                 wanted = [int(i) for i in frames[:: self.image_stride]]
                 image_frames.append(wanted)
                 for i in wanted:
                     if i not in self._feature_cache and i not in self._pending_frames:
                         self._pending_frames[i] = self._image_at(i)
-        self._pending.append(_Pending(track.id, start, end, keys, image_frames))
+        self._pending.append(_Pending(track.id, start, end, keys, image_frames, signal_keys, clips))
+
+    def _queue_signals(self, track_id: int, start: int, end: int, clips: int) -> dict[str, list[tuple]]:
+        """The sensor clips of window ``[start, end)`` of a track, for each signal its recording covers."""
+        out: dict[str, list[tuple]] = {}
+        for name in self.signal_names:
+            recording = self._signals.get(track_id, {}).get(name)
+            if recording is None or coverage(recording, start / self.fps, end / self.fps) < MIN_SIGNAL_COVERAGE:
+                self.windows_without[name] += 1
+                continue
+            spans = clip_spans(start, end, clips, self.fps)
+            keys = [(name, track_id, a, b) for a, b in spans]
+            todo = [(k, span) for k, span in zip(keys, spans) if k not in self._signal_cache and k not in self._pending_signals]
+            if todo:
+                config = self.model.config.modality_config(name)
+                inputs = signal_clips(recording, [span for _, span in todo], self.prep, config)
+                for (key, _), clip in zip(todo, inputs):
+                    self._pending_signals[key] = clip
+            out[name] = keys
+        return out
 
     # ------------------------------------------------------------------ frames
     def _resized(self, image: np.ndarray | Tensor) -> Tensor:
@@ -322,6 +408,10 @@ class WindowEngine:
         horizon = self._latest_frame - reach
         for i in [i for i in self._feature_cache if i < horizon]:
             del self._feature_cache[i]
+        for key in list(self._signal_cache):  # (modality, track, t0, t1)
+            track = self.tracks.get(key[1])
+            if track is None or key[3] * self.fps < track.next_frame - reach:
+                del self._signal_cache[key]
 
     # ------------------------------------------------------------------ the model
     def _run_if_due(self) -> list[WindowResult]:
@@ -334,24 +424,28 @@ class WindowEngine:
             return []
         self._encode_clips()
         self._encode_frames()
+        self._encode_signals()
         pending, self._pending = self._pending, []
         results: list[WindowResult] = []
-        by_clips: dict[int, list[_Pending]] = {}
+        groups: dict[tuple, list[_Pending]] = {}  # windows with as many clips and the same modalities run together
         for item in pending:
-            by_clips.setdefault(len(item.clip_keys), []).append(item)
-        for group in by_clips.values():
+            groups.setdefault((item.clips, item.modalities), []).append(item)
+        for group in groups.values():
             for first in range(0, len(group), HEAD_BATCH):
                 batch = group[first : first + HEAD_BATCH]
-                tokens = torch.stack([torch.stack([self._clip_cache[k] for k in w.clip_keys]) for w in batch])
-                images = None
-                if self.uses_images:
-                    images = torch.stack([
+                tokens: dict[str, Tensor] = {}
+                if batch[0].clip_keys is not None:
+                    tokens["skeleton"] = torch.stack([torch.stack([self._clip_cache[k] for k in w.clip_keys]) for w in batch])
+                if batch[0].image_frames is not None:
+                    tokens["rgb"] = torch.stack([
                         torch.stack([torch.stack([self._feature_cache[i] for i in frames]) for frames in w.image_frames])
                         for w in batch
                     ])
-                logits = self.model.forward_head(UniHARFeatures(tokens, images))
+                for name in batch[0].signal_keys:
+                    tokens[name] = torch.stack([torch.stack([self._signal_cache[k] for k in w.signal_keys[name]]) for w in batch])
+                logits = self.model.forward_head(UniHARFeatures(tokens))
                 probs = self.model.probabilities(logits).cpu().numpy()
-                results += [WindowResult(w.track, w.start, w.end, len(w.clip_keys), p) for w, p in zip(batch, probs)]
+                results += [WindowResult(w.track, w.start, w.end, w.clips, p, w.modalities) for w, p in zip(batch, probs)]
         self._forget_old_features()
         results.sort(key=lambda r: (r.end_frame, r.track))
         return results
@@ -366,6 +460,18 @@ class WindowEngine:
                 self._clip_cache[key] = value
         self.clips_encoded += len(keys)
         self._pending_clips.clear()
+
+    def _encode_signals(self) -> None:
+        keys = list(self._pending_signals)
+        for first in range(0, len(keys), SIGNAL_BATCH):
+            chunk = keys[first : first + SIGNAL_BATCH]
+            for name in dict.fromkeys(k[0] for k in chunk):
+                mine = [k for k in chunk if k[0] == name]
+                clips = torch.from_numpy(np.stack([self._pending_signals[k] for k in mine])).to(self.device)
+                for key, value in zip(mine, self.model.encode(name, clips)):
+                    self._signal_cache[key] = value
+        self.signal_clips_encoded += len(keys)
+        self._pending_signals.clear()
 
     def _encode_frames(self) -> None:
         indices = list(self._pending_frames)
@@ -383,11 +489,18 @@ class WindowEngine:
 def run_sequences(
     model: HARModel, sequences: Iterable[np.ndarray], fps: float | None, *, pose_layout: KeypointLayout | str | None = None,
     batch_windows: int = 64, device: str | torch.device | None = None,
+    signals: Mapping[str, Sequence[SignalRecording | None]] | None = None,
 ) -> list[list[WindowResult]]:
-    """The windows of each recorded sequence ``(N, J, 3)``, as the engine cuts a video (evaluation)."""
+    """The windows of each recorded sequence ``(N, J, 3)``, as the engine cuts a video (evaluation).
+
+    ``signals``: modality -> one recording per sequence (on the sequence's timeline; None: none for it).
+    """
     engine = WindowEngine(model, fps, pose_layout=pose_layout, batch_windows=batch_windows, min_seconds=0.0, device=device)
     per_sequence: dict[int, list[WindowResult]] = {}
     for index, sequence in enumerate(sequences):
+        for name, recordings in (signals or {}).items():
+            if recordings[index] is not None:
+                engine.attach_signal(index, name, recordings[index])
         for result in engine.add_sequence(index, sequence):
             per_sequence.setdefault(result.track, []).append(result)
         per_sequence.setdefault(index, [])

@@ -1,28 +1,57 @@
-"""ONNX export and an onnxruntime backend that stands in for the PyTorch model.
+"""ONNX export and an onnxruntime backend that implements the model protocol.
 
-``export_onnx`` writes one self-contained ``.onnx`` file: the graph with dynamic batch and clip
-count, and the model's config and labels in the file's metadata, so :class:`OnnxModel` needs nothing
-else to run the same video pipeline. Optional dynamic int8 quantization (weights stored as int8,
-activations quantized on the fly) shrinks the file and speeds up the linear layers on CPUs.
+``export_onnx`` writes one self-contained ``.onnx`` file. Its graph is the whole window, the
+contract third-party users rely on:
+
+* ``pose`` (B, L, T, J, 3) [+ ``images`` (B, L, T', 3, H, W)] [+ ``imu`` (B, L, S, C)] -> ``logits``
+  (B, K), with B, L, T (1..max_seq_len), T', H and W dynamic, and the model's config and labels in
+  the file's metadata;
+
+and, in the same graph, the parts the windowing engine runs on their own, so that each clip is
+encoded once and reused by every window that contains it. For each modality ``m`` (``skeleton``,
+``rgb``, ``imu``):
+
+* ``m_units`` -> ``m_tokens``: its encoder (``skeleton_units`` (N, T, J, 3) -> (N, T, D) per-frame
+  tokens; ``rgb_units`` (N, 3, H, W) frames -> (N, Di) features; ``imu_units`` (N, S, C) -> (N, S', D));
+* and the head: ``m_window_tokens`` (B, L, T, D) of every modality -> ``head_logits`` (B, K).
+
+A caller of the window graph feeds only ``pose`` [+ ``images``]: the part inputs have default
+values (ONNX initializers that are also graph inputs; every dynamic axis 1), so onnxruntime asks for
+nothing more. It does run every node of a graph whatever outputs are asked for (measured: asking for
+one output of two independent branches costs both), so :class:`OnnxModel` runs each part in a
+session of its own, cut from the file's graph, and never pays for the others.
+
+``quantize=True`` stores the weights of the linear layers as int8 (dynamic quantization: activations
+are quantized on the fly; convolutions stay float, onnxruntime's int8 convolution being 5x slower
+than its float one on the CPU measured). A smaller file, close but not exact; not faster on that CPU
+(benchmarks/model_speed.py has the numbers, and the probability change on a trained model).
 """
 from __future__ import annotations
 
 import json
 import tempfile
+import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from unihar.config import ModelConfig, PreprocessConfig
 from unihar.errors import CheckpointError, ConfigError, InputError, UniHARError
-from unihar.models import UniHAR
+from unihar.models import UniHAR, UniHARFeatures
+from unihar.models.modalities import MODALITIES, Modality, modalities_of
+from unihar.models.unihar import CPU_CHUNK_FRAMES, CPU_CHUNK_TOKENS
+
+__all__ = ["EXPORT_VERSION", "OPSET", "OnnxModel", "export_onnx"]
 
 _CONFIG_KEY = "unihar.config"
 _LABELS_KEY = "unihar.labels"
+_VERSION_KEY = "unihar.export_version"
+# Version 2: the graph also exposes each modality's encoder and the head (see above).
+EXPORT_VERSION = 2
 OPSET = 18
 
 
@@ -33,6 +62,64 @@ def _require(module: str) -> Any:
         raise ConfigError(f"ONNX export / inference needs {module}: pip install 'unihar[onnx]' ({err})") from None
 
 
+def _unit_example(modality: Modality, prefix: str) -> tuple[Tensor, dict[int, Any], bool]:
+    """An example batch of units of a modality's input, its dynamic axes (named after ``prefix``), and
+    whether a clip holds several units (frames) rather than being one. Example sizes are at least 2
+    and differ from each other, so that no dynamic axis is specialised while tracing."""
+    Dim = torch.export.Dim
+    if modality.name == "skeleton":
+        cfg = modality.cfg
+        frames = Dim(f"{prefix}_frames", max=cfg.max_seq_len) if cfg.max_seq_len >= 2 else Dim.STATIC
+        return torch.zeros(5, min(3, cfg.max_seq_len), cfg.joints, 3), {0: Dim(f"{prefix}_n"), 1: frames}, False
+    if modality.name == "rgb":
+        return torch.zeros(5, 3, 32, 34), {0: Dim(f"{prefix}_n"), 2: Dim(f"{prefix}_height"), 3: Dim(f"{prefix}_width")}, True
+    if modality.name == "imu":
+        return torch.zeros(5, modality.samples, len(modality.cfg.channels)), {0: Dim(f"{prefix}_n")}, False
+    raise ConfigError(f"the {modality.name!r} modality cannot be exported to ONNX yet (known: skeleton, rgb, imu)")
+
+
+def _graph_inputs(model: UniHAR, modality: Modality, window: tuple[Any, Any], head: tuple[Any, Any]) -> list[tuple[str, Tensor, dict]]:
+    """A modality's three graph inputs as (name, example, dynamic axes): its window input, its units
+    and its window tokens. ``window`` and ``head`` are the shared (batch, clips) dimensions."""
+    Dim = torch.export.Dim
+    unit, unit_axes, per_frame = _unit_example(modality, f"{modality.name}_units")
+    # A window is (B, L[, frames per clip], the axes of a unit after the first).
+    lead = (2, 3, 2) if per_frame else (2, 3)
+    window_axes = {0: window[0], 1: window[1], **({2: Dim(f"{modality.input_name}_frames_per_clip")} if per_frame else {})}
+    _, axes, _ = _unit_example(modality, modality.input_name)
+    window_axes.update({axis + len(lead) - 1: dim for axis, dim in axes.items() if axis})
+    # Window tokens are (B, L, steps, D): steps are frames (dynamic), or a fixed count (a sensor's steps).
+    encoded = model.encode(modality.name, unit[:1])  # (1, steps, D), or (1, D) for a frame
+    steps = Dim(f"{modality.name}_token_steps") if per_frame or 1 in unit_axes and unit_axes[1] is not Dim.STATIC else Dim.STATIC
+    tokens = torch.zeros(4, 2, 2 if per_frame else encoded.shape[1], encoded.shape[-1])
+    return [
+        (modality.input_name, torch.zeros(lead + tuple(unit.shape[1:])), window_axes),
+        (f"{modality.name}_units", unit, unit_axes),
+        (f"{modality.name}_window_tokens", tokens, {0: head[0], 1: head[1], 2: steps}),
+    ]
+
+
+class _ExportGraph(nn.Module):
+    """The whole window and each part side by side, as one graph with independent inputs.
+
+    Arguments, in order: the window input of each modality, the units of each, the window tokens of each.
+    """
+
+    def __init__(self, model: UniHAR, modalities: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = modalities
+        self.inputs = [MODALITIES[name].input_name for name in modalities]
+
+    def forward(self, *tensors: Tensor) -> tuple[Tensor, ...]:
+        n = len(self.names)
+        windows, units, tokens = dict(zip(self.inputs, tensors[:n])), tensors[n : 2 * n], tensors[2 * n :]
+        logits = self.model(windows.pop("pose", None), windows.pop("images", None), **windows)
+        encoded = [self.model.encode(name, x) for name, x in zip(self.names, units)]
+        head_logits = self.model.forward_head(UniHARFeatures(dict(zip(self.names, tokens))))
+        return (logits, *encoded, head_logits)
+
+
 def export_onnx(
     model: UniHAR,
     path: str | Path,
@@ -41,10 +128,10 @@ def export_onnx(
     quantize: bool = False,
     overwrite: bool = False,
 ) -> Path:
-    """Export ``model`` to ``path``: inputs ``pose`` (B, L, T, J, 3) [+ ``images`` (B, L, T, 3, S, S)],
-    output ``logits`` (B, K); B and L are dynamic, T and S are the model's clip length and image size.
+    """Export ``model`` to ``path`` (the graph described in the module docstring).
 
-    ``with_images`` defaults to the model's own branches (multimodal models export both inputs).
+    ``with_images`` defaults to the model's own branches (multimodal models export their image
+    input); ``False`` leaves the image branch of a multimodal model out (its pose path only).
     """
     onnx = _require("onnx")
     _require("onnxscript")
@@ -54,79 +141,134 @@ def export_onnx(
     with_images = model.has_image_branch if with_images is None else with_images
     if with_images and not model.has_image_branch:
         raise ConfigError("this model is pose-only (image_model.enabled is false): it cannot be exported with images")
-    prep = model.prep
-    joints = model.config.pose_model.joints
-    # Example inputs with 2 windows x 2 clips so neither axis is specialised to 1.
-    pose = torch.zeros(2, 2, prep.clip_len, joints, 3)
-    batch, clips = torch.export.Dim("batch", min=1), torch.export.Dim("clips", min=1)
-    args: tuple[Tensor, ...] = (pose,)
-    shapes: dict[str, Any] = {"pose": {0: batch, 1: clips}}
-    names = ["pose"]
-    if with_images:
-        args += (torch.zeros(2, 2, prep.clip_len, 3, prep.image_size, prep.image_size),)
-        shapes["images"] = {0: batch, 1: clips}
-        names.append("images")
-
-    class _Graph(torch.nn.Module):  # fixes the call signature to exactly the exported inputs
-        def __init__(self, inner: UniHAR) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, pose: Tensor, images: Tensor | None = None) -> Tensor:
-            return self.inner(pose, images)
-
     model = model.eval()
+    config = model.config
+    if not with_images and model.has_image_branch:
+        config = ModelConfig.from_dict({**config.to_dict(), "image_model": {**config.image_model.to_dict(), "enabled": False}})
+    modalities = [m for m in modalities_of(model.config) if m.name in config.modalities]
+
+    Dim = torch.export.Dim
+    window, head = (Dim("batch"), Dim("clips")), (Dim("head_batch"), Dim("head_clips"))
+    with torch.no_grad():
+        per_modality = [_graph_inputs(model, m, window, head) for m in modalities]
+    inputs = [entries[kind] for kind in range(3) for entries in per_modality]  # windows, then units, then tokens
+    outputs = ["logits", *(f"{m.name}_tokens" for m in modalities), "head_logits"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            _Graph(model), args, dynamo=True, input_names=names, output_names=["logits"],
-            dynamic_shapes=shapes, opset_version=OPSET, external_data=False, verbose=False,
+            _ExportGraph(model, [m.name for m in modalities]), tuple(example for _, example, _ in inputs), dynamo=True,
+            input_names=[name for name, _, _ in inputs], output_names=outputs,
+            dynamic_shapes=(tuple(axes for _, _, axes in inputs),), opset_version=OPSET, external_data=False, verbose=False,
         )
     proto = program.model_proto
-    meta = {_CONFIG_KEY: json.dumps(model.config.to_dict()), _LABELS_KEY: json.dumps(model.labels)}
+    if quantize:
+        proto = _quantized(onnx, proto)
+    # The part inputs default to their smallest value (dynamic axes 1): feeding only the window inputs runs the window graph.
+    window_inputs = {m.input_name for m in modalities}
+    for value in proto.graph.input:
+        if value.name not in window_inputs:
+            shape = [d.dim_value if d.HasField("dim_value") else 1 for d in value.type.tensor_type.shape.dim]
+            proto.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros(shape, np.float32), value.name))
+    meta = {_CONFIG_KEY: json.dumps(config.to_dict()), _LABELS_KEY: json.dumps(model.labels), _VERSION_KEY: str(EXPORT_VERSION)}
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not quantize:
-        onnx.save(proto, str(path))
-        return path
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with tempfile.TemporaryDirectory() as tmp:
-        float_path = Path(tmp) / "float.onnx"
-        onnx.save(proto, str(float_path))
-        quantize_dynamic(str(float_path), str(path), weight_type=QuantType.QInt8)
+    onnx.save(proto, str(path))
     return path
 
 
+def _quantized(onnx: Any, proto: Any) -> Any:
+    """``proto`` with dynamic int8 weights (onnxruntime's quantizer works on files)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path, int8_path = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(proto, str(float_path))
+        quantize_dynamic(str(float_path), str(int8_path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        return onnx.load(str(int8_path))
+
+
+def _numpy(x: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().cpu().float().numpy())
+
+
+def _three_channels(x: Tensor) -> Tensor:
+    """(x, y) -> (x, y, 0) and (x, y, c, ...) -> (x, y, c): the graph takes exactly 3 channels, as
+    the PyTorch model reads them."""
+    if x.shape[-1] == 2:
+        return torch.cat([x, torch.zeros_like(x[..., :1])], dim=-1)
+    return x[..., :3]
+
+
+def _by_valid_clips(segment_mask: Tensor | None, run: Callable[[tuple[Tensor, Tensor] | None], Tensor]) -> Tensor:
+    """``run(select)`` for each group of windows that share a pattern of valid clips, put back in order.
+
+    ``select`` indexes (B, L, ...) inputs down to the group's windows and valid clips (None: all of
+    them). Leaving a window's padded clips out gives what masking them gives, so the graph needs no mask.
+    """
+    if segment_mask is None or bool(segment_mask.all()):
+        return run(None)
+    patterns, group = torch.unique(segment_mask.cpu(), dim=0, return_inverse=True)
+    out: Tensor | None = None
+    for index, pattern in enumerate(patterns):
+        rows = torch.nonzero(group == index).flatten()
+        part = run((rows[:, None], torch.nonzero(pattern).flatten()[None, :]))
+        if out is None:
+            out = part.new_empty((len(group), *part.shape[1:]))
+        out[rows] = part
+    return out
+
+
+def _select(x: Tensor, select: tuple[Tensor, Tensor] | None) -> np.ndarray:
+    return _numpy(x if select is None else x[select])
+
+
 class OnnxModel:
-    """An exported model run by onnxruntime, usable wherever the pipeline expects a :class:`UniHAR`."""
+    """An exported model run by onnxruntime: a :class:`~unihar.models.HARModel` like the PyTorch one.
+
+    onnxruntime runs every node of a graph whatever outputs are asked for, and with the image branch
+    the nodes of the parts not wanted cost ~8 ms a run even on placeholder inputs (measured,
+    benchmarks/model_speed.py). So each part (the window, each encoder, the head) gets its own session
+    over only its nodes (``onnx.utils.Extractor``), made the first time it is run.
+    """
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        ort = _require("onnxruntime")
+        onnx = _require("onnx")
+        self._ort = _require("onnxruntime")
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"ONNX model not found: {path}")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime raises its own exception types for invalid files
+            self._proto = onnx.load(str(path))
+            onnx.checker.check_model(self._proto)
+        except Exception as err:  # onnx raises protobuf / checker errors of its own
             raise CheckpointError(f"cannot load ONNX model {path}: {str(err).splitlines()[0]}") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
+        meta = {entry.key: entry.value for entry in self._proto.metadata_props}
         if _CONFIG_KEY not in meta:
             raise CheckpointError(f"{path} was not exported by unihar (no {_CONFIG_KEY} metadata)")
+        self.path = path
+        self.threads = threads
         self.config = ModelConfig.from_dict(json.loads(meta[_CONFIG_KEY]))
         labels = json.loads(meta.get(_LABELS_KEY, "null"))
         self.labels: list[str] = labels or [f"class_{i}" for i in range(self.config.num_classes)]
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.clip_len = int(self.session.get_inputs()[0].shape[2])
+        outputs = {o.name for o in self._proto.graph.output}
+        if int(meta.get(_VERSION_KEY, 1)) < EXPORT_VERSION or not {f"{m}_tokens" for m in self.modalities} <= outputs:
+            raise CheckpointError(
+                f"{path} was exported by an older unihar (no separate encoders and head in its graph): "
+                "export it again with `unihar export`"
+            )
+        self._sessions: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def modalities(self) -> list[str]:
+        """The modalities the graph reads, in order."""
+        return self.config.modalities
 
     @property
     def has_image_branch(self) -> bool:
-        return "images" in self.input_names
+        return "rgb" in self.modalities
 
     @property
     def num_classes(self) -> int:
@@ -137,6 +279,7 @@ class OnnxModel:
         return self.config.preprocessing
 
     def probabilities(self, logits: Tensor) -> Tensor:
+        """Calibrated class probabilities: ``softmax(logits / temperature)``, in float32."""
         return torch.softmax(logits.float() / self.config.classifier.temperature, dim=-1)
 
     # The pipeline moves models between devices and modes; onnxruntime has neither here.
@@ -148,16 +291,85 @@ class OnnxModel:
             raise ConfigError(f"the onnxruntime backend runs on the CPU here, got device {device}")
         return self
 
-    def __call__(self, pose: Tensor, images: Tensor | None = None, segment_mask: Tensor | None = None) -> Tensor:
-        if segment_mask is not None and not bool(segment_mask.all()):
-            raise ConfigError("the ONNX graph has no clip padding mask: give only valid clips")
-        UniHAR.check_inputs(self, pose, images if self.has_image_branch else None)  # same checks, same messages
-        if pose.shape[2] != self.clip_len:
-            raise InputError(f"pose: this ONNX graph takes clips of exactly T={self.clip_len} frames, got shape {tuple(pose.shape)}")
-        feed = {"pose": pose.detach().cpu().float().numpy()}
-        if self.has_image_branch:
-            if images is None:
-                raise ConfigError("this ONNX graph was exported with images: give images too")
-            feed["images"] = images.detach().cpu().float().numpy()
-        (logits,) = self.session.run(["logits"], feed)
-        return torch.from_numpy(np.asarray(logits))
+    # ------------------------------------------------------------------ running the graph
+    def _session(self, inputs: list[str], output: str) -> Any:
+        """A session over the nodes that compute ``output`` from ``inputs`` only (made once)."""
+        with self._lock:
+            if output not in self._sessions:
+                from onnx.utils import Extractor
+
+                part = Extractor(self._proto).extract_model(inputs, [output])
+                # The exported file gives part inputs defaults (for callers of the window graph); here they are required.
+                kept = [tensor for tensor in part.graph.initializer if tensor.name not in inputs]
+                del part.graph.initializer[:]
+                part.graph.initializer.extend(kept)
+                options = self._ort.SessionOptions()
+                if self.threads:
+                    options.intra_op_num_threads = self.threads
+                self._sessions[output] = self._ort.InferenceSession(
+                    part.SerializeToString(), options, providers=["CPUExecutionProvider"]
+                )
+            return self._sessions[output]
+
+    def _run(self, output: str, feed: dict[str, np.ndarray]) -> Tensor:
+        (result,) = self._session(list(feed), output).run([output], feed)
+        return torch.from_numpy(np.asarray(result))
+
+    def encode(self, modality: str, units: Tensor) -> Tensor:
+        """One modality's units (skeleton clips (N, T, J, C), rgb frames (N, 3, H, W), imu clips
+        (N, S, C)) -> their tokens, as :meth:`UniHAR.encode`."""
+        if modality not in self.modalities:
+            raise InputError(f"this model has no {modality!r} modality; it reads {self.modalities}")
+        if not isinstance(units, Tensor) or not units.is_floating_point() or units.dim() < 2:
+            raise InputError(f"{modality} units: expected a float tensor (N, ...), got {type(units).__name__}")
+        if modality == "skeleton":
+            j, tm = self.config.pose_model.joints, self.config.pose_model.max_seq_len
+            if units.dim() != 4 or units.shape[2] != j or not 1 <= units.shape[1] <= tm or units.shape[3] < 2:
+                raise InputError(f"clips: expected shape (N, T, J, C) with J={j}, 1 <= T <= {tm}, C >= 2, got {tuple(units.shape)}")
+            units = _three_channels(units)
+        # A few units at a time, as the PyTorch model does on the CPU: their activations stay in cache.
+        per_run = {"skeleton": CPU_CHUNK_TOKENS // max(1, units.shape[1] * units.shape[2]), "rgb": CPU_CHUNK_FRAMES}.get(modality)
+        parts = units.split(max(1, per_run)) if per_run is not None else [units]
+        return torch.cat([self._run(f"{modality}_tokens", {f"{modality}_units": _numpy(part)}) for part in parts])
+
+    def encode_clips(self, clips: Tensor) -> Tensor:
+        """Pose clips (N, T, J, C) -> per-frame tokens (N, T, D)."""
+        return self.encode("skeleton", clips)
+
+    def encode_frames(self, frames: Tensor) -> Tensor:
+        """RGB frames (N, 3, H, W), normalised -> per-frame image features (N, Di)."""
+        if not self.has_image_branch:
+            raise InputError(f"{self.path} holds a pose-only graph: it has no image encoder")
+        if frames.dim() != 4 or frames.shape[1] != 3:
+            raise InputError(f"frames: expected shape (N, 3, H, W), got {tuple(frames.shape)}")
+        return self.encode("rgb", frames)
+
+    def forward_head(self, features: UniHARFeatures) -> Tensor:
+        """Encoded clips of B windows, every modality's -> logits (B, K)."""
+        missing = [m for m in self.modalities if m not in features.tokens]
+        if missing:
+            raise InputError(f"{self.path}: the exported head reads {self.modalities}; no tokens given for {missing}")
+
+        def run(select: tuple[Tensor, Tensor] | None) -> Tensor:
+            feed = {f"{m}_window_tokens": _select(features.tokens[m], select) for m in self.modalities}
+            return self._run("head_logits", feed)
+
+        return _by_valid_clips(features.segment_mask, run)
+
+    def __call__(
+        self, pose: Tensor | None = None, images: Tensor | None = None, segment_mask: Tensor | None = None, **signals: Tensor
+    ) -> Tensor:
+        """Whole windows: pose (B, L, T, J, C) [+ images (B, L, T', 3, H, W)] [+ imu (B, L, S, C)] -> logits (B, K)."""
+        UniHAR.check_inputs(self, pose, images, segment_mask, **signals)  # same checks, same messages
+        given = {"pose": pose, "images": images, **signals}
+        inputs = [MODALITIES[m].input_name for m in self.modalities]
+        missing = [key for key in inputs if given.get(key) is None]
+        if missing:
+            raise InputError(f"{self.path}: the exported graph reads {inputs}; {missing} not given")
+        window = {key: _three_channels(given[key]) if key == "pose" else given[key] for key in inputs}
+
+        def run(select: tuple[Tensor, Tensor] | None) -> Tensor:
+            return self._run("logits", {key: _select(value, select) for key, value in window.items()})
+
+        return _by_valid_clips(segment_mask, run)
+

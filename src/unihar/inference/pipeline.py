@@ -5,6 +5,7 @@
     result.people      # one PersonPrediction per tracked person: frames, windows, top-k
     result.topk        # the main person's (the longest track) whole-video top-k
     result.to_dict()   # what ``unihar predict --json`` prints
+    pipeline("clip.mp4", signals={"imu": "watch.csv"})   # a model with a sensor branch: the wearer's recording
 
 The pose backend finds the people in each frame, the tracker gives them persistent ids, and the
 windowing engine (:mod:`unihar.inference.engine`) classifies each person's windows: the same engine,
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ import torch
 from unihar.data.layouts import KeypointLayout
 from unihar.data.pose import PoseSequence, fill_missing, get_pose_backend
 from unihar.data.pose.tracking import PoseTracker
+from unihar.data.signals import SignalRecording, check_recording, read_signal_file
 from unihar.data.video import DEFAULT_IMAGE_FOLDER_FPS, VideoInfo, open_video
 from unihar.errors import InputError, NoPersonError
 from unihar.inference.engine import TrackEnd, WindowEngine, WindowResult
@@ -30,6 +32,9 @@ from unihar.inference.results import PersonPrediction, VideoPrediction, WindowPr
 from unihar.inference.streaming import FrameUpdate, Tracker, run_source
 from unihar.loading import load_model
 from unihar.models import HARModel
+
+# A sensor recording, as a file (.npz / .csv, see unihar.data.signals) or already read.
+SignalSource = str | Path | SignalRecording
 
 __all__ = ["VideoPipeline", "ProgressCallback", "DEFAULT_MAX_PEOPLE", "single_person_tracker", "multi_person_tracker", "max_gap_frames"]
 
@@ -145,6 +150,21 @@ class VideoPipeline:
             return single_person_tracker()
         return multi_person_tracker(max_gap_frames(fps))
 
+    def load_signals(self, signals: Mapping[str, SignalSource] | None) -> dict[str, SignalRecording]:
+        """Read and check sensor recordings (modality -> file or recording) before any frame is decoded:
+        a modality the model reads, the model's channels and rate, at least one window long."""
+        recordings: dict[str, SignalRecording] = {}
+        for name, source in (signals or {}).items():
+            if name not in self.model.config.signal_modalities:
+                raise InputError(f"this model has no {name!r} sensor modality (it reads {self.model.config.modalities})")
+            recording = source if isinstance(source, SignalRecording) else read_signal_file(source)
+            recordings[name] = check_recording(recording, self.prep, self.model.config.modality_config(name))
+        return recordings
+
+    def _attach(self, engine: WindowEngine, recordings: Mapping[str, SignalRecording], wearer: int) -> None:
+        for name, recording in recordings.items():
+            engine.attach_signal(wearer, name, recording)
+
     def engine(self, fps: float, **options: Any) -> WindowEngine:
         """A windowing engine for one source at ``fps`` (options: see :class:`WindowEngine`)."""
         options.setdefault("batch_windows", self.batch_windows)
@@ -160,6 +180,8 @@ class VideoPipeline:
         poses: str | Path | None = None,
         fps: float | None = None,
         progress: ProgressCallback | None = None,
+        signals: Mapping[str, SignalSource] | None = None,
+        wearer: int | None = None,
     ) -> VideoPrediction:
         """Predict the actions of everyone in a video.
 
@@ -167,14 +189,20 @@ class VideoPipeline:
         (``openpose-json``, ``array``) the poses come from ``poses`` if given (``source`` is then the
         matching video), else from ``source`` itself; a pose file alone has no frame rate, so ``fps``
         (default 30) sets the timeline.
+
+        ``signals``: sensor recordings worn by one person (``{"imu": "watch.csv"}``), on the video's
+        timeline; they belong to track ``wearer``, or without it to the one person followed through the
+        video (as with ``max_people=1``).
         """
         self.check_topk(topk)
+        recordings = self.load_signals(signals)
         if not getattr(self.pose_backend, "needs_video", True):
-            return self._imported(source, poses, fps, topk, progress)
+            return self._imported(source, poses, fps, topk, progress, recordings, wearer)
         if poses is not None:
             raise InputError(f"the {self.pose_backend.name!r} pose backend estimates poses from the video; --poses is for imported poses")
         reader = open_video(source, fps=fps)
-        return self.predict_frames(reader, reader.info, topk=topk, progress=progress, total=len(reader) or None)
+        return self.predict_frames(reader, reader.info, topk=topk, progress=progress, total=len(reader) or None,
+                                   signals=recordings, wearer=wearer)
 
     def predict_frames(
         self,
@@ -183,10 +211,21 @@ class VideoPipeline:
         topk: int = 5,
         progress: ProgressCallback | None = None,
         total: int | None = None,
+        signals: Mapping[str, SignalSource] | None = None,
+        wearer: int | None = None,
     ) -> VideoPrediction:
-        """Everyone's actions in ``frames`` (the decoded video ``info`` describes), every frame handled."""
+        """Everyone's actions in ``frames`` (the decoded video ``info`` describes), every frame handled;
+        ``signals`` / ``wearer`` as in :meth:`__call__`."""
         self.check_topk(topk)
+        recordings = self.load_signals(signals)
         engine = self.engine(info.fps)
+        tracker = self.tracker(info.fps)
+        if recordings:
+            if wearer is None:  # the recording's wearer is the one person followed through the video
+                tracker, wearer = single_person_tracker(), 0
+            elif self.max_people == 1 and wearer != 0:
+                raise InputError(f"with one person followed (max_people=1) the wearer is track 0, got wearer {wearer}")
+            self._attach(engine, recordings, wearer)
         records: dict[int, _TrackRecord] = {}
         windows: list[WindowResult] = []
         frames_seen = [0]
@@ -200,7 +239,7 @@ class VideoPipeline:
             if progress is not None:
                 progress(update.index + 1, total)
 
-        run_source(frames, self.pose_backend.frame_estimator, self.tracker(info.fps), engine, windows.extend, on_frame=record)
+        run_source(frames, self.pose_backend.frame_estimator, tracker, engine, windows.extend, on_frame=record)
         if frames_seen[0] == 0:
             raise NoPersonError(f"no frames to estimate poses from in {info.source}")
         if not records:
@@ -217,19 +256,23 @@ class VideoPipeline:
         topk: int = 5,
         source: str = "",
         frames: Iterable[np.ndarray] | None = None,
+        signals: Mapping[str, SignalSource] | None = None,
     ) -> VideoPrediction:
         """One person's pose sequence (imported keypoints, the server's JSON) through the same engine.
 
         Frames where the person was not detected (``poses.detected``) are interpolated by the engine, as
-        for a video; ``frames`` (the matching video) is needed by multimodal models.
+        for a video; ``frames`` (the matching video) is needed by multimodal models; ``signals`` are the
+        person's sensor recordings (``{"imu": ...}``), on the keypoints' timeline.
         """
         self.check_topk(topk)
+        recordings = self.load_signals(signals)
         if self.uses_images and frames is None:
             raise InputError("this model also reads RGB frames (image_model.enabled); give the matching video too")
         engine = WindowEngine(
             self.model, fps, pose_layout=poses.layout, batch_windows=self.batch_windows, min_seconds=MIN_SECONDS,
             max_gap=poses.num_frames, device=self.device,
         )
+        self._attach(engine, recordings, 0)
         detected = poses.detected if poses.detected is not None else np.ones(poses.num_frames, bool)
         if not detected.any():
             raise NoPersonError(f"nobody was detected in any of the {poses.num_frames} frames of {source or 'the keypoints'}")
@@ -246,8 +289,11 @@ class VideoPipeline:
         return self._assemble(source, poses.num_frames, fps, poses.frame_size, poses.layout, {0: record}, windows, engine.ended, topk)
 
     def _imported(
-        self, source: str | Path, poses: str | Path | None, fps: float | None, topk: int, progress: ProgressCallback | None
+        self, source: str | Path, poses: str | Path | None, fps: float | None, topk: int, progress: ProgressCallback | None,
+        recordings: Mapping[str, SignalRecording], wearer: int | None,
     ) -> VideoPrediction:
+        if recordings and wearer not in (None, 0):
+            raise InputError(f"imported keypoints are one person (track 0); wearer {wearer} does not exist")
         pose_path = Path(poses) if poses is not None else Path(source)
         video: VideoInfo | None = None
         frames = None
@@ -265,7 +311,7 @@ class VideoPipeline:
         rate = video.fps if video is not None else float(fps or DEFAULT_IMAGE_FOLDER_FPS)
         if progress is not None:
             progress(sequence.num_frames, sequence.num_frames)
-        result = self.classify(sequence, rate, topk=topk, source=str(source), frames=frames)
+        result = self.classify(sequence, rate, topk=topk, source=str(source), frames=frames, signals=recordings)
         if video is not None:
             result.frame_size = video.frame_size
         return result
@@ -300,7 +346,9 @@ class VideoPipeline:
             track_windows = sorted(by_track.get(track_id, []), key=lambda w: w.end_frame)
             if track_windows:
                 person.windows = [
-                    WindowPrediction(w.start_frame, w.end_frame, w.probs, scores_of(w.probs, self.labels, topk)) for w in track_windows
+                    WindowPrediction(w.start_frame, w.end_frame, w.probs, scores_of(w.probs, self.labels, topk),
+                                     modalities=w.modalities if self.model.config.signal_modalities else None)
+                    for w in track_windows
                 ]
                 person.probs = np.mean(np.stack([w.probs for w in track_windows]), axis=0)
                 person.topk = scores_of(person.probs, self.labels, topk)

@@ -44,9 +44,15 @@ class WindowPrediction:
     end_frame: int
     probs: np.ndarray = field(repr=False)  # (K,)
     topk: list[ActionScore]
+    # What the window was classified from, for models with a sensor branch (None otherwise): fewer than
+    # the model's modalities where the sensor recording did not cover the window.
+    modalities: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start_frame": self.start_frame, "end_frame": self.end_frame, "topk": [s.to_dict() for s in self.topk]}
+        data: dict[str, Any] = {"start_frame": self.start_frame, "end_frame": self.end_frame, "topk": [s.to_dict() for s in self.topk]}
+        if self.modalities is not None:
+            data["modalities"] = list(self.modalities)
+        return data
 
 
 @dataclass

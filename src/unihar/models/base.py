@@ -10,7 +10,7 @@ cached clips of every window that contains it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from torch import Tensor
@@ -24,14 +24,31 @@ __all__ = ["HARModel", "UniHARFeatures"]
 class UniHARFeatures:
     """What the encoders compute, everything the head needs (and what streaming caches).
 
-    frame_tokens: (B, L, T, D) pose tokens averaged over joints (their mean over T is the clip embedding).
-    image_frames: (B, L, T', Di) per-frame image features, or None for the pose-only path.
+    tokens: modality name -> (B, L, T, D) tokens of each clip: ``skeleton``: pose tokens averaged over
+        joints (their mean over T is the clip embedding); ``rgb``: per-frame image features (B, L, T', Di);
+        ``imu``: per-step sensor tokens. A modality left out is missing for these windows.
     segment_mask: (B, L) bool, True for valid clips, or None (all valid).
     """
 
-    frame_tokens: Tensor
-    image_frames: Tensor | None = None
+    tokens: dict[str, Tensor] = field(default_factory=dict)
     segment_mask: Tensor | None = None
+
+    @classmethod
+    def of(
+        cls, frame_tokens: Tensor | None = None, image_frames: Tensor | None = None, segment_mask: Tensor | None = None,
+        **others: Tensor | None,
+    ) -> "UniHARFeatures":
+        """Built from the pose tokens, image features and other modalities' tokens (None = missing)."""
+        named = {"skeleton": frame_tokens, "rgb": image_frames, **others}
+        return cls({name: value for name, value in named.items() if value is not None}, segment_mask)
+
+    @property
+    def frame_tokens(self) -> Tensor | None:
+        return self.tokens.get("skeleton")
+
+    @property
+    def image_frames(self) -> Tensor | None:
+        return self.tokens.get("rgb")
 
 
 @runtime_checkable
@@ -49,6 +66,13 @@ class HARModel(Protocol):
 
     @property
     def has_image_branch(self) -> bool: ...
+
+    @property
+    def modalities(self) -> list[str]:
+        """The modalities it reads, in order (``["skeleton"]``, ``["skeleton", "imu"]``...)."""
+
+    def encode(self, modality: str, units: Tensor) -> Tensor:
+        """One modality's clips -> tokens (N, T, D) (``encode("imu", (N, S, C))``)."""
 
     def encode_clips(self, clips: Tensor) -> Tensor:
         """Pose clips (N, T, J, C) -> per-frame tokens (N, T, D)."""

@@ -81,8 +81,10 @@ def _adapt_aux_head(model: "UniHAR", state_dict: Mapping[str, Tensor]) -> None:
     """The auxiliary pose head is unused in the forward pass and its width is whatever the checkpoint
     holds (6 in the published layout): resize ours to match instead of refusing the checkpoint."""
     weight = state_dict.get("short_seq_model.head.weight")
+    if weight is None or model.short_seq_model is None:  # no skeleton branch on one side or the other
+        return
     head = model.short_seq_model.head
-    if weight is None or weight.dim() != 2 or weight.shape[1] != head.in_features or weight.shape[0] == head.out_features:
+    if weight.dim() != 2 or weight.shape[1] != head.in_features or weight.shape[0] == head.out_features:
         return
     model.short_seq_model.head = nn.Linear(head.in_features, weight.shape[0])
     model.config.pose_model.aux_head_dim = int(weight.shape[0])

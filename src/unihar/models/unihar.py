@@ -1,8 +1,11 @@
-"""Uni-HAR: a factorized space-time pose transformer, optionally fused with a ResNet over RGB frames.
+"""Uni-HAR: a factorized space-time pose transformer, optionally fused with a ResNet over RGB frames
+and with other modalities (a wearable inertial sensor: :mod:`unihar.models.imu`).
 
 The module names and the forward pass follow the published checkpoint layout (see the project's
 ``docs/checkpoint-format.md``) to the letter, so a published ``pytorch_model.bin`` loads with strict
-key matching and gives the same numbers. Read top to bottom:
+key matching and gives the same numbers. Each input kind is a modality plug-in
+(:mod:`unihar.models.modalities`): the skeleton and the image branch are defined here, and build
+their modules under the published names. Read top to bottom:
 
 1. :class:`PoseFormerFactorized` encodes one clip of T frames x J joints into a (T, J, D) token grid:
    per-joint embedding + joint-type embedding + temporal position embedding, then N x (attention
@@ -11,11 +14,13 @@ key matching and gives the same numbers. Read top to bottom:
    clip embeddings, and averages over the valid clips -> the pose feature.
 3. :class:`ImageEncoder` (torchvision ResNet trunk + linear) turns each RGB frame into a feature,
    averaged over time and clips -> the image feature.
-4. :class:`ConcatFusion` or :class:`CrossAttentionFusion` combines both; without images the pose
-   feature goes through ``classifier_pose``.
+4. :class:`SkeletonModality` and :class:`RgbModality` wrap them as modalities; :class:`UniHAR` builds
+   the modalities its config names and, when there are several, a fusion head
+   (:class:`~unihar.models.fusion.ConcatFusion` or :class:`~unihar.models.fusion.CrossAttentionFusion`);
+   without images the pose feature goes through ``classifier_pose``.
 
-``forward_features`` returns the per-frame pose tokens and per-frame image features (what a streaming
-predictor caches); ``forward_head`` turns them into logits.
+``forward_features`` returns the tokens of every modality (per-frame pose tokens, per-frame image
+features, per-step sensor tokens: what a streaming predictor caches); ``forward_head`` turns them into logits.
 """
 from __future__ import annotations
 
@@ -33,19 +38,44 @@ from unihar.config import BACKBONES, ModelConfig, PreprocessConfig
 from unihar.errors import CheckpointError, InputError
 from unihar.models import checkpoint
 from unihar.models.base import UniHARFeatures
+from unihar.models.fusion import ENCODER_FF_DIM, ConcatFusion, CrossAttentionFusion, masked_mean
+from unihar.models.imu import ImuModality  # noqa: F401  (registers the "imu" modality)
+from unihar.models.modalities import MODALITIES, Modality, check_finite, check_float_tensor, describe, modalities_of, register_modality
 
-# Feed-forward width of torch.nn.TransformerEncoderLayer's default, used by the published long-term
-# encoder and the cross-attention fusion layer.
-ENCODER_FF_DIM = 2048
-XATTN_HEADS = 4
-XATTN_DROPOUT = 0.1
+
+# Inference on the CPU takes a tuned path (see :func:`cpu_inference`):
+# * linear layers go through oneDNN, whose float32 GEMM uses AVX-512 wherever the CPU has it, while
+#   PyTorch's default (MKL's sgemm) takes its AVX2 code on AMD CPUs: 2.3x slower on this project's
+#   AMD EPYC (benchmarks/model_speed.py); the MLP's GELU is fused into its first GEMM;
+# * clips are encoded a few at a time, so a layer's activations stay in cache between its ops;
+# * frames go through the ResNet in channels-last layout, 32 at a time (bounded activations).
+# Same float32 arithmetic in another order: the outputs agree with the plain path to ~1e-6.
+_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+CPU_CHUNK_TOKENS = 4096  # pose tokens (clips x frames x joints) per chunk: 2 MB per layer input, 8 MB of MLP activations
+CPU_CHUNK_FRAMES = 32  # frames per ResNet call (one published clip: 30)
+
+
+def cpu_inference(x: Tensor, module: nn.Module) -> bool:
+    """Whether ``module`` runs the CPU inference path on ``x``: float32 on the CPU, eval mode, no
+    autograd, no autocast, and not being traced, compiled or exported (those see the plain modules)."""
+    return (
+        x.device.type == "cpu" and x.dtype == torch.float32 and not module.training and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
+    )
+
+
+def _onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None, gelu: bool = False) -> Tensor:
+    """``x @ weight.T + bias`` [then the exact GELU] computed by oneDNN."""
+    return _ONEDNN_LINEAR(x, weight, bias, "gelu" if gelu else "none", [], "none" if gelu else "")
 
 
 class AttentionBlock(nn.Module):
-    """Pre-LayerNorm transformer block over a batch of sequences (N, S, D).
+    """Pre-LayerNorm transformer block over a token grid (N, T, J, D), attending along one axis.
 
-    Used both as the temporal block (sequences = one joint over frames) and the spatial block
-    (sequences = one frame over joints): the factorization is only in how tokens are grouped.
+    Used both as the temporal block (across frames, for each joint) and the spatial block (across
+    joints, for each frame): the factorization is only in how tokens are grouped. The grid keeps its
+    layout: the attention reads Q, K, V as strided views grouped either way, so no token is copied.
     """
 
     def __init__(self, dim: int, heads: int, mlp_dropout: float) -> None:
@@ -57,10 +87,27 @@ class AttentionBlock(nn.Module):
             nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(mlp_dropout), nn.Linear(4 * dim, dim)
         )
 
-    def forward(self, s: Tensor) -> Tensor:
-        h = self.ln1(s)
-        s = s + self.attn(h, h, h, need_weights=False)[0]
-        return s + self.mlp(self.ln2(s))
+    def forward(self, tokens: Tensor, across_frames: bool) -> Tensor:
+        fast = _ONEDNN_LINEAR is not None and cpu_inference(tokens, self)
+        x = tokens + self._attention(self.ln1(tokens), across_frames, fast)
+        if not fast:
+            return x + self.mlp(self.ln2(x))
+        fc1, fc2 = self.mlp[0], self.mlp[3]  # Linear -> GELU -> Dropout (inactive in eval) -> Linear
+        return x + _onednn_linear(_onednn_linear(self.ln2(x), fc1.weight, fc1.bias, gelu=True), fc2.weight, fc2.bias)
+
+    def _attention(self, h: Tensor, across_frames: bool, fast: bool) -> Tensor:
+        """``self.attn`` (its weights; attention dropout is 0) over the sequences of one axis of the grid."""
+        n, t, j, d = h.shape
+        heads = self.attn.num_heads
+        linear = _onednn_linear if fast else F.linear
+        w, b = self.attn.in_proj_weight, self.attn.in_proj_bias  # rows: query, key, value
+        q, k, v = (linear(h, w[i * d : (i + 1) * d], b[i * d : (i + 1) * d]) for i in range(3))  # each (N, T, J, D)
+        if across_frames:  # (N, J*heads, T, dh): one sequence per joint and head
+            q, k, v = (x.view(n, t, j * heads, d // heads).transpose(1, 2) for x in (q, k, v))
+        else:  # (N*T, heads, J, dh): one sequence per frame and head
+            q, k, v = (x.view(n * t, j, heads, d // heads).transpose(1, 2) for x in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, t, j, d)
+        return linear(out, self.attn.out_proj.weight, self.attn.out_proj.bias)
 
 
 class SinusoidalPositionEmbedding(nn.Module):
@@ -109,6 +156,9 @@ class PoseFormerFactorized(nn.Module):
             nn.init.trunc_normal_(self.temporal_pe_param, std=0.02)
         self.embed = nn.Linear(3, hidden_dim)  # (x, y, tanh(confidence)) of one joint -> D
         self.joint_type_emb = nn.Embedding(joints, hidden_dim)
+        # nn.Embedding's N(0, 1) start is ~10x the coordinate embedding and leaves training at chance for
+        # the first epochs; small like the other embeddings, it learns from the first steps.
+        nn.init.trunc_normal_(self.joint_type_emb.weight, std=0.02)
         # blocks[i] = (temporal block, spatial block); the temporal one is kept (and loaded) even when
         # temporal attention is switched off, as in the published layout.
         self.blocks = nn.ModuleList(
@@ -133,14 +183,19 @@ class PoseFormerFactorized(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n, t, j, _ = x.shape
+        per_chunk = max(1, CPU_CHUNK_TOKENS // (t * j))
+        if n > per_chunk and cpu_inference(x, self):  # clips are independent: a few at a time stay in cache
+            return torch.cat([self.encode(part) for part in x.split(per_chunk)])
+        return self.encode(x)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """The token grid (N, T, J, D) of clips (N, T, J, C), all at once."""
+        t = x.shape[1]
         tokens = self.embed(self.prepare_input(x)) + self.joint_type_emb.weight + self.position_embedding(t)
-        d = tokens.shape[-1]
         for temporal, spatial in self.blocks:
             if self.enable_temporal_attention:
-                s = tokens.transpose(1, 2).reshape(n * j, t, d)  # one sequence per joint, over frames
-                tokens = temporal(s).reshape(n, j, t, d).transpose(1, 2)
-            s = tokens.reshape(n * t, j, d)  # one sequence per frame, over joints
-            tokens = spatial(s).reshape(n, t, j, d)
+                tokens = temporal(tokens, across_frames=True)
+            tokens = spatial(tokens, across_frames=False)
         return tokens
 
 
@@ -164,60 +219,128 @@ class ImageEncoder(nn.Module):
         # weights=None builds the architecture only; ImageNet weights are fetched only when asked for.
         weights = "DEFAULT" if pretrained else None
         resnet = getattr(torchvision.models, backbone)(weights=weights)
-        self.backbone = nn.Sequential(*list(resnet.children())[:-1])
+        # Channels-last convolution weights: what oneDNN (CPU) and cuDNN (tensor cores) run fastest.
+        # Only the strides change; loading a checkpoint copies into them and keeps them.
+        self.backbone = nn.Sequential(*list(resnet.children())[:-1]).to(memory_format=torch.channels_last)
         self.fc = nn.Linear(BACKBONES[backbone], feature_dim)
 
     def forward(self, frames: Tensor) -> Tensor:
         """(N, 3, H, W), ImageNet-normalised -> (N, feature_dim)."""
+        if cpu_inference(frames, self):  # channels-last, in batches of bounded size
+            frames = frames.contiguous(memory_format=torch.channels_last)
+            return torch.cat([self.encode(part) for part in frames.split(CPU_CHUNK_FRAMES)])
+        return self.encode(frames)
+
+    def encode(self, frames: Tensor) -> Tensor:
+        """The features of frames (N, 3, H, W), all at once."""
         return self.fc(torch.flatten(self.backbone(frames), 1))
 
 
-class ConcatFusion(nn.Module):
-    """Late fusion: cat(pose feature, image feature) -> LN -> Linear -> GELU -> Linear -> classifier."""
+@register_modality
+class SkeletonModality(Modality):
+    """The pose sequence: clips ``(T, J, C)`` -> per-frame tokens (the joint tokens' mean), pooled over
+    clips by the optional long-term encoder. Its own classifier is the published ``classifier_pose``."""
 
-    def __init__(self, pose_dim: int, image_dim: int, output_dim: int, num_classes: int) -> None:
-        super().__init__()
-        self.ln = nn.LayerNorm(pose_dim + image_dim)
-        self.mlp = nn.Sequential(nn.Linear(pose_dim + image_dim, output_dim), nn.GELU(), nn.Linear(output_dim, output_dim))
-        self.classifier = nn.Linear(output_dim, num_classes)
+    name = "skeleton"
+    input_name = "pose"
+    fusion_key = "pose"
+    section = "pose_model"
+    classifier = "classifier_pose"
 
-    def forward(self, pose_feature: Tensor, image_feature: Tensor) -> Tensor:
-        return self.classifier(self.mlp(self.ln(torch.cat([pose_feature, image_feature], dim=-1))))
+    @property
+    def feature_dim(self) -> int:
+        return self.cfg.hidden_dim
+
+    def build(self, pretrained_backbone: bool = False) -> dict[str, nn.Module | None]:
+        pose, lt = self.cfg, self.config.long_term_model
+        return {
+            "short_seq_model": PoseFormerFactorized(
+                joints=pose.joints,
+                hidden_dim=pose.hidden_dim,
+                layers=pose.layers,
+                heads=pose.heads,
+                max_seq_len=pose.max_seq_len,
+                mlp_dropout=self.config.regularization.short_term_dropout,
+                use_sinusoidal_pe=pose.use_sinusoidal_pe,
+                enable_temporal_attention=pose.enable_temporal_attention,
+                aux_head_dim=pose.aux_head_dim,
+            ),
+            "long_term": LongTermEncoder(pose.hidden_dim, lt.heads, lt.layers, lt.dropout) if lt.enabled else None,
+            "classifier_pose": nn.Linear(pose.hidden_dim, self.config.num_classes),
+        }
+
+    def check(self, x: Any, batch: int | None, clips: int | None) -> tuple[int, int]:
+        j, tm = self.cfg.joints, self.cfg.max_seq_len
+        expected = f"(B, L, T, J, C) with J={j}, 1 <= T <= {tm}, C >= 2"
+        check_float_tensor("pose", x)
+        if x.dim() != 5:
+            raise InputError(f"pose: expected a 5-D tensor {expected}, got shape {tuple(x.shape)}")
+        b, l, t, jj, c = x.shape
+        if jj != j or not 1 <= t <= tm or c < 2 or b < 1 or l < 1:
+            raise InputError(f"pose: expected shape {expected}, got {tuple(x.shape)}")
+        if batch is not None and (b, l) != (batch, clips):
+            raise InputError(f"pose: expected shape {expected} with B={batch}, L={clips} (matching the other inputs), got {tuple(x.shape)}")
+        check_finite("pose", x)
+        return b, l
+
+    def encode(self, model: nn.Module, units: Tensor) -> Tensor:
+        return model.short_seq_model(units).mean(dim=2)
+
+    def pool(self, model: nn.Module, tokens: Tensor, mask: Tensor | None) -> Tensor:
+        clips = tokens.mean(dim=2)
+        if model.long_term is not None:
+            clips = model.long_term(clips, None if mask is None else ~mask)
+        return masked_mean(clips, mask)
 
 
-class CrossAttentionFusion(nn.Module):
-    """One encoder layer over the per-frame pose tokens plus one image token, then mean over frames."""
+@register_modality
+class RgbModality(Modality):
+    """RGB frames: each frame -> one feature (the unit the engine caches is a frame); the window's
+    feature is their mean. Cross-attention sees it as one token, as published."""
 
-    def __init__(self, pose_dim: int, image_dim: int, num_classes: int) -> None:
-        super().__init__()
-        self.pose_proj = nn.Linear(pose_dim, pose_dim)
-        self.img_proj = nn.Linear(image_dim, pose_dim)
-        layer = nn.TransformerEncoderLayer(pose_dim, XATTN_HEADS, ENCODER_FF_DIM, XATTN_DROPOUT, batch_first=True)
-        self.cross = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
-        self.ln = nn.LayerNorm(pose_dim)
-        self.mlp = nn.Sequential(nn.Linear(pose_dim, pose_dim), nn.GELU(), nn.Linear(pose_dim, pose_dim))
-        self.classifier = nn.Linear(pose_dim, num_classes)
+    name = "rgb"
+    input_name = "images"
+    fusion_key = "img"
+    section = "image_model"
 
-    def forward(self, frame_tokens: Tensor, image_feature: Tensor, frame_mask: Tensor | None = None) -> Tensor:
-        """frame_tokens (B, S, D) (S = L*T, joints already averaged), image_feature (B, Di), frame_mask (B, S)."""
-        tokens = torch.cat([self.pose_proj(frame_tokens), self.img_proj(image_feature).unsqueeze(1)], dim=1)
-        padding = None
-        if frame_mask is not None:
-            padding = torch.cat([~frame_mask, frame_mask.new_zeros(frame_mask.shape[0], 1)], dim=1)
-        pose_tokens = self.cross(tokens, src_key_padding_mask=padding)[:, :-1]
-        return self.classifier(self.mlp(self.ln(masked_mean(pose_tokens, frame_mask))))
+    @property
+    def feature_dim(self) -> int:
+        return self.cfg.feature_dim
+
+    def build(self, pretrained_backbone: bool = False) -> dict[str, nn.Module | None]:
+        return {"image_encoder": ImageEncoder(self.cfg.feature_dim, self.cfg.backbone, pretrained=pretrained_backbone)}
+
+    def check(self, x: Any, batch: int | None, clips: int | None) -> tuple[int, int]:
+        check_float_tensor("images", x)
+        expected = "(B, L, T', 3, H, W)" + ("" if batch is None else f" with B={batch}, L={clips}")
+        if x.dim() != 6:
+            raise InputError(f"images: expected a 6-D tensor {expected}, got shape {tuple(x.shape)}")
+        if (batch is not None and tuple(x.shape[:2]) != (batch, clips)) or x.shape[3] != 3 or min(x.shape) < 1:
+            raise InputError(f"images: expected shape {expected} (matching the pose batch and clip count), got {tuple(x.shape)}")
+        check_finite("images", x)
+        return int(x.shape[0]), int(x.shape[1])
+
+    def encode(self, model: nn.Module, units: Tensor) -> Tensor:
+        return model.image_encoder(units)
+
+    def encode_window(self, model: nn.Module, x: Tensor) -> Tensor:
+        b, l, t = x.shape[:3]
+        return self.encode(model, x.reshape(b * l * t, *x.shape[3:])).reshape(b, l, t, -1)
+
+    def fusion_tokens(self, model: nn.Module, tokens: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        return self.pool(model, tokens, mask).unsqueeze(1), None
 
 
-def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean over dim 1 of (B, L, ...), over the entries where mask (B, L) is True."""
-    if mask is None:
-        return x.mean(dim=1)
-    weights = mask.to(x.dtype).reshape(mask.shape + (1,) * (x.dim() - 2))
-    return (x * weights).sum(dim=1) / weights.sum(dim=1)
+# Inputs a model without their branch ignores instead of refusing: images given to a pose-only model
+# (the published API's behaviour; HARPredictor warns).
+IGNORED_WHEN_ABSENT = ("rgb",)
+# Attributes of the published layout that exist (as None) on models without that part.
+_PUBLISHED_PARTS = ("short_seq_model", "long_term", "classifier_pose", "image_encoder", "fusion")
 
 
 class UniHAR(nn.Module):
-    """The full Uni-HAR network, sized from a validated config dict (see :mod:`unihar.config`)."""
+    """The full Uni-HAR network, sized from a validated config: one encoder per modality, and a fusion
+    head when there are several (see :mod:`unihar.models.modalities`)."""
 
     def __init__(
         self, config: ModelConfig | Mapping[str, Any], labels: list[str] | None = None, pretrained_backbone: bool = False
@@ -229,42 +352,37 @@ class UniHAR(nn.Module):
             raise InputError(f"got {len(labels)} labels for a model with classifier.num_classes={num_classes}")
         # Every model has names for its classes: the checkpoint's, or class_0.. when it has none.
         self.labels: list[str] = list(labels) if labels is not None else [f"class_{i}" for i in range(num_classes)]
-        pose_cfg = cfg.pose_model
-        dim = pose_cfg.hidden_dim
+        for name in _PUBLISHED_PARTS:
+            setattr(self, name, None)
+        self._modalities = {modality.name: modality for modality in modalities_of(cfg)}
+        for modality in self._modalities.values():
+            for attribute, module in modality.build(pretrained_backbone).items():
+                setattr(self, attribute, module)
+        if len(self._modalities) > 1:
+            self.fusion = self._build_fusion()
 
-        self.short_seq_model = PoseFormerFactorized(
-            joints=pose_cfg.joints,
-            hidden_dim=dim,
-            layers=pose_cfg.layers,
-            heads=pose_cfg.heads,
-            max_seq_len=pose_cfg.max_seq_len,
-            mlp_dropout=cfg.regularization.short_term_dropout,
-            use_sinusoidal_pe=pose_cfg.use_sinusoidal_pe,
-            enable_temporal_attention=pose_cfg.enable_temporal_attention,
-            aux_head_dim=pose_cfg.aux_head_dim,
-        )
-        lt = cfg.long_term_model
-        self.long_term = LongTermEncoder(dim, lt.heads, lt.layers, lt.dropout) if lt.enabled else None
-        self.classifier_pose = nn.Linear(dim, num_classes)
-
-        self.image_encoder: ImageEncoder | None = None
-        self.fusion: nn.Module | None = None
-        img = cfg.image_model
-        if img.enabled:
-            self.image_encoder = ImageEncoder(img.feature_dim, img.backbone, pretrained=pretrained_backbone)
-            if cfg.fusion_model.mode == "concat":
-                self.fusion = ConcatFusion(dim, img.feature_dim, cfg.fusion_model.output_dim, num_classes)
-            else:
-                self.fusion = CrossAttentionFusion(dim, img.feature_dim, num_classes)
+    def _build_fusion(self) -> nn.Module:
+        fusion = self.config.fusion_model
+        dims = {m.fusion_key: m.feature_dim for m in self._modalities.values()}
+        missing = bool(fusion.missing_embeddings)
+        if fusion.mode == "concat":
+            return ConcatFusion(dims, fusion.output_dim, self.num_classes, missing)
+        first = next(iter(self._modalities.values()))
+        return CrossAttentionFusion(first.feature_dim, dims, self.num_classes, missing)
 
     # ------------------------------------------------------------------ properties
+    @property
+    def modalities(self) -> list[str]:
+        """The modalities this model reads, in order (``["skeleton"]``, ``["skeleton", "rgb"]``, ``["skeleton", "imu"]``...)."""
+        return list(self._modalities)
+
     @property
     def num_classes(self) -> int:
         return self.config.classifier.num_classes
 
     @property
     def has_image_branch(self) -> bool:
-        return self.image_encoder is not None
+        return "rgb" in self._modalities
 
     @property
     def prep(self) -> PreprocessConfig:
@@ -278,92 +396,140 @@ class UniHAR(nn.Module):
         return self.config.classifier.temperature
 
     # ------------------------------------------------------------------ input checks
-    def check_inputs(self, pose: Any, images: Any = None, segment_mask: Any = None) -> None:
-        """Raise :class:`InputError` naming the expected and the given shape, before any compute."""
-        j, tm = self.config.pose_model.joints, self.config.pose_model.max_seq_len
-        expected = f"(B, L, T, J, C) with J={j}, 1 <= T <= {tm}, C >= 2"
-        _check_float_tensor("pose", pose)
-        if pose.dim() != 5:
-            raise InputError(f"pose: expected a 5-D tensor {expected}, got shape {tuple(pose.shape)}")
-        b, l, t, jj, c = pose.shape
-        if jj != j or not 1 <= t <= tm or c < 2 or b < 1 or l < 1:
-            raise InputError(f"pose: expected shape {expected}, got {tuple(pose.shape)}")
-        _check_finite("pose", pose)
-        if images is not None and self.has_image_branch:
-            _check_float_tensor("images", images)
-            expected_img = f"(B, L, T', 3, H, W) with B={b}, L={l}"
-            if images.dim() != 6:
-                raise InputError(f"images: expected a 6-D tensor {expected_img}, got shape {tuple(images.shape)}")
-            if images.shape[:2] != pose.shape[:2] or images.shape[3] != 3 or min(images.shape) < 1:
-                raise InputError(f"images: expected shape {expected_img} (matching the pose batch and clip count), got {tuple(images.shape)}")
-            _check_finite("images", images)
+    def check_inputs(self, pose: Any = None, images: Any = None, segment_mask: Any = None, **signals: Any) -> None:
+        """Raise :class:`InputError` naming the expected and the given shape, before any compute.
+
+        Reads only ``self.config``, so other backends (ONNX) reuse it.
+        """
+        batch = clips = None
+        for modality, x in _model_inputs(self.config, pose, images, signals):
+            batch, clips = modality.check(x, batch, clips)
+        if batch is None:
+            names = ", ".join(m.input_name for m in modalities_of(self.config))
+            raise InputError(f"no input given: this model reads {names}")
         if segment_mask is not None:
+            b, l = batch, clips
             if not isinstance(segment_mask, Tensor) or segment_mask.dtype != torch.bool:
-                raise InputError(f"segment_mask: expected a bool tensor of shape ({b}, {l}), got {_describe(segment_mask)}")
+                raise InputError(f"segment_mask: expected a bool tensor of shape ({b}, {l}), got {describe(segment_mask)}")
             if tuple(segment_mask.shape) != (b, l):
                 raise InputError(f"segment_mask: expected shape ({b}, {l}), got {tuple(segment_mask.shape)}")
             if not bool(segment_mask.any(dim=1).all()):
                 raise InputError("segment_mask: every sample needs at least one valid clip (a row of all False was given)")
 
-    # ------------------------------------------------------------------ forward
+    # ------------------------------------------------------------------ encoders (per clip: what streaming caches)
+    def _modality(self, name: str) -> Modality:
+        if name not in self._modalities:
+            raise InputError(f"this model has no {name!r} modality; it reads {self.modalities}")
+        return self._modalities[name]
+
+    def encode(self, modality: str, units: Tensor) -> Tensor:
+        """One modality's units of input (clips; frames for ``rgb``) -> their tokens ``(N, T, D)`` (``(N, D)`` for frames)."""
+        return self._modality(modality).encode(self, units)
+
     def encode_clips(self, clips: Tensor) -> Tensor:
         """Pose clips (N, T, J, C) -> per-frame tokens (N, T, D) (the token grid averaged over joints).
 
         The mean of a clip's frame tokens over T is its clip embedding. Clips are independent, so a
         streaming predictor can encode each clip once and reuse it in every window that contains it.
         """
-        return self.short_seq_model(clips).mean(dim=2)
+        return self.encode("skeleton", clips)
 
     def encode_frames(self, frames: Tensor) -> Tensor:
         """RGB frames (N, 3, H, W), ImageNet-normalised -> per-frame image features (N, Di)."""
-        if self.image_encoder is None:
+        if "rgb" not in self._modalities:
             raise InputError("this model is pose-only (image_model.enabled is false): it has no image encoder")
-        return self.image_encoder(frames)
+        return self.encode("rgb", frames)
 
-    def forward_features(self, pose: Tensor, images: Tensor | None = None, segment_mask: Tensor | None = None) -> UniHARFeatures:
-        """Pose (B, L, T, J, C) [+ images (B, L, T', 3, H, W)] -> per-frame pose tokens and image features."""
-        b, l, t, j, c = pose.shape
-        frame_tokens = self.encode_clips(pose.reshape(b * l, t, j, c)).reshape(b, l, t, -1)  # clips share weights
-        image_frames = None
-        if images is not None and self.image_encoder is not None:
-            tt = images.shape[2]
-            image_frames = self.encode_frames(images.reshape(b * l * tt, *images.shape[3:])).reshape(b, l, tt, -1)
-        return UniHARFeatures(frame_tokens, image_frames, segment_mask)
+    def forward_features(
+        self, pose: Tensor | None = None, images: Tensor | None = None, segment_mask: Tensor | None = None, **signals: Tensor
+    ) -> UniHARFeatures:
+        """Window inputs (pose (B, L, T, J, C), images (B, L, T', 3, H, W), imu (B, L, S, C), ...) ->
+        the tokens of every modality given (what a streaming predictor caches per clip)."""
+        tokens = {m.name: m.encode_window(self, x) for m, x in _model_inputs(self.config, pose, images, signals)}
+        return UniHARFeatures(tokens, segment_mask)
 
-    def pose_feature(self, frame_tokens: Tensor, segment_mask: Tensor | None = None) -> Tensor:
-        """(B, L, T, D) -> (B, D): clip embeddings, long-term encoder, mean over valid clips."""
-        clips = frame_tokens.mean(dim=2)
-        if self.long_term is not None:
-            clips = self.long_term(clips, None if segment_mask is None else ~segment_mask)
-        return masked_mean(clips, segment_mask)
-
+    # ------------------------------------------------------------------ the head
     def forward_head(self, features: UniHARFeatures) -> Tensor:
-        """Features -> logits (B, K)."""
-        mask = features.segment_mask
-        pose_feature = self.pose_feature(features.frame_tokens, mask)
-        if features.image_frames is None or self.fusion is None:
-            return self.classifier_pose(pose_feature)
-        image_feature = masked_mean(features.image_frames.mean(dim=2), mask)
-        if isinstance(self.fusion, ConcatFusion):
-            return self.fusion(pose_feature, image_feature)
-        b, l, t, d = features.frame_tokens.shape
-        frame_mask = None if mask is None else mask.unsqueeze(2).expand(b, l, t).reshape(b, l * t)
-        return self.fusion(features.frame_tokens.reshape(b, l * t, d), image_feature, frame_mask)
+        """Features -> logits (B, K), from the modalities present.
 
-    def forward(self, pose: Tensor, images: Tensor | None = None, segment_mask: Tensor | None = None) -> Tensor:
-        """Logits (B, K) for pose (B, L, T, J, C), optional images (B, L, T', 3, H, W) and clip mask (B, L)."""
+        With every modality present, or stand-ins for the missing ones (``fusion_model.missing_embeddings``),
+        the fusion head answers; otherwise a lone modality answers through its own classifier (the
+        published rule: a pose + image model given no images uses ``classifier_pose``).
+        """
+        present = [m for m in self._modalities.values() if m.name in features.tokens]
+        absent = [m.name for m in self._modalities.values() if m.name not in features.tokens]
+        if not present:
+            raise InputError(f"no features of any modality this model reads ({self.modalities})")
+        mask = features.segment_mask
+        if self.fusion is not None and (not absent or self.fusion.has_missing_embeddings):
+            return self._fuse(present, features.tokens, mask)
+        lone = present[0]
+        classifier = getattr(self, lone.classifier, None) if lone.classifier and len(present) == 1 else None
+        if classifier is None:
+            raise InputError(
+                f"this model cannot answer without {absent}: it has no stand-in for a missing modality "
+                f"(fusion_model.missing_embeddings) and {[m.name for m in present]} alone has no classifier"
+            )
+        return classifier(lone.pool(self, features.tokens[lone.name], mask))
+
+    def _fuse(self, present: list[Modality], tokens: dict[str, Tensor], mask: Tensor | None) -> Tensor:
+        available = self._modality_dropout(present, next(iter(tokens.values())))
+        if isinstance(self.fusion, ConcatFusion):
+            return self.fusion({m.fusion_key: m.pool(self, tokens[m.name], mask) for m in present}, available)
+        sequences, masks = {}, {}
+        for m in present:
+            sequences[m.fusion_key], masks[m.fusion_key] = m.fusion_tokens(self, tokens[m.name], mask)
+        return self.fusion(sequences, masks, available)
+
+    def _modality_dropout(self, present: list[Modality], like: Tensor) -> dict[str, Tensor] | None:
+        """While training with stand-ins: drop each present modality of each sample with probability
+        ``fusion_model.modality_dropout``, never all of a sample's, so the head learns to answer from any subset."""
+        rate = self.config.fusion_model.modality_dropout or 0.0
+        if not (self.training and rate > 0 and len(present) > 1 and self.fusion.has_missing_embeddings):
+            return None
+        batch = like.shape[0]
+        keep = torch.rand(batch, len(present), device=like.device) >= rate
+        nothing = ~keep.any(dim=1)
+        rescue = torch.randint(len(present), (batch,), device=like.device)
+        keep[nothing, rescue[nothing]] = True
+        return {m.fusion_key: keep[:, i] for i, m in enumerate(present)}
+
+    def auxiliary_logits(self, features: UniHARFeatures) -> dict[str, Tensor]:
+        """Each present modality's own classifier on its own feature (``classifier_pose``, ``classifier_imu``),
+        for a model with several modalities: training adds their losses, so every encoder learns to
+        recognise the action by itself instead of leaning on the modality that learns fastest."""
+        if len(self._modalities) < 2:
+            return {}
+        out = {}
+        for m in self._modalities.values():
+            classifier = getattr(self, m.classifier, None) if m.classifier else None
+            if classifier is not None and m.name in features.tokens:
+                out[m.name] = classifier(m.pool(self, features.tokens[m.name], features.segment_mask))
+        return out
+
+    def forward(
+        self, pose: Tensor | None = None, images: Tensor | None = None, segment_mask: Tensor | None = None,
+        return_auxiliary: bool = False, **signals: Tensor,
+    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """Logits (B, K) for pose (B, L, T, J, C), optional images (B, L, T', 3, H, W), optional sensor
+        clips (``imu=`` (B, L, S, C)) and clip mask (B, L). A modality left out counts as missing.
+        ``return_auxiliary``: also each modality's own logits (:meth:`auxiliary_logits`), for training."""
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()):
-            self.check_inputs(pose, images, segment_mask)
-        return self.forward_head(self.forward_features(pose, images, segment_mask))
+            self.check_inputs(pose, images, segment_mask, **signals)
+        features = self.forward_features(pose, images, segment_mask, **signals)
+        logits = self.forward_head(features)
+        return (logits, self.auxiliary_logits(features)) if return_auxiliary else logits
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """Calibrated class probabilities from logits: ``softmax(logits / temperature)``, in float32."""
         return F.softmax(logits.float() / self.temperature, dim=-1)
 
     @torch.no_grad()
-    def predict_proba(self, pose: Tensor, images: Tensor | None = None, segment_mask: Tensor | None = None) -> Tensor:
+    def predict_proba(
+        self, pose: Tensor | None = None, images: Tensor | None = None, segment_mask: Tensor | None = None, **signals: Tensor
+    ) -> Tensor:
         """Softmax probabilities (B, K): the output is meant to be read as a distribution."""
-        return self.probabilities(self(pose, images, segment_mask))
+        return self.probabilities(self(pose, images, segment_mask, **signals))
 
     # ------------------------------------------------------------------ Hub convention
     def save_pretrained(self, save_directory: str | Path, overwrite: bool = False) -> Path:
@@ -389,23 +555,20 @@ class UniHAR(nn.Module):
         return model.eval()
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    return type(value).__name__
-
-
-def _check_float_tensor(name: str, value: Any) -> None:
-    if not isinstance(value, Tensor):
-        raise InputError(f"{name}: expected a torch.Tensor, got {_describe(value)}")
-    if not value.is_floating_point():
-        raise InputError(f"{name}: expected a floating-point tensor, got {_describe(value)}")
-
-
-def _check_finite(name: str, value: Tensor) -> None:
-    if not bool(torch.isfinite(value).all()):
-        bad = int((~torch.isfinite(value)).sum())
-        raise InputError(f"{name}: expected finite values, got {bad} NaN/inf entries in shape {tuple(value.shape)}")
+def _model_inputs(config: ModelConfig, pose: Any, images: Any, signals: Mapping[str, Any]) -> list[tuple[Modality, Any]]:
+    """The (modality, input) pairs of the inputs given, in the model's order. An input for a modality
+    the model does not read is an error (images excepted, see ``IGNORED_WHEN_ABSENT``)."""
+    given = {"pose": pose, "images": images, **signals}
+    by_input = {cls.input_name: name for name, cls in MODALITIES.items()}
+    mine = {m.name: m for m in modalities_of(config)}
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key not in by_input:
+            raise InputError(f"unknown input {key!r}; the inputs are {sorted(by_input)}")
+        if by_input[key] not in mine and by_input[key] not in IGNORED_WHEN_ABSENT:
+            raise InputError(f"this model has no {by_input[key]!r} modality (it reads {list(mine)}): remove the {key!r} input")
+    return [(m, given[m.input_name]) for m in mine.values() if given.get(m.input_name) is not None]
 
 
 def build_model(config: Mapping[str, Any], labels: list[str] | None = None, pretrained_backbone: bool = False) -> UniHAR:

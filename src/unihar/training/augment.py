@@ -12,7 +12,11 @@ model learns that a pair is a pair and does not depend on either convention. ``f
 the image (x -> -x and the names swap with it), which is a different, physically valid view.
 
 Temporal crop and speed changes happen earlier, when the window is cut
-(:func:`unihar.data.datasets.crop_for_training`).
+(:func:`unihar.training.data.crop_for_training`), and so does the virtual camera a 3D skeleton is seen
+through (``camera_*``: uniform ranges of :class:`unihar.data.camera.CameraRanges`).
+
+A model that reads confidences as seen / not seen (``preprocessing.binarize_confidence``) gets no
+confidence jitter: its input confidences are exactly 0 or 1 at inference, and must be in training.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from unihar.data.camera import CameraRanges
 from unihar.data.layouts import KeypointLayout
 from unihar.errors import ConfigError
 
@@ -42,6 +47,19 @@ class AugmentConfig:
     confidence_jitter: float = 0.3                # visible confidences scaled by U(1 - c, 1)
     speed: tuple[float, float] = (0.75, 1.33)     # playback speed range when the window is cut
     min_crop: float = 0.8                         # temporal crop keeps this..1 of the window's frames
+    # 3D data: the virtual camera. Defaults stay near the recording view (on UT-Kinect, a +-90 degree yaw
+    # cost 6 points of top-1 against none, benchmarks/train_small_data.py); a model that must work from
+    # any side (the universal recipe) widens them up to CameraRanges' full ranges.
+    camera_yaw: tuple[float, float] = (-30.0, 30.0)               # person turned by, degrees
+    camera_pitch: tuple[float, float] = (-10.0, 20.0)             # camera above (+) or below, degrees
+    camera_roll: tuple[float, float] = (-5.0, 5.0)                # image tilt, degrees
+    camera_distance: tuple[float, float] = CameraRanges.distance  # metres to the person
+    camera_focal: tuple[float, float] = CameraRanges.focal        # pixels
+
+    def camera_ranges(self) -> CameraRanges:
+        """The ranges random virtual cameras are drawn from (3D datasets)."""
+        return CameraRanges(yaw=self.camera_yaw, pitch=self.camera_pitch, roll=self.camera_roll,
+                            distance=self.camera_distance, focal=self.camera_focal)
 
     @classmethod
     def from_dict(cls, data: dict) -> "AugmentConfig":
@@ -50,10 +68,17 @@ class AugmentConfig:
         if unknown:
             raise ConfigError(f"augment: unknown keys {sorted(unknown)}; expected a subset of {sorted(known)}")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**values)
+        for key, value in values.items():
+            if isinstance(cls.__dataclass_fields__[key].default, tuple) and (not isinstance(value, tuple) or len(value) != 2):
+                raise ConfigError(f"augment.{key} must be a [low, high] pair, got {value!r}")
+        config = cls(**values)
+        config.camera_ranges()  # checks the camera ranges
+        return config
 
     @classmethod
     def off(cls) -> "AugmentConfig":
+        """No augmentation (3D data is still seen through random cameras: set the ``camera_*`` ranges to
+        single values to fix the view)."""
         return cls(scale=(1.0, 1.0), aspect=0.0, rotation_deg=0.0, shift=0.0, flip_prob=0.0, swap_sides_prob=0.0, joint_dropout=0.0,
                    frame_dropout=0.0, noise_std=0.0, confidence_jitter=0.0, speed=(1.0, 1.0), min_crop=1.0)
 
@@ -62,11 +87,15 @@ class AugmentConfig:
 
 
 class SkeletonAugment:
-    """Callable ``(window, rng) -> window`` for :class:`unihar.data.datasets.WindowDataset`."""
+    """Callable ``(window, rng) -> window`` for :class:`unihar.training.data.WindowDataset`.
 
-    def __init__(self, layout: KeypointLayout, config: AugmentConfig | None = None):
+    ``binary_confidence``: the model reads confidences as 0 / 1 (no confidence jitter then).
+    """
+
+    def __init__(self, layout: KeypointLayout, config: AugmentConfig | None = None, binary_confidence: bool = False):
         self.layout, self.cfg = layout, config or AugmentConfig()
         self.flip_index = np.asarray(layout.flip_index)
+        self.binary_confidence = binary_confidence
 
     def __call__(self, window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         cfg = self.cfg
@@ -95,7 +124,7 @@ class SkeletonAugment:
             visible = visible[..., self.flip_index]
             xy, conf = out[..., :2], out[..., 2]
 
-        if cfg.confidence_jitter > 0:
+        if cfg.confidence_jitter > 0 and not self.binary_confidence:
             conf *= rng.uniform(1.0 - cfg.confidence_jitter, 1.0, size=conf.shape).astype(np.float32)
         drop = rng.random(visible.shape) < cfg.joint_dropout
         drop |= (rng.random(visible.shape[:-1]) < cfg.frame_dropout)[..., None]

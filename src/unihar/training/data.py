@@ -24,8 +24,8 @@ holds no per-epoch state (workers may persist across epochs).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Callable, Iterator, NamedTuple, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from unihar.config import PreprocessConfig
 from unihar.data.camera import CameraRanges, project, random_camera
 from unihar.data.datasets import SkeletonDataset
 from unihar.data.preprocess import image_window, pose_window
+from unihar.data.signals import SignalRecording, clip_spans, signal_clips
 from unihar.errors import InputError
 
 __all__ = [
@@ -72,21 +73,7 @@ def relabel(data: SkeletonDataset, mapping: dict[str, str], classes: Sequence[st
     keep = np.flatnonzero(new_labels >= 0)
     if len(keep) == 0:
         raise InputError(f"{data.name}: none of its classes {data.classes} is in the run's vocabulary")
-    return _subset(data, keep, labels=new_labels[keep], classes=list(classes))
-
-
-def _subset(data: SkeletonDataset, keep: np.ndarray, **changes) -> SkeletonDataset:
-    """The sequences ``keep`` of ``data`` (with their names, videos and events)."""
-    keep = [int(i) for i in keep]
-    return replace(
-        data,
-        sequences=[data.sequences[i] for i in keep],
-        labels=changes.pop("labels", data.labels[keep]),
-        names=[data.names[i] for i in keep],
-        videos=None if data.videos is None else [data.videos[i] for i in keep],
-        events=None if data.events is None else [data.events[i] for i in keep],
-        **changes,
-    )
+    return data.subset(keep, labels=new_labels[keep], classes=list(classes))
 
 
 def hold_out(data: SkeletonDataset, fraction: float, seed: int) -> tuple[SkeletonDataset, SkeletonDataset | None]:
@@ -104,7 +91,7 @@ def hold_out(data: SkeletonDataset, fraction: float, seed: int) -> tuple[Skeleto
         return data, None
     held_mask = np.zeros(len(data), dtype=bool)
     held_mask[held] = True
-    return _subset(data, np.flatnonzero(~held_mask)), _subset(data, np.flatnonzero(held_mask), name=f"{data.name}/held-out")
+    return data.subset(np.flatnonzero(~held_mask)), data.subset(np.flatnonzero(held_mask), name=f"{data.name}/held-out")
 
 
 @dataclass
@@ -234,7 +221,9 @@ class WindowDataset(torch.utils.data.Dataset):
     """One augmented training window per :class:`SampleKey` (see the module docstring).
 
     Items are ``(pose (L, T, J, 3), label)``, or ``(pose, images (L, T, 3, S, S), label)`` with
-    ``images=True`` (stage 2; video datasets only). ``datasets`` must already be in the model's layout
+    ``images=True`` (stage 2; video datasets only). With ``signals`` (sensor modality -> its config
+    section, e.g. ``{"imu": ImuModelConfig}``) a dict of each sensor's clips ``(L, S, C)`` comes before
+    the label: the samples in the same time span as the skeleton window, augmented by ``signal_augment``. ``datasets`` must already be in the model's layout
     (2D, or 3D seen through ``camera_ranges``). An ``int`` index is sequence ``i`` of the datasets
     laid end to end, drawn in the epoch set by :meth:`set_epoch` (for inspection and tests).
     """
@@ -249,6 +238,8 @@ class WindowDataset(torch.utils.data.Dataset):
         seed: int = 0,
         images: bool = False,
         camera_ranges: CameraRanges | None = None,
+        signals: Mapping[str, Any] | None = None,
+        signal_augment: Callable[[SignalRecording, np.random.Generator], SignalRecording] | None = None,
     ):
         datasets = [datasets] if isinstance(datasets, SkeletonDataset) else list(datasets)
         self.datasets = [d.to_layout(prep.layout) for d in datasets]
@@ -258,6 +249,11 @@ class WindowDataset(torch.utils.data.Dataset):
         self.prep, self.augment, self.images = prep, augment, images
         self.speed, self.min_crop, self.seed, self.epoch = speed, min_crop, seed, 0
         self.camera_ranges = camera_ranges or CameraRanges()
+        self.signals, self.signal_augment = dict(signals or {}), signal_augment
+        for data in self.datasets:
+            missing = [name for name in self.signals if not data.signals or name not in data.signals]
+            if missing:
+                raise InputError(f"{data.name}: training the {missing} branch needs its recordings; the data has none")
         self._offsets = np.cumsum([0] + [len(d) for d in self.datasets])
 
     def set_epoch(self, epoch: int) -> None:
@@ -287,6 +283,17 @@ class WindowDataset(torch.utils.data.Dataset):
             window = self.augment(window, rng)
         pose = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))
         label = int(data.labels[key.index])
-        if not self.images:
-            return pose, label
-        return pose, image_window(data.video_frames(key.index, start, end), self.prep), label
+        inputs: tuple = (pose,)
+        if self.images:
+            inputs += (image_window(data.video_frames(key.index, start, end), self.prep),)
+        if self.signals:
+            inputs += ({name: self._signal_window(data, name, key.index, start, end, rng) for name in self.signals},)
+        return (*inputs, label)
+
+    def _signal_window(self, data: SkeletonDataset, name: str, index: int, start: int, end: int, rng: np.random.Generator) -> torch.Tensor:
+        """The sensor's clips over the same frames as the skeleton window (same crop, same speed)."""
+        recording = data.signals[name][index]
+        if self.signal_augment is not None:
+            recording = self.signal_augment(recording, rng)
+        spans = clip_spans(start, end, self.prep.clips, data.fps)
+        return torch.from_numpy(signal_clips(recording, spans, self.prep, self.signals[name]))

@@ -1,12 +1,21 @@
-"""The training loop, top to bottom: data -> model -> optimiser -> epochs -> ``save_pretrained`` folder.
+"""The training loop, top to bottom: data -> vocabulary -> model -> optimiser -> epochs -> calibration ->
+a ``save_pretrained`` folder.
 
-Stage 1 (pose only) trains a model from scratch on skeleton sequences. Stage 2 starts from a stage-1
-folder (``init``): it keeps its preprocessing and pose encoder, adds the image encoder and fusion when
-the run config enables ``image_model``, and can freeze the pose encoder (``train.freeze_pose``).
+Data: one dataset or a mixture (``--data A:PATH --data B:PATH``, or the ``data`` list of a recipe). One
+dataset keeps its own class names; a mixture is relabelled through the taxonomy
+(:mod:`unihar.data.taxonomy`) into one vocabulary, shared actions merged. Samples are drawn balanced
+across datasets and classes and cut into augmented windows (:mod:`unihar.training.data`); 3D datasets
+are seen through a random virtual camera per sample in training and through their recording camera
+(frontal) in evaluation. A slice of every training dataset is held out (``train.calibration_split``)
+to fit the softmax temperature at the end (:mod:`unihar.training.calibration`).
+
+Stage 1 (pose only) trains a model from scratch. Stage 2 starts from a stage-1 folder (``init``): it
+keeps its preprocessing and pose encoder, adds the image encoder and fusion when the run config enables
+``image_model``, and can freeze the pose encoder (``train.freeze_pose``).
 
 Run it on one process (``unihar train``) or many (``torchrun --nproc_per_node N -m unihar.train``):
-with ``WORLD_SIZE > 1`` the model is wrapped in DistributedDataParallel (gloo on CPU, NCCL on GPUs), each
-rank sees its shard of every epoch, and rank 0 evaluates and writes the files.
+with ``WORLD_SIZE > 1`` the model is wrapped in DistributedDataParallel (gloo on CPU, NCCL on GPUs),
+each rank sees its share of every epoch's draws, and rank 0 evaluates, calibrates and writes the files.
 
 Everything random derives from ``train.seed`` (per epoch, per sample), so the same command gives the
 same weights, and a run resumed from ``checkpoint.pt`` continues as if it had never stopped.
@@ -15,117 +24,268 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import json
-import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from unihar.config import default_config
-from unihar.data.datasets import SkeletonDataset, WindowDataset, load_dataset
+from unihar.config import (
+    ClassifierConfig,
+    FusionConfig,
+    ImageModelConfig,
+    ImuModelConfig,
+    LongTermConfig,
+    ModelConfig,
+    PoseModelConfig,
+    PreprocessConfig,
+    RegularizationConfig,
+    default_config,
+)
+from unihar.data.datasets import SkeletonDataset, load_dataset, parse_data_spec, split_variant
 from unihar.data.layouts import LAYOUTS, get_layout
-from unihar.data.preprocess import PreprocessConfig
+from unihar.data.taxonomy import Taxonomy, dataset_key, load_taxonomy
 from unihar.errors import ConfigError, InputError
-from unihar.training.augment import AugmentConfig, SkeletonAugment
+from unihar.jsonfile import read_json
 from unihar.models import UniHAR, build_model
-from unihar.training.evaluation import evaluate
+from unihar.training import defaults
+from unihar.training.augment import AugmentConfig, SkeletonAugment
+from unihar.training.calibration import MIN_SEQUENCES, fit_temperature
+from unihar.training.data import BalancedSampler, WindowDataset, hold_out, relabel
+from unihar.training.evaluation import (
+    EvalResult,
+    eval_view,
+    evaluate,
+    expected_calibration_error,
+    mean_probabilities,
+    window_logits,
+)
+from unihar.training.modalities import apply_modalities, augment_for, check_signals, parse_modalities
+from unihar.training.signal_augment import SignalAugment
 
-__all__ = ["TrainConfig", "RunConfig", "train", "default_model_overrides"]
+__all__ = ["TrainConfig", "RunConfig", "Vocabulary", "build_vocabulary", "train", "RECIPES_DIR", "resolve_recipe"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
 RECIPE_NAME = "training_args.json"
 EVAL_NAME = "eval_results.json"
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+MIXTURE_LAYOUT = "penn13"  # the 13 body joints every skeleton dataset and pose estimator has
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings (the ``train`` section of a run config)."""
+    """Optimisation, sampling and evaluation settings (the ``train`` section of a run config).
 
-    epochs: int = 30
+    ``None`` means: chosen from the data (:mod:`unihar.training.defaults`).
+    """
+
+    epochs: int | None = None
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 4e-3
     weight_decay: float = 0.05
-    warmup_epochs: float = 2.0
-    min_lr_ratio: float = 0.01       # cosine decays to lr * min_lr_ratio
+    warmup_epochs: float | None = None   # linear warm-up, then cosine decay to lr * min_lr_ratio
+    min_lr_ratio: float = 0.01
     label_smoothing: float = 0.1
     grad_clip: float = 1.0
     seed: int = 0
-    amp: str = "auto"                # auto: bf16/fp16 on CUDA, off on CPU; or "off", "bf16", "fp16"
-    num_threads: int = 0             # torch CPU threads per process; 0 = torch's default
-    eval_every: int = 1              # evaluate every N epochs (and always after the last)
-    eval_split: str | None = None    # None: "val" if the dataset has one, else "test"; "" = no evaluation
-    eval_batch_size: int = 64
-    freeze_pose: bool = False        # stage 2: keep the pose encoder fixed
-    keep_checkpoint: bool = False    # keep checkpoint.pt after a finished run
+    amp: str = "auto"                    # auto: bf16/fp16 on CUDA, off on CPU; or "off", "bf16", "fp16"
+    num_threads: int = 0                 # torch CPU threads per process; 0 = torch's default
+    workers: int | None = None           # DataLoader processes; None: 0 for poses, 2 when decoding video
+    epoch_size: int = 0                  # samples drawn per epoch; 0 = the number of training sequences
+    dataset_balance: float = 0.5         # dataset d drawn with probability ~ n_d ** dataset_balance
+    class_balance: float = 0.5           # class c of d drawn with probability ~ n_dc ** class_balance
+    vocabulary: str = "auto"             # "dataset" names, "taxonomy" names, or auto (taxonomy for mixtures)
+    taxonomy: str | None = None          # a taxonomy.json of your own; None: the packaged one
+    calibration_split: float = 0.1       # share of each class held out of training to fit the temperature
+    eval_every: int | None = None        # evaluate every N epochs (and always after the last)
+    eval_split: str | None = None        # None: "val" if the dataset has one, else "test"; "" = no evaluation
+    eval_batch_size: int = 256
+    freeze_pose: bool = False            # stage 2: keep the pose encoder fixed
+    keep_checkpoint: bool = False        # keep checkpoint.pt after a finished run
+
+    def check(self) -> None:
+        if self.epochs is not None and self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError(f"train.epochs and train.batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        if self.vocabulary not in ("auto", "dataset", "taxonomy"):
+            raise ConfigError(f"train.vocabulary must be auto, dataset or taxonomy, got {self.vocabulary!r}")
+        if not 0.0 <= self.calibration_split < 0.5:
+            raise ConfigError(f"train.calibration_split must be in [0, 0.5), got {self.calibration_split}")
+        for name in ("dataset_balance", "class_balance"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"train.{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass
 class RunConfig:
-    """Everything a run needs besides the data: model overrides, preprocessing, optimisation, augmentation.
+    """Everything a run needs: the data (a recipe names its mixture), model overrides, preprocessing,
+    optimisation and augmentation.
 
-    A ``--config FILE`` (JSON) holds any of the four sections; missing keys keep their defaults.
+    ``model`` holds overrides of the model config (published schema, checked as a
+    :class:`~unihar.config.ModelConfig`); ``preprocessing`` the keys of
+    :class:`~unihar.config.PreprocessConfig` to fix. Keys left out are chosen from the data.
     """
 
+    data: list[str] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)
     preprocessing: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    SECTIONS = ("data", "model", "preprocessing", "train", "augment")
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        unknown = set(data) - {"model", "preprocessing", "train", "augment"}
+    def from_dict(cls, data: dict[str, Any], source: str = "run config") -> "RunConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object with sections {list(cls.SECTIONS)}")
+        unknown = set(data) - set(cls.SECTIONS) - {"about"}
         if unknown:
-            raise ConfigError(f"run config: unknown sections {sorted(unknown)}; expected model, preprocessing, train, augment")
-        train_keys = set(TrainConfig.__dataclass_fields__)
+            raise ConfigError(f"{source}: unknown sections {sorted(unknown)}; expected {list(cls.SECTIONS)}")
+        specs = data.get("data", [])
+        if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
+            raise ConfigError(f"{source}: 'data' must be a list of FORMAT:PATH strings, got {specs!r}")
+        train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
         bad = set(data.get("train", {})) - train_keys
         if bad:
-            raise ConfigError(f"run config: unknown train keys {sorted(bad)}; expected a subset of {sorted(train_keys)}")
-        return cls(
-            model=dict(data.get("model", {})),
+            raise ConfigError(f"{source}: unknown train keys {sorted(bad)}; expected a subset of {sorted(train_keys)}")
+        run = cls(
+            data=list(specs),
+            model=copy.deepcopy(dict(data.get("model", {}))),
             preprocessing=dict(data.get("preprocessing", {})),
             train=TrainConfig(**data.get("train", {})),
             augment=AugmentConfig.from_dict(data.get("augment", {})),
         )
+        run.check()
+        return run
 
     @classmethod
     def from_file(cls, path: str | Path) -> "RunConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"run config file not found: {path}")
-        try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"run config {path} is not valid JSON: {err}") from None
+        """A run config / recipe file (JSON); a bare name is a recipe shipped with the package."""
+        path = resolve_recipe(path)
+        return cls.from_dict(read_json(path, "run config file", ConfigError), source=f"run config {path}")
+
+    def check(self) -> None:
+        """Every section checked now, by the classes that will use it, not halfway through a run."""
+        self.train.check()
+        if self.preprocessing:
+            PreprocessConfig.from_dict(self.preprocessing)
+        _check_model_overrides(self.model)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "preprocessing": self.preprocessing, "train": asdict(self.train),
-                "augment": self.augment.to_dict()}
+        return {"data": list(self.data), "model": self.model, "preprocessing": self.preprocessing,
+                "train": asdict(self.train), "augment": self.augment.to_dict()}
 
 
-def default_model_overrides(prep: PreprocessConfig) -> dict[str, Any]:
-    """A small pose-only network: trains in minutes on a laptop CPU, a few MB on disk."""
-    return {
-        "pose_model": {"hidden_dim": 64, "layers": 2, "heads": 4, "max_seq_len": prep.clip_len},
-        "regularization": {"short_term_dropout": 0.1},
-        "long_term_model": {"enabled": prep.clips > 1, "heads": 4, "layers": 1, "dropout": 0.1},
-        "image_model": {"enabled": False, "feature_dim": 128, "backbone": "resnet18"},
-        "fusion_model": {"mode": "concat", "output_dim": 128},
-    }
+def resolve_recipe(path: str | Path) -> Path:
+    """``path`` itself, or for a bare name such as ``universal`` the recipe shipped in the package."""
+    candidate = Path(path)
+    if candidate.is_file() or candidate.suffix or len(candidate.parts) > 1:
+        return candidate
+    packaged = RECIPES_DIR / f"{candidate}.json"
+    if packaged.is_file():
+        return packaged
+    known = sorted(p.stem for p in RECIPES_DIR.glob("*.json"))
+    raise ConfigError(f"run config {path!r} is neither a file nor a packaged recipe ({known})")
+
+
+MODEL_SECTIONS = {kind.SECTION: kind for kind in (PoseModelConfig, ClassifierConfig, RegularizationConfig, LongTermConfig,
+                                                ImageModelConfig, FusionConfig, ImuModelConfig)}
+
+
+def _check_model_overrides(overrides: dict[str, Any]) -> None:
+    """Unknown sections or keys are refused; values are checked as the model config will check them."""
+    for name, values in overrides.items():
+        if name not in MODEL_SECTIONS:
+            raise ConfigError(f"run config: unknown model section {name!r}; expected one of {sorted(MODEL_SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"run config: model.{name} must be an object, got {values!r}")
+        keys = {f.name for f in dataclasses.fields(MODEL_SECTIONS[name])}
+        unknown = set(values) - keys
+        if unknown:
+            raise ConfigError(f"run config: unknown keys {sorted(unknown)} in model.{name}; expected a subset of {sorted(keys)}")
+    ModelConfig.from_dict(_merge(default_config(num_classes=2), overrides))
 
 
 def _merge(base: dict, override: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
     return out
+
+
+# ---------------------------------------------------------------------------- vocabulary
+@dataclass
+class Vocabulary:
+    """The run's classes: ``names`` (what the model predicts), then ``negatives`` (labels that only rule
+    classes out, e.g. ``not_fall``); ``ruled_out[j]`` are the class indices negative ``j`` excludes."""
+
+    names: list[str]
+    negatives: list[str] = field(default_factory=list)
+    ruled_out: list[list[int]] = field(default_factory=list)
+
+    @property
+    def all(self) -> list[str]:
+        return self.names + self.negatives
+
+
+def _class_maps(datasets: Sequence[SkeletonDataset], mode: str, taxonomy: Taxonomy) -> list[dict[str, str]]:
+    """Per dataset, its class name -> the run's name for it."""
+    maps = []
+    for data in datasets:
+        key = dataset_key(data)
+        if mode == "taxonomy" and key in taxonomy.datasets:
+            maps.append({c: taxonomy.canonical(key, c) for c in data.classes})
+        else:
+            if mode == "taxonomy":
+                warnings.warn(f"{data.name}: not in the taxonomy; its class names are used as they are", stacklevel=3)
+            maps.append({c: c for c in data.classes})
+    return maps
+
+
+def build_vocabulary(datasets: Sequence[SkeletonDataset], mode: str = "auto", taxonomy: Taxonomy | None = None
+                     ) -> tuple[Vocabulary, list[dict[str, str]]]:
+    """The run's vocabulary and each dataset's class map (see :class:`TrainConfig` ``vocabulary``).
+
+    ``dataset`` keeps the datasets' class names (merging equal names); ``taxonomy`` maps them to canonical
+    names and keeps the classes that have training data, in the taxonomy's order (other names after, in
+    the order they first appear); ``auto`` is ``taxonomy`` for a mixture, ``dataset`` for one dataset.
+    """
+    taxonomy = taxonomy or load_taxonomy()
+    if mode == "auto":
+        mode = "taxonomy" if len(datasets) > 1 else "dataset"
+    maps = _class_maps(datasets, mode, taxonomy)
+    if mode == "dataset":  # every class the datasets declare, as they order them
+        used = list(dict.fromkeys(m[c] for m, d in zip(maps, datasets) for c in d.classes))
+    else:  # the classes that have training data
+        used = list(dict.fromkeys(m[d.classes[i]] for m, d in zip(maps, datasets) for i in np.unique(d.labels)))
+    negatives = [n for n in used if mode == "taxonomy" and taxonomy.negated(n)]
+    names = [n for n in used if n not in negatives]
+    if mode == "taxonomy":
+        order = {name: i for i, name in enumerate(taxonomy.classes)}
+        names.sort(key=lambda n: order.get(n, len(order)))
+    kept_negatives, ruled_out = [], []
+    for negative in negatives:
+        excluded = [names.index(c) for c in taxonomy.negated(negative) if c in names]
+        if excluded:
+            kept_negatives.append(negative)
+            ruled_out.append(excluded)
+        else:
+            warnings.warn(f"negative label {negative!r} rules out {taxonomy.negated(negative)}, none of which is "
+                          "trained: its sequences are left out", stacklevel=2)
+    return Vocabulary(names, kept_negatives, ruled_out), maps
+
+
+def _relabel(data: SkeletonDataset, mapping: dict[str, str], vocabulary: Vocabulary) -> SkeletonDataset:
+    return relabel(data, {c: n for c, n in mapping.items() if n in vocabulary.all}, vocabulary.all)
 
 
 # ---------------------------------------------------------------------------- distributed helpers
@@ -151,7 +311,15 @@ def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
-# ---------------------------------------------------------------------------- the run
+def _broadcast(value: Any) -> Any:
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# ---------------------------------------------------------------------------- small pieces of the run
 def _check_out_dir(out: Path, resume: bool, overwrite: bool) -> bool:
     """Returns True when a checkpoint to resume from exists. Refuses to clobber a folder it did not ask for."""
     ckpt = out / CHECKPOINT_NAME
@@ -173,12 +341,30 @@ def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if mode == "bf16" else torch.float16
 
 
-def _lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine decay to ``min_ratio``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+def _scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int, min_ratio: float):
+    """Linear warm-up over ``warmup`` steps, then cosine decay to ``lr * min_ratio`` at step ``total``."""
+    base = optimizer.param_groups[0]["lr"]
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup), eta_min=base * min_ratio)
+    if warmup <= 0:
+        return cosine
+    ramp = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup)
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor, ruled_out: list[torch.Tensor], smoothing: float) -> torch.Tensor:
+    """Cross-entropy for labels of the model's classes; for a negative label (``>= K``), ``-log(1 - p)``
+    with ``p`` the probability of the classes it rules out."""
+    k = logits.shape[1]
+    positive = labels < k
+    total = logits.new_zeros(())
+    if positive.any():
+        total = total + F.cross_entropy(logits[positive], labels[positive], label_smoothing=smoothing, reduction="sum")
+    if not positive.all():
+        log_probs = F.log_softmax(logits[~positive], dim=-1)
+        for row, label in zip(log_probs, labels[~positive].tolist()):
+            log_p = torch.logsumexp(row[ruled_out[label - k]], dim=0).clamp(max=-1e-6)
+            total = total - torch.log(-torch.expm1(log_p))
+    return total / len(labels)
 
 
 def _log(rank: int, message: str) -> None:
@@ -186,8 +372,41 @@ def _log(rank: int, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def _one_thread(_worker: int) -> None:
+    """DataLoader workers: one torch thread each, so they do not fight the training process for cores."""
+    torch.set_num_threads(1)
+
+
+def _default_eval_split(spec: str) -> str:
+    fmt = split_variant(parse_data_spec(spec)[0])[0]
+    return "val" if fmt == "haa500" else "test"
+
+
+def _data_layout(data: SkeletonDataset) -> str | list[str]:
+    """The dataset's own layout as a preprocessing value: a known name, or the list of joint names."""
+    return data.layout.name if data.layout.name in LAYOUTS else list(data.layout.joints)
+
+
+def _resolve_specs(specs: Sequence[str], root: str | Path | None) -> list[str]:
+    """``FORMAT:PATH`` with a relative ``PATH`` taken from ``root`` (a recipe's ``--data-root``)."""
+    out = []
+    for spec in specs:
+        fmt, path = parse_data_spec(spec)
+        if root is not None and not path.is_absolute():
+            path = Path(root) / path
+        out.append(f"{fmt}:{path}")
+    return out
+
+
+def _names(datasets: Sequence[SkeletonDataset]) -> list[str]:
+    """A short, unique name per dataset of the run (its format, numbered when repeated)."""
+    keys = [dataset_key(d) for d in datasets]
+    return [k if keys.count(k) == 1 else f"{k}{keys[:i].count(k) + 1}" for i, k in enumerate(keys)]
+
+
+# ---------------------------------------------------------------------------- the run
 def train(
-    data: str,
+    data: str | Sequence[str] | None,
     out: str | Path,
     run: RunConfig | None = None,
     init: str | Path | None = None,
@@ -198,11 +417,20 @@ def train(
     progress: bool = True,
     command: str | None = None,
     pose_workers: int = 1,
+    data_root: str | Path | None = None,
+    skip_failed_videos: bool = False,
+    modalities: str | Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Train on ``data`` (``FORMAT:PATH``) and write a ``save_pretrained`` folder to ``out``.
+    """Train on ``data`` (``FORMAT:PATH``, several for a mixture; None: the run config's ``data``) and
+    write a ``save_pretrained`` folder to ``out``.
 
-    ``pose_workers``: processes that extract poses from videos not yet cached (haa500, video-folder).
-    Returns the final evaluation metrics (empty when there is no evaluation split).
+    ``data_root``: where relative dataset paths (a recipe's) are found. ``pose_workers``: processes that
+    extract poses from videos not yet cached (haa500, video-folder); ``skip_failed_videos``: leave out
+    (and report) videos where pose extraction fails instead of stopping. ``modalities``: the branches
+    the model has (``"skeleton,imu"``, ``["imu"]``...; see :mod:`unihar.training.modalities`); None keeps
+    the model config's (the skeleton alone, unless the run config or ``init`` says otherwise).
+    Returns the final evaluation metrics: of the one dataset, or ``{name: metrics}`` for a mixture
+    (empty without an evaluation split).
     """
     run = copy.deepcopy(run) if run is not None else RunConfig()
     cfg = run.train
@@ -210,8 +438,12 @@ def train(
         cfg.epochs = epochs
     if batch_size is not None:
         cfg.batch_size = batch_size
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise ConfigError(f"epochs and batch size must be >= 1, got {cfg.epochs} and {cfg.batch_size}")
+    cfg.check()
+    modalities = parse_modalities(modalities) if modalities is not None else None
+    specs = [data] if isinstance(data, str) else list(data or run.data)
+    if not specs:
+        raise ConfigError("no training data: pass --data FORMAT:PATH (or a run config with a 'data' list)")
+    specs = _resolve_specs(specs, data_root)
     out = Path(out)
     rank, world, device = _setup_distributed()
     if cfg.num_threads > 0:
@@ -222,55 +454,79 @@ def train(
             resuming = _check_out_dir(out, resume, overwrite)
         except InputError as err:
             problem = str(err)
-    if world > 1:  # every rank must agree on whether we resume, or stop together
-        shared = [resuming, problem]
-        dist.broadcast_object_list(shared, src=0)
-        resuming, problem = shared
+    resuming, problem = _broadcast((resuming, problem))
     if problem:
         if world > 1:
             dist.destroy_process_group()
         raise InputError(problem)
 
-    # ---- data
+    # ---- data: every training set, one vocabulary, a calibration slice held out
     if world > 1 and rank != 0:  # rank 0 extracts any missing video poses first; the others then read the cache
         dist.barrier()
-    train_set = load_dataset(data, "train", workers=pose_workers)
-    eval_split = cfg.eval_split
-    if eval_split is None:
-        eval_split = _default_eval_split(data)
-    eval_set = load_dataset(data, eval_split, workers=pose_workers) if eval_split and rank == 0 else None
+    options = {"workers": pose_workers, **({"skip_failed": True} if skip_failed_videos else {})}
+    loaded = [load_dataset(spec, "train", **_loader_options(spec, options)) for spec in specs]
+    taxonomy = load_taxonomy(cfg.taxonomy)
+    init_model = UniHAR.from_pretrained(str(init)) if init is not None else None
+    vocabulary, class_maps = build_vocabulary(loaded, cfg.vocabulary, taxonomy)
+    names = _names(loaded)
+    train_sets, held_sets = [], []
+    for d, mapping in zip(loaded, class_maps):
+        kept, held = hold_out(_relabel(d, mapping, vocabulary), cfg.calibration_split, cfg.seed)
+        train_sets.append(kept)
+        if held is not None:
+            held_sets.append(held)
+    eval_split = cfg.eval_split if cfg.eval_split is not None else _default_eval_split(specs[0])
+    eval_sets: list[SkeletonDataset] = []
+    if eval_split and rank == 0:
+        for spec, mapping in zip(specs, class_maps):
+            eval_sets.append(_relabel(load_dataset(spec, eval_split, **_loader_options(spec, options)), mapping, vocabulary))
     if world > 1 and rank == 0:
         dist.barrier()
 
-    # ---- model config: from the stage-1 folder (init), or fresh defaults, then the run's overrides
-    init_state = None
-    if init is not None:
-        init_model = UniHAR.from_pretrained(str(init))
+    # ---- preprocessing and model config: from the stage-1 folder (init), or chosen from the data, then the run's own
+    summary = defaults.summarize(train_sets, len(vocabulary.names))
+    chosen: dict[str, Any] = {}
+    if init_model is not None:
         base = init_model.config.to_dict()
-        prep = init_model.prep
-        if run.preprocessing:
-            prep = PreprocessConfig.from_dict({**prep.to_dict(), **run.preprocessing})
+        prep = PreprocessConfig.from_dict({**init_model.prep.to_dict(), **run.preprocessing})
         init_state = init_model.state_dict()
-        del init_model
     else:
-        prep_dict = {"layout": _data_layout(train_set), **run.preprocessing}
-        prep = PreprocessConfig.from_dict(prep_dict)
-        base = _merge(default_config(num_classes=len(train_set.classes), joints=get_layout(prep.layout).num_joints,
-                                     image=False), default_model_overrides(prep))
-    model_config = _merge(base, run.model)
-    model_config["classifier"]["num_classes"] = len(train_set.classes)
-    model_config["pose_model"]["joints"] = get_layout(prep.layout).num_joints
-    if prep.clip_len > model_config["pose_model"]["max_seq_len"]:
-        raise ConfigError(
-            f"preprocessing.clip_len ({prep.clip_len}) exceeds pose_model.max_seq_len "
-            f"({model_config['pose_model']['max_seq_len']})"
-        )
-    model_config["preprocessing"] = prep.to_dict()
+        layout = _data_layout(train_sets[0]) if len({d.layout.joints for d in train_sets}) == 1 else MIXTURE_LAYOUT
+        chosen["preprocessing"] = {"layout": layout, **defaults.default_preprocessing(summary)}
+        prep = PreprocessConfig.from_dict({**chosen["preprocessing"], **run.preprocessing})
+        chosen["model"] = defaults.default_model(summary, prep.clip_len, prep.clips)
+        base = _merge(default_config(num_classes=len(vocabulary.names), joints=get_layout(prep.layout).num_joints, image=False),
+                      chosen["model"])
+        init_state = None
+    model_dict = _merge(base, run.model)
+    model_dict["classifier"] = {**model_dict["classifier"], "num_classes": len(vocabulary.names), "temperature": 1.0}
+    model_dict["pose_model"]["joints"] = get_layout(prep.layout).num_joints
+    model_dict["preprocessing"] = prep.to_dict()
+    if modalities is not None:
+        chosen["modalities"] = modalities
+        model_dict = apply_modalities(model_dict, modalities, run.model, train_sets)
+    model_config = ModelConfig.from_dict(model_dict)
+    sensors = model_config.signal_modalities  # recordings worn by the person, read beside the skeleton
+    check_signals(train_sets + eval_sets, sensors)
+    schedule = defaults.default_schedule(summary)
+    for key, value in schedule.items():
+        if getattr(cfg, key) is None:
+            setattr(cfg, key, value)
+            chosen.setdefault("train", {})[key] = value
+    if cfg.workers is None:
+        cfg.workers = 2 if model_config.has_image_branch else 0
+        chosen.setdefault("train", {})["workers"] = cfg.workers
+
+    with warnings.catch_warnings():  # what the conversion drops was said for the training split already
+        warnings.simplefilter("ignore")
+        eval_sets = [eval_view(d, prep.layout) for d in eval_sets]  # once, not at every evaluation
+        held_sets = [eval_view(d, prep.layout) for d in held_sets]
 
     torch.manual_seed(cfg.seed)
-    model = build_model(model_config, labels=list(train_set.classes))
+    model = build_model(model_config, labels=list(vocabulary.names))
     if init_state is not None:
         _load_init_weights(model, init_state, rank)
+    del init_model
     if cfg.freeze_pose:
         for module in (model.short_seq_model, model.long_term):
             if module is not None:
@@ -278,15 +534,21 @@ def train(
     model.to(device)
 
     use_images = model.has_image_branch  # stage 2: the RGB frames behind each window, too
-    dataset = WindowDataset(
-        train_set, prep, SkeletonAugment(get_layout(prep.layout), run.augment),
-        speed=run.augment.speed, min_crop=run.augment.min_crop, seed=cfg.seed, images=use_images,
+    augment = SkeletonAugment(get_layout(prep.layout), augment_for(run.augment, train_sets), binary_confidence=prep.binarize_confidence)
+    dataset = WindowDataset(train_sets, prep, augment, speed=run.augment.speed, min_crop=run.augment.min_crop,
+                            seed=cfg.seed, images=use_images, camera_ranges=run.augment.camera_ranges(),
+                            signals={name: model_config.modality_config(name) for name in sensors}, signal_augment=SignalAugment())
+    uses_pose = "skeleton" in model_config.modalities
+    sampler = BalancedSampler(dataset.datasets, cfg.epoch_size, cfg.dataset_balance, cfg.class_balance, cfg.seed, rank, world)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda", worker_init_fn=_one_thread,
+        generator=torch.Generator(),  # its seed draws must not move the global generator dropout uses
     )
-    sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
-                                                  seed=cfg.seed, drop_last=False) if world > 1 else None
-    steps_per_epoch = math.ceil(len(dataset) / (cfg.batch_size * world))
+    steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * cfg.epochs
     warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+    ruled_out = [torch.tensor(r, device=device) for r in vocabulary.ruled_out]
 
     # ---- optimiser: AdamW, no weight decay on biases, norms and embeddings' 1-D params
     params = [p for p in model.parameters() if p.requires_grad]
@@ -294,10 +556,8 @@ def train(
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999),
-                                  fused=device.type == "cuda")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _lr_factor(step, warmup_steps, total_steps, cfg.min_lr_ratio))
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=device.type == "cuda")
+    scheduler = _scheduler(optimizer, warmup_steps, total_steps, cfg.min_lr_ratio)
     amp_dtype = _amp_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
@@ -308,10 +568,11 @@ def train(
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
 
+    config_record = model_config.to_dict()
     start_epoch = 0
     if resuming:
         state = torch.load(out / CHECKPOINT_NAME, map_location=device, weights_only=False)
-        if state["model_config"] != model_config:
+        if state["model_config"] != config_record:
             raise InputError(f"{out / CHECKPOINT_NAME} was written by a run with a different model config; "
                              "start a new output folder or pass --overwrite")
         model.load_state_dict(state["model"])
@@ -321,55 +582,50 @@ def train(
         start_epoch = state["epoch"] + 1
         _log(rank, f"resuming from {out / CHECKPOINT_NAME} at epoch {start_epoch + 1}")
 
+    eval_names = _names(eval_sets) if len(eval_sets) > 1 else [eval_split] if eval_sets else []
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         if not resuming:  # --overwrite: a fresh run replaces the previous run's logs, it does not append
             for name in (METRICS_NAME, CHECKPOINT_NAME, EVAL_NAME):
                 (out / name).unlink(missing_ok=True)
         n_params = sum(p.numel() for p in model.parameters())
-        _log(rank, f"train: {len(train_set)} sequences, {len(train_set.classes)} classes, layout "
-                   f"{get_layout(prep.layout).name}; eval: {eval_split or 'none'} ({len(eval_set) if eval_set else 0}); "
-                   f"model {n_params / 1e6:.2f} M parameters; {world} process(es) on {device}; "
-                   f"{cfg.epochs} epochs x {steps_per_epoch} steps")
+        sizes = ", ".join(f"{n} {len(d)}" for n, d in zip(names, train_sets))
+        _log(rank, f"train: {len(dataset)} sequences ({sizes}), {len(vocabulary.names)} classes"
+                   f"{f' + negatives {vocabulary.negatives}' if vocabulary.negatives else ''}, layout "
+                   f"{get_layout(prep.layout).name}; held out for calibration: {sum(len(h) for h in held_sets)}; eval: "
+                   f"{eval_split or 'none'} ({sum(len(e) for e in eval_sets)}); model {n_params / 1e6:.2f} M parameters; "
+                   f"modalities {model_config.modalities}; {world} process(es) on {device}; {cfg.epochs} epochs x {steps_per_epoch} steps")
         (out / RECIPE_NAME).write_text(json.dumps({
-            "data": data, "init": str(init) if init else None, "world_size": world,
-            "command": command, "run_config": run.to_dict(),
+            "data": specs, "init": str(init) if init else None, "world_size": world, "command": command,
+            "run_config": run.to_dict(), "chosen_from_data": chosen,
         }, indent=2) + "\n", encoding="utf-8")
     writer = _tensorboard(out) if rank == 0 else None
-    columns = ["epoch", "lr", "train_loss", "train_acc"]
-    if eval_split:
-        columns += [f"{eval_split}_{k}" for k in ("top1", "top5", "mean_class_acc")]
-    columns.append("epoch_seconds")
-    metrics: dict[str, Any] = {}
+    metric_keys = ("top1", "top5", "mean_class_acc", "ece")
+    columns = ["epoch", "lr", "train_loss", "train_acc"] + [f"{n}_{k}" for n in eval_names for k in metric_keys] + ["epoch_seconds"]
+    results: dict[str, EvalResult] = {}
 
     # ---- epochs
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout: same numbers whether or not we resumed
-        dataset.set_epoch(epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-            order = list(sampler)
-        else:
-            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+        sampler.set_epoch(epoch)
         model.train()
         if cfg.freeze_pose:  # frozen parts keep dropout off
             for module in (model.short_seq_model, model.long_term):
                 if module is not None:
                     module.eval()
-        loss_sum, correct, seen = 0.0, 0.0, 0.0
+        loss_sum, correct, seen, positives = 0.0, 0.0, 0.0, 0.0
         bar = _progress_bar(rank, progress, steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
-        for step in range(steps_per_epoch):
-            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            if not idx:
-                break
-            items = [dataset[i] for i in idx]
-            x = torch.stack([it[0] for it in items]).to(device, non_blocking=True)
-            images = torch.stack([it[1] for it in items]).to(device, non_blocking=True) if use_images else None
-            y = torch.tensor([it[-1] for it in items], device=device)
+        for step, batch in enumerate(loader):
+            x = batch[0].to(device, non_blocking=True)
+            images = batch[1].to(device, non_blocking=True) if use_images else None
+            signals = {name: v.to(device, non_blocking=True) for name, v in batch[-2].items()} if sensors else {}
+            y = batch[-1].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = ddp_model(x, images=images)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                logits, auxiliary = ddp_model(x if uses_pose else None, images=images, return_auxiliary=True, **signals)
+                loss = _loss(logits.float(), y, ruled_out, cfg.label_smoothing)
+                for own in auxiliary.values():  # several modalities: each also learns alone (UniHAR.auxiliary_logits)
+                    loss = loss + _loss(own.float(), y, ruled_out, cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
@@ -378,22 +634,26 @@ def train(
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(-1) == y).sum().item()
-            seen += len(idx)
+            loss_sum += loss.item() * len(y)
+            positive = y < logits.shape[1]  # negative labels have no class to be right about
+            correct += (logits.argmax(-1)[positive] == y[positive]).sum().item()
+            seen += len(y)
+            positives += positive.sum().item()
             if bar is not None:
                 bar.update(step + 1, f"loss {loss_sum / seen:.3f}")
         if bar is not None:
             bar.close()
-        loss_sum, correct, seen = _all_reduce_sum([loss_sum, correct, seen], device)
+        loss_sum, correct, seen, positives = _all_reduce_sum([loss_sum, correct, seen, positives], device)
 
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                               "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)}
+                               "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(positives, 1)}
         last = epoch + 1 == cfg.epochs
-        if rank == 0 and eval_set is not None and ((epoch + 1) % cfg.eval_every == 0 or last):
-            result = evaluate(model, eval_set, prep, cfg.eval_batch_size, device)
-            metrics = result.metrics()
-            row.update({f"{eval_split}_{k}": v for k, v in metrics.items() if k != "n"})
+        if last and rank == 0:
+            model.config.classifier.temperature = _calibrate(model, held_sets, cfg.eval_batch_size, device, rank)
+        if rank == 0 and eval_sets and ((epoch + 1) % cfg.eval_every == 0 or last):
+            results = {n: evaluate(model, d, prep, cfg.eval_batch_size, device) for n, d in zip(eval_names, eval_sets)}
+            for n, result in results.items():
+                row.update({f"{n}_{k}": v for k, v in result.metrics().items() if k in metric_keys})
         row["epoch_seconds"] = time.perf_counter() - t0
         if rank == 0:
             _append_csv(out / METRICS_NAME, row, columns)
@@ -404,16 +664,28 @@ def train(
             _log(rank, "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                        "model_config": model_config}, out / (CHECKPOINT_NAME + ".tmp"))
+                        "model_config": config_record}, out / (CHECKPOINT_NAME + ".tmp"))
             os.replace(out / (CHECKPOINT_NAME + ".tmp"), out / CHECKPOINT_NAME)
         if world > 1:
             dist.barrier()
+    if start_epoch >= cfg.epochs and rank == 0:  # resumed after the last epoch: only calibration was left
+        model.config.classifier.temperature = _calibrate(model, held_sets, cfg.eval_batch_size, device, rank)
+        results = {n: evaluate(model, d, prep, cfg.eval_batch_size, device) for n, d in zip(eval_names, eval_sets)}
 
     # ---- the result: a save_pretrained folder
+    metrics: dict[str, Any] = {}
     if rank == 0:
         model.cpu().save_pretrained(out, overwrite=True)
-        if metrics:
-            (out / EVAL_NAME).write_text(json.dumps({"split": eval_split, **metrics}, indent=2) + "\n")
+        per_dataset = {n: r.metrics() for n, r in results.items()}
+        if len(per_dataset) == 1:
+            metrics = next(iter(per_dataset.values()))
+            summary_json = {"split": eval_split, **metrics}
+        else:
+            metrics = per_dataset
+            summary_json = {"split": eval_split, "datasets": per_dataset}
+        if per_dataset:
+            summary_json["temperature"] = model.config.classifier.temperature
+            (out / EVAL_NAME).write_text(json.dumps(summary_json, indent=2) + "\n")
         if not cfg.keep_checkpoint:
             (out / CHECKPOINT_NAME).unlink(missing_ok=True)
         if writer is not None:
@@ -425,15 +697,30 @@ def train(
     return metrics
 
 
-# ---------------------------------------------------------------------------- small helpers
-def _data_layout(data: SkeletonDataset) -> str | list[str]:
-    """The dataset's own layout as a preprocessing value: a known name, or the list of joint names."""
-    return data.layout.name if data.layout.name in LAYOUTS else list(data.layout.joints)
+def _loader_options(spec: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Loader options only for the loaders that read videos."""
+    fmt = split_variant(parse_data_spec(spec)[0])[0]
+    return options if fmt in ("haa500", "video-folder") else {}
 
 
-def _default_eval_split(spec: str) -> str:
-    fmt = spec.partition(":")[0].strip().lower()
-    return "val" if fmt == "haa500" else "test"
+def _calibrate(model: UniHAR, held: Sequence[SkeletonDataset], batch_size: int, device, rank: int) -> float:
+    """Fit the softmax temperature on the held-out sequences (2D, model layout; 1.0 when too few)."""
+    logits, labels = [], []
+    for view in held:
+        keep = np.flatnonzero(view.labels < model.num_classes)  # negatives have no class to be calibrated to
+        seq_logits = window_logits(model, view, batch_size, device)
+        logits += [seq_logits[i] for i in keep]
+        labels.append(view.labels[keep])
+    if len(logits) < MIN_SEQUENCES:
+        _log(rank, f"calibration: {len(logits)} held-out sequences, fewer than {MIN_SEQUENCES} "
+                   "(train.calibration_split = 0, or little data): temperature 1.0")
+        return 1.0
+    labels = np.concatenate(labels)
+    temperature = fit_temperature(logits, labels)
+    before = expected_calibration_error(mean_probabilities(logits, 1.0), labels)
+    after = expected_calibration_error(mean_probabilities(logits, temperature), labels)
+    _log(rank, f"calibration on {len(labels)} held-out sequences: temperature {temperature:.3f}, ECE {before:.3f} -> {after:.3f}")
+    return temperature
 
 
 def _load_init_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], rank: int) -> None:

@@ -5,6 +5,7 @@
 ``mpose``          MPOSE2021 arrays as the ``mpose`` package writes them (splits 1-3)
 ``haa500``         HAA500 ``video/<class>/<class>_NNN.mp4``; poses extracted once and cached
 ``skeleton-npz``   your own keypoints: ``DIR/dataset.json`` + ``DIR/{train,test}/*.npz``
+``sensor-npz``     your own keypoints + a wearable sensor (``imu``) per file (docs/sensors.md)
 ``video-folder``   your own videos: ``DIR/<class>/*.mp4``; poses extracted once and cached
 ``nw-ucla``        NW-UCLA Kinect skeletons (3D); cross-view: views 1+2 train, view 3 test
 ``ut-kinect``      UTKinect-Action3D (3D); cross-subject, the first half-subject split
@@ -12,7 +13,7 @@
 ``mall-cctv``      shopping-mall CCTV OpenPose tracks (2D); test = videos 1 and 10
 ``sbu``            SBU Kinect Interaction (3D, the actor); official 5 folds, fold 1 tested
 ``ur-fall``        UR Fall MoveNet poses (2D); test = every third sequence; fall moment marked
-``utd-mhad``       UTD-MHAD Kinect skeletons (3D); cross-subject (here: test = subject 7)
+``utd-mhad``       UTD-MHAD Kinect skeletons (3D) + wrist/thigh inertial sensor; cross-subject (here: test = subject 7)
 =================  ==========================================================================
 
 The protocol of each is in docs/datasets.md. ``VARIANTS`` lists the formats that take a protocol
@@ -23,11 +24,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from unihar.data.datasets.base import SkeletonDataset, WindowDataset, crop_for_training, sequence_windows, window_spans
+from unihar.data.datasets.base import SkeletonDataset, sequence_windows, window_spans
 from unihar.errors import InputError
 
-__all__ = ["FORMATS", "VARIANTS", "parse_data_spec", "split_variant", "load_dataset", "SkeletonDataset", "WindowDataset", "sequence_windows",
-           "crop_for_training", "window_spans"]
+__all__ = ["FORMATS", "VARIANTS", "parse_data_spec", "split_variant", "load_dataset", "SkeletonDataset", "sequence_windows",
+           "window_spans"]
 
 
 def _penn(path: str, split: str, **kw) -> SkeletonDataset:
@@ -46,6 +47,12 @@ def _npz(path: str, split: str, **kw) -> SkeletonDataset:
     from unihar.data.datasets.skeleton_npz import load_skeleton_npz
 
     return load_skeleton_npz(path, split)
+
+
+def _sensor_npz(path: str, split: str, **kw) -> SkeletonDataset:
+    from unihar.data.datasets.sensor_npz import load_sensor_npz
+
+    return load_sensor_npz(path, split)
 
 
 def _haa500(path: str, split: str, **kw) -> SkeletonDataset:
@@ -107,6 +114,7 @@ FORMATS: dict[str, Callable[..., SkeletonDataset]] = {
     "mpose": _mpose,
     "haa500": _haa500,
     "skeleton-npz": _npz,
+    "sensor-npz": _sensor_npz,
     "video-folder": _video_folder,
     "nw-ucla": _nw_ucla,
     "ut-kinect": _ut_kinect,

@@ -2,24 +2,24 @@
 
 Each loader reads its own format into a :class:`SkeletonDataset`: whole sequences of keypoints in the
 dataset's own joint layout, with integer labels and class names. Converting to the model's layout,
-cutting windows and normalising happen afterwards, in one place (:class:`WindowDataset` and
-:func:`sequence_windows`), through :mod:`unihar.data.preprocess` -- the same path inference uses.
+cutting windows and normalising happen afterwards, through :mod:`unihar.data.preprocess` -- the same
+path inference uses (training windows: :mod:`unihar.training.data`).
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
-import torch
 
 from unihar.data.camera import KINECT_V1, Camera, project
 from unihar.data.layouts import KeypointLayout, convert_keypoints, get_layout, source_joints
 from unihar.data.preprocess import PreprocessConfig, frame_indices, pose_window, window_ranges
+from unihar.data.signals import SignalRecording
 from unihar.errors import InputError
 
-__all__ = ["SkeletonDataset", "WindowDataset", "sequence_windows", "window_spans", "crop_for_training"]
+__all__ = ["SkeletonDataset", "sequence_windows", "window_spans"]
 
 
 @dataclass
@@ -34,6 +34,8 @@ class SkeletonDataset:
     sequences were recorded at, or ``None`` when unknown: then a whole sequence is one model window.
     ``events[i]`` lists frames of sequence ``i`` where its action happens (e.g. the moment of a fall), for
     training windows centred on it; empty when the whole sequence is the action.
+    ``signals`` maps a sensor modality (``"imu"``) to one :class:`~unihar.data.signals.SignalRecording`
+    per sequence, on the sequence's timeline (frame ``f`` at ``f / fps`` s); None when there are none.
     """
 
     sequences: list[np.ndarray]
@@ -49,6 +51,7 @@ class SkeletonDataset:
     dims: int = 2
     camera: Camera | None = None
     events: list[list[int]] | None = None
+    signals: dict[str, list[SignalRecording]] | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -75,6 +78,9 @@ class SkeletonDataset:
             for seq, frames, seq_name in zip(self.sequences, self.events, self.names):
                 if any(not 0 <= f < len(seq) for f in frames):
                     raise InputError(f"{self.name}: sequence {seq_name!r} has event frames {frames} outside 0..{len(seq) - 1}")
+        for modality, recordings in (self.signals or {}).items():
+            if len(recordings) != len(self.sequences):
+                raise InputError(f"{self.name}: {len(recordings)} {modality} recordings for {len(self.sequences)} sequences")
         bad = self.labels[(self.labels < 0) | (self.labels >= len(self.classes))]
         if bad.size:
             raise InputError(
@@ -87,6 +93,20 @@ class SkeletonDataset:
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.classes))
+
+    def subset(self, indices: Sequence[int], **changes) -> "SkeletonDataset":
+        """The sequences ``indices`` (in that order) with everything kept per sequence (names, videos,
+        events, signals); ``changes`` replace other fields (e.g. ``labels`` and ``classes`` together)."""
+        keep = [int(i) for i in indices]
+        picked = {
+            "sequences": [self.sequences[i] for i in keep],
+            "labels": self.labels[keep],
+            "names": [self.names[i] for i in keep],
+            "videos": None if self.videos is None else [self.videos[i] for i in keep],
+            "events": None if self.events is None else [self.events[i] for i in keep],
+            "signals": None if self.signals is None else {k: [v[i] for i in keep] for k, v in self.signals.items()},
+        }
+        return replace(self, **{**picked, **changes})
 
     def to_layout(self, layout: str | Sequence[str] | KeypointLayout) -> "SkeletonDataset":
         """The same data with joints converted by name to ``layout`` (see :func:`convert_keypoints`).
@@ -160,33 +180,6 @@ class SkeletonDataset:
         return np.stack([frames.get(int(i), last) for i in wanted])
 
 
-def crop_for_training(
-    num_frames: int,
-    fps: float | None,
-    prep: PreprocessConfig,
-    rng: np.random.Generator,
-    speed: tuple[float, float] = (1.0, 1.0),
-    min_crop: float = 1.0,
-) -> tuple[int, int]:
-    """``[start, end)`` of a random stretch of a ``num_frames``-frame sequence that one training window covers.
-
-    With a known ``fps`` a window spans ``window_seconds * fps`` frames (as at inference), times a
-    random playback ``speed`` factor so the model sees the action faster and slower; a shorter sequence
-    is taken whole. Without ``fps`` the whole sequence is one window (its frames are resampled to
-    ``L * T`` anyway, so speed has no meaning there). Either way a random ``min_crop``..1 fraction of the
-    chosen frames is kept (temporal crop).
-    """
-    if fps is None:
-        span = num_frames
-    else:
-        factor = rng.uniform(*speed) if speed[1] > speed[0] else speed[0]
-        span = min(num_frames, max(1, int(round(prep.window_seconds * fps * factor))))
-    if min_crop < 1.0:
-        span = max(1, int(round(span * rng.uniform(min_crop, 1.0))))
-    start = int(rng.integers(0, num_frames - span + 1))
-    return start, start + span
-
-
 def window_spans(num_frames: int, fps: float | None, prep: PreprocessConfig) -> list[tuple[int, int]]:
     """``[start, end)`` of every evaluation window of a sequence: inference's sliding windows, or the
     whole sequence when there is no frame rate."""
@@ -196,50 +189,3 @@ def window_spans(num_frames: int, fps: float | None, prep: PreprocessConfig) -> 
 def sequence_windows(seq: np.ndarray, fps: float | None, prep: PreprocessConfig) -> np.ndarray:
     """All evaluation windows of one sequence, ``(W, L, T, J, 3)``, exactly as inference cuts a video."""
     return np.stack([pose_window(seq[s:e], prep) for s, e in window_spans(seq.shape[0], fps, prep)])
-
-
-class WindowDataset(torch.utils.data.Dataset):
-    """Training samples: one random window per sequence per epoch, normalised and augmented.
-
-    Items are ``(pose (L, T, J, 3), label)``, or ``(pose, images (L, T, 3, S, S), label)`` with
-    ``images=True`` (stage 2; video datasets only). Randomness comes from a generator seeded with
-    (seed, epoch, index), so a run is reproducible and a resumed run draws the same samples as an
-    uninterrupted one. Call :meth:`set_epoch` each epoch.
-    """
-
-    def __init__(
-        self,
-        data: SkeletonDataset,
-        prep: PreprocessConfig,
-        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
-        speed: tuple[float, float] = (1.0, 1.0),
-        min_crop: float = 1.0,
-        seed: int = 0,
-        images: bool = False,
-    ):
-        self.data = data.to_layout(prep.layout)
-        if images and self.data.videos is None:
-            raise InputError(f"{data.name}: training the image branch needs video data (haa500 or video-folder)")
-        self.prep, self.augment, self.images = prep, augment, images
-        self.speed, self.min_crop, self.seed, self.epoch = speed, min_crop, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> tuple:
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        seq = self.data.sequences[index]
-        start, end = crop_for_training(len(seq), self.data.fps, self.prep, rng, self.speed, self.min_crop)
-        window = pose_window(seq[start:end], self.prep)
-        if self.augment is not None:
-            window = self.augment(window, rng)
-        pose = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))
-        label = int(self.data.labels[index])
-        if not self.images:
-            return pose, label
-        from unihar.data.preprocess import image_window
-
-        return pose, image_window(self.data.video_frames(index, start, end), self.prep), label

@@ -9,12 +9,17 @@
     and ``DIR/test/<class>/`` (and optionally ``val``) those folders are the splits; otherwise every
     fifth video of each class (sorted by name: the 5th, 10th, ...) is ``test`` and the rest ``train``.
 
-Extraction runs the pose backend (MediaPipe by default) over every video that has no cached poses yet,
-``workers`` videos at a time in separate processes. Each video's poses go to their own file under
+Extraction runs the pose backend (BlazePose, the package's default, unless ``pose_backend`` names
+another) over every video that has no cached poses yet, ``workers`` videos at a time in separate
+processes, and keeps the main person of each. Each video's poses go to their own file under
 ``$UNIHAR_CACHE/poses/<backend>/`` the moment it is done, keyed by the video's path, size and mtime, so
-an interrupted extraction resumes where it stopped and an edited video is extracted again. Videos in
-which nobody is found are skipped with a warning. All sequences are resampled to 30 fps, so one
-dataset has one time base whatever its videos' frame rates.
+an interrupted extraction resumes where it stopped and an edited video is extracted again.
+
+A video whose poses cannot be extracted (nobody in view, undecodable) stops the loading with one error
+listing every such video: a split must never shrink without the user knowing (an evaluation on fewer
+videos is another evaluation). ``skip_failed=True`` (``--skip-failed-videos``) leaves them out instead
+and says which, in a warning. All sequences are resampled to 30 fps, so one dataset has one time base
+whatever its videos' frame rates.
 """
 from __future__ import annotations
 
@@ -35,8 +40,10 @@ from unihar.data.layouts import get_layout
 from unihar.data.preprocess import frame_indices
 from unihar.errors import InputError, NoPersonError, UniHARError
 
-__all__ = ["load_haa500", "load_video_folder", "extract_poses", "pose_cache_path", "VIDEO_EXTENSIONS", "TIME_BASE_FPS"]
+__all__ = ["load_haa500", "load_video_folder", "extract_poses", "pose_cache_path", "VIDEO_EXTENSIONS", "TIME_BASE_FPS",
+           "POSE_BACKEND"]
 
+POSE_BACKEND = "blazepose"  # the package's default pose backend (see unihar.data.pose.get_pose_backend)
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 TIME_BASE_FPS = 30.0
 HAA500_SPLITS = {"train": range(0, 16), "val": range(16, 17), "test": range(17, 20)}
@@ -54,11 +61,12 @@ def _extract_one(video: str, backend: str, out: str) -> tuple[str, str | None]:
 
     torch.set_num_threads(1)
     from unihar.data.pose import get_pose_backend
+    from unihar.data.pose.extract import estimate_main_person
     from unihar.data.video import open_video
 
     try:
         reader = open_video(video)
-        seq = get_pose_backend(backend)(reader)
+        seq = estimate_main_person(get_pose_backend(backend, max_people=1), reader)
         fps = float(reader.info.fps)
     except NoPersonError as err:
         return video, f"no person: {err}"
@@ -73,12 +81,13 @@ def _extract_one(video: str, backend: str, out: str) -> tuple[str, str | None]:
 
 def extract_poses(
     videos: list[Path],
-    backend: str = "mediapipe",
+    backend: str = POSE_BACKEND,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[Path, Path | None]:
-    """Cached pose file of each video (extracting the missing ones in parallel); None = no usable poses."""
-    result: dict[Path, Path | None] = {}
+) -> tuple[dict[Path, Path], dict[Path, str]]:
+    """The cached pose file of each video (extracting the missing ones in parallel), and for each video
+    that gave no usable poses, why."""
+    result: dict[Path, Path] = {}
     todo: list[tuple[Path, Path]] = []
     for video in videos:
         cache = pose_cache_path(video, backend)
@@ -88,7 +97,7 @@ def extract_poses(
             todo.append((video, cache))
     if todo:
         todo[0][1].parent.mkdir(parents=True, exist_ok=True)
-    failed: list[str] = []
+    failed: dict[Path, str] = {}
     done = len(result)
     if workers <= 1:
         outcomes = (_extract_one(str(v), backend, str(c)) for v, c in todo)
@@ -103,25 +112,32 @@ def extract_poses(
     try:
         for video, error in outcomes:
             done += 1
-            result[Path(video)] = None if error else cache_of[video]
             if error:
-                failed.append(f"{video}: {error}")
+                failed[Path(video)] = error
+            else:
+                result[Path(video)] = cache_of[video]
             if progress is not None:
                 progress(done, len(videos))
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    if failed:
-        warnings.warn(f"{len(failed)} video(s) skipped: " + "; ".join(failed[:5]), stacklevel=2)
-    return result
+    return result, failed
 
 
 def _load_sequences(
-    items: list[tuple[Path, int]], classes: list[str], backend: str, workers: int, name: str
+    items: list[tuple[Path, int]], classes: list[str], backend: str, workers: int, name: str, skip_failed: bool = False
 ) -> SkeletonDataset:
     if not items:
         raise InputError(f"{name}: no videos found")
-    caches = extract_poses([v for v, _ in items], backend, workers)
+    caches, failed = extract_poses([v for v, _ in items], backend, workers)
+    if failed:
+        listed = "; ".join(f"{video}: {why}" for video, why in list(failed.items())[:10])
+        more = f" (and {len(failed) - 10} more)" if len(failed) > 10 else ""
+        if not skip_failed:
+            raise InputError(f"{name}: no poses could be extracted from {len(failed)} of {len(items)} videos: "
+                             f"{listed}{more}; fix or remove them, or pass --skip-failed-videos to leave them out")
+        warnings.warn(f"{name}: {len(failed)} of {len(items)} videos left out (--skip-failed-videos): {listed}{more}",
+                      stacklevel=3)
     sequences, labels, names, sources, layout = [], [], [], [], None
     for video, label in items:
         cache = caches.get(video)
@@ -147,7 +163,9 @@ def _videos_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
 
 
-def load_haa500(path: str | Path, split: str = "train", workers: int = 1, pose_backend: str = "mediapipe") -> SkeletonDataset:
+def load_haa500(
+    path: str | Path, split: str = "train", workers: int = 1, pose_backend: str = POSE_BACKEND, skip_failed: bool = False
+) -> SkeletonDataset:
     """One HAA500 split (``train``: clips 0-15, ``val``: 16, ``test``: 17-19 of every class)."""
     if split not in HAA500_SPLITS:
         raise InputError(f"haa500: split must be one of {list(HAA500_SPLITS)}, got {split!r}")
@@ -166,10 +184,12 @@ def load_haa500(path: str | Path, split: str = "train", workers: int = 1, pose_b
                 raise InputError(f"haa500: {video.name} does not end in _NNN (the clip number)")
             if int(match.group(1)) in HAA500_SPLITS[split]:
                 items.append((video, label))
-    return _load_sequences(items, classes, pose_backend, workers, f"haa500/{split}")
+    return _load_sequences(items, classes, pose_backend, workers, f"haa500/{split}", skip_failed)
 
 
-def load_video_folder(path: str | Path, split: str = "train", workers: int = 1, pose_backend: str = "mediapipe") -> SkeletonDataset:
+def load_video_folder(
+    path: str | Path, split: str = "train", workers: int = 1, pose_backend: str = POSE_BACKEND, skip_failed: bool = False
+) -> SkeletonDataset:
     """``DIR/<class>/*.mp4`` (split every 5th video to ``test``) or ``DIR/<split>/<class>/*.mp4``."""
     root = Path(path)
     if not root.is_dir():
@@ -196,4 +216,4 @@ def load_video_folder(path: str | Path, split: str = "train", workers: int = 1, 
         if not explicit:
             videos = [v for i, v in enumerate(videos) if (i % 5 == 4) == (split == "test")]
         items.extend((v, label) for v in videos)
-    return _load_sequences(items, classes, pose_backend, workers, f"video-folder/{split}")
+    return _load_sequences(items, classes, pose_backend, workers, f"video-folder/{split}", skip_failed)
