@@ -24,6 +24,7 @@ SHARED = REPO.parent / "shared" / "data"
 VARIANTS: dict[str, dict] = {
     "defaults": {},
     "yaw45": {"augment": {"camera_yaw": [-45, 45]}},
+    "yaw90": {"augment": {"camera_yaw": [-90, 90]}},
     "yaw0": {"augment": {"camera_yaw": [0, 0], "camera_pitch": [0, 0], "camera_roll": [0, 0]}},
     "lr4e-3": {"train": {"lr": 0.004}},
     "samples2x": {"train": {"epochs": "2x"}},

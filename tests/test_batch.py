@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unihar.cli import main
 from unihar.data.layouts import LAYOUTS
 from unihar.data.pose import POSE_BACKENDS
 from unihar.errors import InputError
 from unihar.inference.batch import BatchSettings, ResultsFile, find_videos, predict_videos
-from video_helpers import CLEAN_AND_JERK, blank_video, small_model_dir, write_video
+from video_helpers import CLEAN_AND_JERK, blank_video, run_cli, small_model_dir, write_video
 
 TESTS = Path(__file__).resolve().parent
 
@@ -90,14 +89,8 @@ def square_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(POSE_BACKENDS, "square", SquarePose)
 
 
-def run(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(["predict", *map(str, args)])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capfd.readouterr()
-    return code, out, err
+def run(capfd: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    return run_cli(capfd, "predict", *args)
 
 
 def read_lines(path: Path) -> list[dict]:

@@ -8,8 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from unihar.cli import main
-from video_helpers import CLEAN_AND_JERK, TEST_AVI, blank_video, small_model_dir
+from video_helpers import CLEAN_AND_JERK, TEST_AVI, blank_video, run_cli, small_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -17,14 +16,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return small_model_dir(tmp_path_factory.mktemp("model"))
 
 
-def run(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(["predict", *map(str, args)])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capfd.readouterr()
-    return code, out, err
+def run(capfd: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    return run_cli(capfd, "predict", *args)
 
 
 def assert_one_error_line(code: int, out: str, err: str, pattern: str) -> None:

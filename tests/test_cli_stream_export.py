@@ -9,19 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unihar.cli import main
+from unihar.assets import default_model_dir
 from unihar.data.video import read_frames
-from video_helpers import CLEAN_AND_JERK, small_model_dir, write_video
+from video_helpers import CLEAN_AND_JERK, run_cli as run, small_model_dir, write_video
 
 
-def run(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main([*map(str, args)])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +28,14 @@ def test_stream_of_a_file_equals_predict_and_keeps_leading_empty_frames(tmp_path
     frames, _ = read_frames(CLEAN_AND_JERK, max_frames=150)
     black = np.zeros((60, *frames.shape[1:]), np.uint8)  # 2 s with nobody in view, then the lifter
     video = write_video(tmp_path / "late.mp4", np.concatenate([black, frames]), rate=Fraction(30000, 1001))
-    code, out, err = run(capfd, "stream", video, "--headless", "--json", "--as-fast-as-possible", "-k", "15")
+    every = str(len(json.loads((default_model_dir() / "class_label.json").read_text())))  # all classes: same keys both ways
+    code, out, err = run(capfd, "stream", video, "--headless", "--json", "--as-fast-as-possible", "-k", every)
     assert code == 0, err
     *lines, last = [json.loads(line) for line in out.strip().splitlines()]
     assert last["summary"]["frames"] == 210 and last["summary"]["dropped"] == 0
-    assert all(set(line) == {"frame", "t", "person", "topk"} and len(line["topk"]) == 15 for line in lines)
+    assert all(set(line) == {"frame", "t", "person", "topk"} and len(line["topk"]) == int(every) for line in lines)
     assert all(abs(line["t"] - line["frame"] / (30000 / 1001)) < 1e-3 for line in lines)
-    code, out, err = run(capfd, "predict", video, "--json", "-k", "15")
+    code, out, err = run(capfd, "predict", video, "--json", "-k", every)
     assert code == 0, err
     predicted = json.loads(out)
     streamed = {(line["person"], line["frame"]): {s["label"]: s["prob"] for s in line["topk"]} for line in lines}

@@ -11,8 +11,8 @@ import torch
 
 from conftest import randomize_, small_config
 from reference_forward import reference_logits
+from video_helpers import run_cli
 from unihar import build_model
-from unihar.cli import main
 from unihar.config import IMU_CHANNELS, ModelConfig
 from unihar.data.layouts import get_layout
 from unihar.data.pose.base import PoseSequence
@@ -468,14 +468,8 @@ def fused_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _cli(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(["predict", *map(str, args)])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capfd.readouterr()
-    return code, out, err
+def _cli(capfd: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    return run_cli(capfd, "predict", *args)
 
 
 def test_cli_predict_with_imu(tmp_path: Path, fused_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:

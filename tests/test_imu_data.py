@@ -13,6 +13,7 @@ from unihar.config import IMU_CHANNELS
 from unihar.data.datasets import load_dataset
 from unihar.data.datasets.utd_mhad import UTD_MHAD_CLASSES
 from unihar.errors import InputError
+from video_helpers import run_cli
 
 
 def _write_utd(root: Path, name: str, frames: int, samples: int, seed: int = 0, inertial: np.ndarray | None = None) -> np.ndarray:
@@ -186,23 +187,13 @@ def _tiny_utd(root: Path) -> Path:
     return root
 
 
-def _cli(capfd: pytest.CaptureFixture[str], *args) -> tuple[int, str, str]:
-    from unihar.cli import main
-
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def test_train_and_eval_with_modalities(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     data = f"utd-mhad:{_tiny_utd(tmp_path / 'utd')}"
     for modalities in ("skeleton,imu", "imu"):
         out = tmp_path / modalities.replace(",", "+")
-        code, _, err = _cli(capfd, "train", "--data", data, "--modalities", modalities, "--epochs", 2, "--out", out, "--no-progress")
+        code, _, err = run_cli(capfd, "train", "--data", data, "--modalities", modalities, "--epochs", 2, "--out", out, "--no-progress")
         assert code == 0, err
         config = json.loads((out / "config.json").read_text())
         assert config["imu_model"]["channels"] == list(IMU_CHANNELS)
@@ -210,7 +201,7 @@ def test_train_and_eval_with_modalities(tmp_path: Path, capfd: pytest.CaptureFix
         assert config["pose_model"].get("enabled", True) is ("skeleton" in modalities)
         args = json.loads((out / "training_args.json").read_text())
         assert args["chosen_from_data"]["modalities"] == modalities.split(",")
-        code, stdout, err = _cli(capfd, "eval", "--data", data, "--weights", out, "--json")
+        code, stdout, err = run_cli(capfd, "eval", "--data", data, "--weights", out, "--json")
         assert code == 0, err
         assert json.loads(stdout)["n"] == 6
     fused = json.loads((tmp_path / "skeleton+imu" / "config.json").read_text())["fusion_model"]
@@ -228,7 +219,7 @@ def test_train_modalities_bad_input(tmp_path: Path, capfd: pytest.CaptureFixture
             f.unlink()
         (root / "Inertial").rmdir()
     modalities = "skeleton,gps" if case == "unknown" else "imu"
-    code, out, err = _cli(capfd, "train", "--data", f"utd-mhad:{root}", "--modalities", modalities, "--epochs", 1,
+    code, out, err = run_cli(capfd, "train", "--data", f"utd-mhad:{root}", "--modalities", modalities, "--epochs", 1,
                           "--out", tmp_path / "out", "--no-progress")
     assert code == 2, (out, err)
     lines = [line for line in err.strip().splitlines() if line.startswith("error:")]

@@ -163,3 +163,30 @@ def test_schedule_warms_up_linearly_then_decays_by_cosine():
     assert all(a > b for a, b in zip(lrs[4:], lrs[5:]))
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1, abs=1e-6)
     assert lrs[9] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 5 / 10)), abs=1e-6)
+
+
+def test_only_the_dataset_with_a_body_worn_sensor_is_never_mirrored_in_a_mixture():
+    """A mixture of a plain dataset and one with a wrist sensor (UTD-MHAD in the universal recipe): the
+    sensor's side of the body is fixed there, so its windows are never mirrored; the other dataset's
+    are (the left/right convention of Penn Action depends on it)."""
+    from unihar.config import IMU_CHANNELS
+    from unihar.data.signals import SignalRecording
+    from unihar.training.augment import SkeletonAugment
+    from unihar.training.modalities import augment_for
+
+    plain = dataset_2d([0, 1], name="plain/train")
+    worn = dataset_2d([0, 1], name="worn/train", seed=1)
+    worn.signals = {"imu": [SignalRecording(np.zeros((200, 6), np.float32), 50.0, IMU_CHANNELS) for _ in range(2)]}
+    always = AugmentConfig(flip_prob=1.0, swap_sides_prob=0.0, scale=(1, 1), aspect=0, rotation_deg=0, shift=0,
+                           joint_dropout=0, frame_dropout=0, noise_std=0, confidence_jitter=0)
+    assert augment_for(always, plain).flip_prob == 1.0
+    assert augment_for(always, worn).flip_prob == 0.0 and augment_for(always, worn).swap_sides_prob == 0.0
+    prep = PreprocessConfig(layout="penn13", clips=1, clip_len=10, window_seconds=1.0, stride_seconds=1.0)
+    augments = [SkeletonAugment(PENN, augment_for(always, d)) for d in (plain, worn)]
+    mixed = WindowDataset([plain, worn], prep, augments)
+    unaugmented = WindowDataset([plain, worn], prep, None)
+    for index in range(len(mixed)):
+        changed = not torch.equal(mixed[index][0], unaugmented[index][0])
+        assert changed == (mixed.key(index).source == 0)
+    with pytest.raises(ValueError, match="one per dataset"):
+        WindowDataset([plain, worn], prep, augments[:1])

@@ -71,3 +71,16 @@ def small_model_dir(folder: Path, layout: str = "coco17", image: bool = False, l
     model = build_model(config, labels=labels)
     save_pretrained(model, folder, overwrite=True)
     return folder
+
+
+def run_cli(capfd: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """Run ``unihar ARGS...`` in this process, as the console script would: (exit code, stdout, stderr)."""
+    from unihar.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capfd.readouterr()
+    return code, out, err

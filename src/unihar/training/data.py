@@ -232,7 +232,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self,
         datasets: SkeletonDataset | Sequence[SkeletonDataset],
         prep: PreprocessConfig,
-        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | Sequence[Callable] | None = None,
         speed: tuple[float, float] = (1.0, 1.0),
         min_crop: float = 1.0,
         seed: int = 0,
@@ -246,7 +246,11 @@ class WindowDataset(torch.utils.data.Dataset):
         for data in self.datasets:
             if images and data.videos is None:
                 raise InputError(f"{data.name}: training the image branch needs video data (haa500 or video-folder)")
-        self.prep, self.augment, self.images = prep, augment, images
+        # one augmentation for all datasets, or one per dataset (datasets differ in what may be mirrored)
+        self.augments = list(augment) if isinstance(augment, Sequence) else [augment] * len(self.datasets)
+        if len(self.augments) != len(self.datasets):
+            raise ValueError(f"augment: expected one per dataset ({len(self.datasets)}), got {len(self.augments)}")
+        self.prep, self.images = prep, images
         self.speed, self.min_crop, self.seed, self.epoch = speed, min_crop, seed, 0
         self.camera_ranges = camera_ranges or CameraRanges()
         self.signals, self.signal_augment = dict(signals or {}), signal_augment
@@ -279,8 +283,9 @@ class WindowDataset(torch.utils.data.Dataset):
         if data.dims == 3:
             part = project(part, random_camera(rng, self.camera_ranges))
         window = pose_window(part, self.prep)
-        if self.augment is not None:
-            window = self.augment(window, rng)
+        augment = self.augments[key.source]
+        if augment is not None:
+            window = augment(window, rng)
         pose = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))
         label = int(data.labels[key.index])
         inputs: tuple = (pose,)

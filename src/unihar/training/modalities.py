@@ -83,8 +83,9 @@ def apply_modalities(model: dict[str, Any], modalities: Sequence[str], overrides
     return model
 
 
-def augment_for(augment: AugmentConfig, datasets: Sequence[SkeletonDataset]) -> AugmentConfig:
-    """No mirroring or side swaps of the skeleton when the data carries a body-worn sensor (see the module docstring)."""
-    if any(d.signals for d in datasets):
+def augment_for(augment: AugmentConfig, data: SkeletonDataset) -> AugmentConfig:
+    """No mirroring or side swaps of the skeleton of a dataset that carries a body-worn sensor (see the
+    module docstring); the other datasets of a mixture keep them."""
+    if data.signals:
         return dataclasses.replace(augment, flip_prob=0.0, swap_sides_prob=0.0)
     return augment

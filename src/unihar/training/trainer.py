@@ -534,8 +534,9 @@ def train(
     model.to(device)
 
     use_images = model.has_image_branch  # stage 2: the RGB frames behind each window, too
-    augment = SkeletonAugment(get_layout(prep.layout), augment_for(run.augment, train_sets), binary_confidence=prep.binarize_confidence)
-    dataset = WindowDataset(train_sets, prep, augment, speed=run.augment.speed, min_crop=run.augment.min_crop,
+    augments = [SkeletonAugment(get_layout(prep.layout), augment_for(run.augment, data), binary_confidence=prep.binarize_confidence)
+                for data in train_sets]  # per dataset: one with a body-worn sensor is never mirrored, the others are
+    dataset = WindowDataset(train_sets, prep, augments, speed=run.augment.speed, min_crop=run.augment.min_crop,
                             seed=cfg.seed, images=use_images, camera_ranges=run.augment.camera_ranges(),
                             signals={name: model_config.modality_config(name) for name in sensors}, signal_augment=SignalAugment())
     uses_pose = "skeleton" in model_config.modalities
