@@ -8,7 +8,8 @@
    MediaPipe sees (visibility > 0.5) in units of its torso (shoulder centre to hip centre), and
    PCK@0.1 (share of those joints within 0.1 torso).
 2. Several people (when the MMAction2 clips are there): frames per second and people found per frame
-   on ``test_video_structuralize.mp4`` (426x240, a gym) and ``demo_skeleton.mp4`` (1920x1080, two people).
+   on ``test_video_structuralize.mp4`` (426x240, a gym) and ``demo_skeleton.mp4`` (1920x1080, two people),
+   and on any clip given with ``--clips``.
 
 Frames are decoded beforehand; times cover pose estimation only. Prints a markdown table and the machine.
 Targets on a 2-core CPU: one person no slower than MediaPipe 0.10.21; three people >= 15 frames/s.
@@ -93,6 +94,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for LiteRT (the machine has 2 cores)")
     parser.add_argument("--shared", type=Path, default=SHARED, help="folder with the MMAction2 demo clips")
+    parser.add_argument("--clips", type=Path, nargs="*", default=[],
+                        help="more videos with several people (e.g. tests/data/videos/sports2d_demo_walk_jumping_jacks_2_people.mp4)")
     args = parser.parse_args()
     has_mediapipe = importlib.util.find_spec("mediapipe") is not None
 
@@ -111,8 +114,8 @@ def main() -> None:
             f"| {SINGLE.name} | blazepose {model} | {ms:.1f} | {1000 / ms:.0f} | {np.mean(counts):.2f}, {max(counts)} "
             f"| {mean_dist:.3f} | {pck:.3f} |"
         )
-    for name in MULTI:
-        path = args.shared / name
+    for path in [args.shared / name for name in MULTI] + list(args.clips):
+        name = path.name
         if not path.is_file():
             rows.append(f"| {name} | (missing: {path}) | | | | | |")
             continue

@@ -306,6 +306,9 @@ class OnnxModel:
                 options = self._ort.SessionOptions()
                 if self.threads:
                     options.intra_op_num_threads = self.threads
+                # onnxruntime's threads spin after each run by default, taking the cores the other stages
+                # of the pipeline (decoding, pose estimation) share with it: they wait instead.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 self._sessions[output] = self._ort.InferenceSession(
                     part.SerializeToString(), options, providers=["CPUExecutionProvider"]
                 )
