@@ -59,7 +59,7 @@ def tiny_run(epochs: int = 10, **train_overrides) -> RunConfig:
     return RunConfig.from_dict({
         "model": {"pose_model": {"hidden_dim": 16, "layers": 1, "heads": 2}},
         "preprocessing": {"clips": 1, "clip_len": 8, "window_seconds": 1.5, "stride_seconds": 0.5},
-        "train": {"epochs": epochs, "batch_size": 8, "lr": 0.01, "warmup_epochs": 1, "num_threads": 1,
+        "train": {"epochs": epochs, "batch_size": 8, "lr": 0.02, "warmup_epochs": 1, "num_threads": 1,
                   "label_smoothing": 0.0, "eval_every": 1, **train_overrides},
     })
 

@@ -17,6 +17,7 @@ from unihar.data.camera import KINECT_V1, Camera, project
 from unihar.data.layouts import KeypointLayout, convert_keypoints, get_layout, source_joints
 from unihar.data.preprocess import PreprocessConfig, frame_indices, pose_window, window_ranges
 from unihar.data.signals import SignalRecording
+from unihar.data.video import open_video
 from unihar.errors import InputError
 
 __all__ = ["SkeletonDataset", "sequence_windows", "window_spans"]
@@ -163,8 +164,6 @@ class SkeletonDataset:
         """
         if self.videos is None:
             raise InputError(f"{self.name}: a model with an image branch needs video data (haa500 or video-folder)")
-        from unihar.data.video import open_video
-
         path, total = self.videos[index]
         wanted = frame_indices(total, len(self.sequences[index]))[start:end]
         frames: dict[int, np.ndarray] = {}

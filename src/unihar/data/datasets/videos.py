@@ -34,10 +34,13 @@ from typing import Callable
 
 import numpy as np
 
-from unihar.data.datasets.base import SkeletonDataset
 from unihar.cache import cache_dir
+from unihar.data.datasets.base import SkeletonDataset
 from unihar.data.layouts import get_layout
+from unihar.data.pose import get_pose_backend
+from unihar.data.pose.extract import estimate_main_person
 from unihar.data.preprocess import frame_indices
+from unihar.data.video import open_video
 from unihar.errors import InputError, NoPersonError, UniHARError
 
 __all__ = ["load_haa500", "load_video_folder", "extract_poses", "pose_cache_path", "VIDEO_EXTENSIONS", "TIME_BASE_FPS",
@@ -57,13 +60,9 @@ def pose_cache_path(video: Path, backend: str) -> Path:
 
 def _extract_one(video: str, backend: str, out: str) -> tuple[str, str | None]:
     """Worker: poses of one video -> ``out`` (.npz). Returns (video, error message or None)."""
-    import torch
+    import torch  # only the worker processes set their thread count
 
     torch.set_num_threads(1)
-    from unihar.data.pose import get_pose_backend
-    from unihar.data.pose.extract import estimate_main_person
-    from unihar.data.video import open_video
-
     try:
         reader = open_video(video)
         seq = estimate_main_person(get_pose_backend(backend, max_people=1), reader)
