@@ -66,14 +66,19 @@ def _files(path: Path) -> list[Path]:
     raise InputError(f"{_NAME}: expected Skeleton/a<A>_s<S>_t<T>_skeleton.mat files under {path}")
 
 
-def read_skeleton(f: Path) -> np.ndarray:
-    """One ``.mat`` file -> ``(frames, 20, 4)`` camera-space metres + confidence."""
+def _mat_array(f: Path, key: str, expected: str) -> np.ndarray:
+    """Array ``key`` of a ``.mat`` file, or one error naming the file and what was expected."""
     try:
-        skel = np.asarray(loadmat(f)["d_skel"], dtype=np.float64)
+        return np.asarray(loadmat(f)[key], dtype=np.float64)
     except KeyError:
-        raise InputError(f"{_NAME}: {f} has no 'd_skel' array (20 joints x 3 x frames)") from None
+        raise InputError(f"{_NAME}: {f} has no '{key}' array ({expected})") from None
     except Exception as err:  # scipy raises several types for a corrupt file
         raise InputError(f"{_NAME}: cannot read {f}: {err}") from None
+
+
+def read_skeleton(f: Path) -> np.ndarray:
+    """One ``.mat`` file -> ``(frames, 20, 4)`` camera-space metres + confidence."""
+    skel = _mat_array(f, "d_skel", "20 joints x 3 x frames")
     if skel.ndim != 3 or skel.shape[:2] != (20, 3) or skel.shape[2] < 1:
         raise InputError(f"{_NAME}: {f}: 'd_skel' has shape {skel.shape}, expected (20, 3, frames) (20 Kinect joints, x y z)")
     return kinect_joints(np.transpose(skel, (2, 0, 1)))
@@ -81,12 +86,7 @@ def read_skeleton(f: Path) -> np.ndarray:
 
 def read_inertial(f: Path) -> SignalRecording:
     """One ``_inertial.mat`` file -> its 50 Hz recording (channels acc_x..gyro_z, g and deg/s)."""
-    try:
-        samples = np.asarray(loadmat(f)["d_iner"], dtype=np.float64)
-    except KeyError:
-        raise InputError(f"{_NAME}: {f} has no 'd_iner' array (samples x 6 inertial channels)") from None
-    except Exception as err:  # scipy raises several types for a corrupt file
-        raise InputError(f"{_NAME}: cannot read {f}: {err}") from None
+    samples = _mat_array(f, "d_iner", "samples x 6 inertial channels")
     if samples.ndim != 2 or samples.shape[1] != len(IMU_CHANNELS) or samples.shape[0] < 2:
         raise InputError(
             f"{_NAME}: {f}: 'd_iner' has shape {samples.shape}, expected (samples, 6): acc x y z (g), gyro x y z (deg/s)"
