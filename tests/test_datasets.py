@@ -1,11 +1,13 @@
 """Dataset loaders, each on files the test writes in the dataset's exact format (and on the real
 Penn Action annotations when ../shared/data is present)."""
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from unihar.cache import save_npz_atomic
 from unihar.data.datasets import load_dataset, parse_data_spec
 from unihar.errors import InputError
 
@@ -61,6 +63,34 @@ def test_penn_action_loader_on_written_mat_files(tmp_path):
         load_dataset(f"penn-action:{labels}", "val")
     with pytest.raises(InputError, match=r"labels/\*\.mat"):
         load_dataset(f"penn-action:{tmp_path}", "train")
+
+
+def test_parallel_runs_filling_one_cache_entry_never_read_a_half_written_file(tmp_path):
+    """Two training jobs started together both parse Penn Action and write the same cache entry; each
+    writes its own temporary file, so neither renames the other's away (the crash this replaced)."""
+    labels = tmp_path / "penn" / "labels"
+    labels.mkdir(parents=True)
+    for i, action in enumerate(("squat", "bowl", "pushup", "situp")):
+        write_penn_mat(labels / f"000{i + 1}.mat", action, 25, 1, seed=i)
+    with ThreadPoolExecutor(8) as pool:  # a fresh cache: all eight parse and write
+        loaded = list(pool.map(lambda _: load_dataset(f"penn-action:{labels}", "train"), range(8)))
+    assert all(d.names == loaded[0].names for d in loaded)
+    entries = sorted(p.name for p in (tmp_path / "cache" / "penn-action").iterdir())
+    assert len(entries) == 1 and entries[0].endswith(".npz") and ".tmp" not in entries[0]
+
+
+def test_a_failed_cache_write_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "entry.npz"
+    class Unconvertible:
+        def __array__(self, *args, **kwargs):
+            raise ValueError("cannot be an array")
+
+    with pytest.raises(ValueError, match="cannot be an array"):
+        save_npz_atomic(target, good=np.arange(3), bad=Unconvertible())
+    assert list(tmp_path.iterdir()) == []
+    save_npz_atomic(target, a=np.arange(3))
+    with np.load(target) as data:
+        np.testing.assert_array_equal(data["a"], np.arange(3))
 
 
 @pytest.mark.slow

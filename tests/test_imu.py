@@ -183,6 +183,33 @@ def test_training_also_asks_each_modality_alone() -> None:
         assert _model(("imu",))(imu=imu, return_auxiliary=True)[1] == {}  # one modality: nothing extra
 
 
+@pytest.mark.parametrize("mode", ["concat", "xattn"])
+def test_product_answer_multiplies_each_modality_s_own_classifier_over_any_subset(mode: str) -> None:
+    cfg = _config(mode=mode)
+    cfg["fusion_model"]["answer"] = "product"
+    model = randomize_(build_model(cfg)).eval()
+    head = _model(mode=mode)  # the same weights answering with the learned head
+    head.load_state_dict(model.state_dict())
+    pose, imu = torch.randn(2, 3, 6, 17, 3), torch.randn(2, 3, 20, 6)
+    with torch.no_grad():
+        answer = model(pose, imu=imu)
+        learned, own = model(pose, imu=imu, return_auxiliary=True)  # training: the heads that have a loss
+        torch.testing.assert_close(learned, head(pose, imu=imu))
+        torch.testing.assert_close(answer, own["skeleton"].log_softmax(-1) + own["imu"].log_softmax(-1))
+        assert not torch.allclose(answer.softmax(-1), learned.softmax(-1), atol=1e-3)
+        # a sensor that dropped out leaves the product: the skeleton's own probabilities, and the other way round
+        torch.testing.assert_close(model(pose).softmax(-1), own["skeleton"].softmax(-1))
+        torch.testing.assert_close(model(imu=imu).softmax(-1), own["imu"].softmax(-1))
+        torch.testing.assert_close(model.forward_head(model.forward_features(pose, imu=imu)), answer)
+    cfg = _config(("skeleton", "rgb"))
+    cfg["fusion_model"]["answer"] = "product"
+    with pytest.raises(ConfigError, match="image branch has none"):
+        build_model(cfg)
+    cfg["fusion_model"]["answer"] = "vote"
+    with pytest.raises(ConfigError, match=r"fusion_model.answer' must be one of \['head', 'product'\]"):
+        build_model(cfg)
+
+
 def test_published_pose_image_model_without_images_keeps_classifier_pose() -> None:
     cfg = _config(("skeleton", "rgb"), missing=False)
     model = randomize_(build_model(cfg)).eval()

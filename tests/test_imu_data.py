@@ -206,6 +206,15 @@ def test_train_and_eval_with_modalities(tmp_path: Path, capfd: pytest.CaptureFix
         assert json.loads(stdout)["n"] == 6
     fused = json.loads((tmp_path / "skeleton+imu" / "config.json").read_text())["fusion_model"]
     assert fused["missing_embeddings"] is True and fused["modality_dropout"] > 0
+    assert fused["answer"] == "product"  # skeleton + sensor: the product of each modality's own classifier
+    # the run config can ask for the learned head's answer instead
+    run_config = tmp_path / "head.json"
+    run_config.write_text(json.dumps({"model": {"fusion_model": {"answer": "head"}}}))
+    out = tmp_path / "head"
+    code, _, err = run_cli(capfd, "train", "--data", data, "--modalities", "skeleton,imu", "--config", run_config, "--epochs", 1,
+                           "--out", out, "--no-progress")
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["fusion_model"]["answer"] == "head"
 
 
 @pytest.mark.parametrize("case,pattern", [

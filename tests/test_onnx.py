@@ -149,9 +149,10 @@ def test_pose_only_export_of_a_multimodal_model(tmp_path: Path) -> None:
         _close(runtime.forward_head(UniHARFeatures({"skeleton": tokens})), model.forward_head(UniHARFeatures({"skeleton": tokens})))
 
 
-def test_a_sensor_modality_exports_too(tmp_path: Path) -> None:
+@pytest.mark.parametrize("answer", ["head", "product"])
+def test_a_sensor_modality_exports_too(tmp_path: Path, answer: str) -> None:
     """Every modality gets its part in the graph: here the skeleton and a wearable inertial sensor."""
-    cfg = small_config(image_model={"enabled": False}, fusion_model={"missing_embeddings": True})
+    cfg = small_config(image_model={"enabled": False}, fusion_model={"missing_embeddings": True, "answer": answer})
     cfg["imu_model"] = {"rate": 25.0, "hidden_dim": 16, "layers": 1, "heads": 2}
     cfg["preprocessing"] = {"layout": "coco17", "clips": 3, "clip_len": 6, "window_seconds": 2.4, "stride_seconds": 0.8}
     model = randomize_(build_model(cfg)).eval()

@@ -27,6 +27,7 @@ from unihar.jsonfile import read_json
 __all__ = [
     "BACKBONES",
     "FUSION_MODES",
+    "FUSION_ANSWERS",
     "NORMALIZATIONS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 FUSION_MODES = ("concat", "xattn")
+FUSION_ANSWERS = ("head", "product")
 BACKBONES = {"resnet18": 512, "resnet50": 2048}  # name -> trunk output channels (Cb)
 NORMALIZATIONS = ("center_scale", "none")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -291,7 +293,14 @@ class ImuModelConfig(Section):
 
 @dataclass
 class FusionConfig(Section):
-    """How the image feature joins the pose feature; required only when the image branch exists."""
+    """How the modalities' features join; required only when a model has several modalities.
+
+    ``mode``: ``"concat"`` (an MLP over the concatenated features) or ``"xattn"`` (cross-attention over
+    their tokens), as published. ``answer`` (our addition): ``"head"`` (default, as published) answers
+    with that learned head; ``"product"`` answers with the product of the modalities' own classifiers
+    (``classifier_pose``, ``classifier_imu``) over the modalities present, and the learned head is
+    trained beside them but does not vote (docs/sensors.md: it generalised better across subjects).
+    """
 
     SECTION: ClassVar[str] = "fusion_model"
     mode: str | None = None
@@ -302,12 +311,15 @@ class FusionConfig(Section):
     # alone through ``classifier_pose``.
     missing_embeddings: bool | None = None
     modality_dropout: float | None = None
+    answer: str | None = None  # None = "head"
 
     def check(self) -> None:
         if self.mode is not None and self.mode not in FUSION_MODES:
             raise ConfigError(f"'fusion_model.mode' must be one of {list(FUSION_MODES)}, got {self.mode!r}")
         if self.output_dim is not None:
             _at_least(self.SECTION, "output_dim", self.output_dim, 1)
+        if self.answer is not None and self.answer not in FUSION_ANSWERS:
+            raise ConfigError(f"'fusion_model.answer' must be one of {list(FUSION_ANSWERS)}, got {self.answer!r}")
         if self.modality_dropout is not None and not 0.0 <= self.modality_dropout < 1.0:
             raise ConfigError(f"'fusion_model.modality_dropout' must be in [0, 1), got {self.modality_dropout}")
 
@@ -454,6 +466,9 @@ class ModelConfig:
             for key in ("mode", "output_dim"):
                 if getattr(fusion, key) is None:
                     raise ConfigError(f"config is missing the required key 'fusion_model.{key}'")
+            if fusion.answer == "product" and image.enabled:
+                raise ConfigError("'fusion_model.answer': 'product' multiplies each modality's own classifier; the image "
+                                  "branch has none (use 'head' with image_model)")
             # cross-attention runs at the width of the first modality (the skeleton's, as published)
             first = modalities[0]
             if fusion.mode == "xattn" and first.hidden_dim % 4:

@@ -450,7 +450,20 @@ class UniHAR(nn.Module):
 
     # ------------------------------------------------------------------ the head
     def forward_head(self, features: UniHARFeatures) -> Tensor:
-        """Features -> logits (B, K), from the modalities present.
+        """Features -> logits (B, K): the model's answer from the modalities present.
+
+        ``fusion_model.answer == "product"``: the product of the present modalities' own classifiers
+        (log-probabilities summed). Otherwise the learned fusion head (:meth:`fusion_head`).
+        """
+        if self.config.fusion_model.answer == "product" and len(self._modalities) > 1:
+            own = self.auxiliary_logits(features)
+            if not own:
+                raise InputError(f"no features of any modality this model reads ({self.modalities})")
+            return torch.stack([logits.float().log_softmax(dim=-1) for logits in own.values()]).sum(dim=0)
+        return self.fusion_head(features)
+
+    def fusion_head(self, features: UniHARFeatures) -> Tensor:
+        """Features -> the learned head's logits (B, K), from the modalities present.
 
         With every modality present, or stand-ins for the missing ones (``fusion_model.missing_embeddings``),
         the fusion head answers; otherwise a lone modality answers through its own classifier (the
@@ -464,13 +477,12 @@ class UniHAR(nn.Module):
         if self.fusion is not None and (not absent or self.fusion.has_missing_embeddings):
             return self._fuse(present, features.tokens, mask)
         lone = present[0]
-        classifier = getattr(self, lone.classifier, None) if lone.classifier and len(present) == 1 else None
-        if classifier is None:
+        if not (lone.classifier and len(present) == 1):
             raise InputError(
                 f"this model cannot answer without {absent}: it has no stand-in for a missing modality "
                 f"(fusion_model.missing_embeddings) and {[m.name for m in present]} alone has no classifier"
             )
-        return classifier(lone.pool(self, features.tokens[lone.name], mask))
+        return self._own_logits(lone, features)
 
     def _fuse(self, present: list[Modality], tokens: dict[str, Tensor], mask: Tensor | None) -> Tensor:
         available = self._modality_dropout(present, next(iter(tokens.values())))
@@ -502,10 +514,14 @@ class UniHAR(nn.Module):
             return {}
         out = {}
         for m in self._modalities.values():
-            classifier = getattr(self, m.classifier, None) if m.classifier else None
-            if classifier is not None and m.name in features.tokens:
-                out[m.name] = classifier(m.pool(self, features.tokens[m.name], features.segment_mask))
+            if m.classifier and getattr(self, m.classifier, None) is not None and m.name in features.tokens:
+                out[m.name] = self._own_logits(m, features)
         return out
+
+    def _own_logits(self, modality: Modality, features: UniHARFeatures) -> Tensor:
+        """One modality's answer from its own classifier over its own pooled feature."""
+        classifier = getattr(self, modality.classifier)
+        return classifier(modality.pool(self, features.tokens[modality.name], features.segment_mask))
 
     def forward(
         self, pose: Tensor | None = None, images: Tensor | None = None, segment_mask: Tensor | None = None,
@@ -513,12 +529,14 @@ class UniHAR(nn.Module):
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """Logits (B, K) for pose (B, L, T, J, C), optional images (B, L, T', 3, H, W), optional sensor
         clips (``imu=`` (B, L, S, C)) and clip mask (B, L). A modality left out counts as missing.
-        ``return_auxiliary``: also each modality's own logits (:meth:`auxiliary_logits`), for training."""
+        ``return_auxiliary`` (training): instead, the logits of every head that has a loss: the learned
+        fusion head's (:meth:`fusion_head`) and each modality's own (:meth:`auxiliary_logits`)."""
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()):
             self.check_inputs(pose, images, segment_mask, **signals)
         features = self.forward_features(pose, images, segment_mask, **signals)
-        logits = self.forward_head(features)
-        return (logits, self.auxiliary_logits(features)) if return_auxiliary else logits
+        if return_auxiliary:
+            return self.fusion_head(features), self.auxiliary_logits(features)
+        return self.forward_head(features)
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """Calibrated class probabilities from logits: ``softmax(logits / temperature)``, in float32."""

@@ -11,12 +11,11 @@ Reading 2326 ``.mat`` files takes a while, so the first load writes one ``.npz``
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
-from unihar.cache import cache_dir
+from unihar.cache import cache_dir, save_npz_atomic
 from unihar.data.datasets.base import SkeletonDataset
 from unihar.data.layouts import get_layout
 from unihar.errors import InputError
@@ -74,9 +73,7 @@ def _load_cached(labels: Path) -> dict[str, np.ndarray]:
             return dict(data)
     arrays = _read_all(labels, files)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    save_npz_atomic(path, **arrays)
     return arrays
 
 

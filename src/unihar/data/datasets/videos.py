@@ -24,7 +24,6 @@ whatever its videos' frame rates.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import warnings
 import multiprocessing
@@ -34,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from unihar.cache import cache_dir
+from unihar.cache import cache_dir, save_npz_atomic
 from unihar.data.datasets.base import SkeletonDataset
 from unihar.data.layouts import get_layout
 from unihar.data.pose import get_pose_backend
@@ -71,10 +70,8 @@ def _extract_one(video: str, backend: str, out: str) -> tuple[str, str | None]:
         return video, f"no person: {err}"
     except UniHARError as err:
         return video, str(err)
-    tmp = out + ".tmp.npz"
-    np.savez_compressed(tmp, keypoints=seq.keypoints.astype(np.float32), joints=np.asarray(seq.layout.joints),
-                        fps=fps, missing=seq.missing, frame_size=np.asarray(seq.frame_size))
-    os.replace(tmp, out)
+    save_npz_atomic(out, keypoints=seq.keypoints.astype(np.float32), joints=np.asarray(seq.layout.joints),
+                    fps=fps, missing=seq.missing, frame_size=np.asarray(seq.frame_size))
     return video, None
 
 
