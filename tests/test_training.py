@@ -208,7 +208,11 @@ def test_mixture_merges_classes_through_the_taxonomy_and_balances_datasets(tmp_p
         "classes": {"wave": "", "swing_arms": "", "clap": "", "spread": ""},
         "datasets": {"skeleton-npz": {"wave": "wave", "swing": "swing_arms", "clap": "clap", "spread": "spread"}},
     }))
-    run = tiny_run(epochs=4, taxonomy=str(taxonomy))
+    with pytest.raises(ConfigError, match=r"names \['ur-fall'\], which this run does not train on; its datasets are \['skeleton-npz1', 'skeleton-npz2'\]"):
+        train([f"skeleton-npz:{first}", f"skeleton-npz:{second}"], tmp_path / "mix",
+              tiny_run(epochs=4, taxonomy=str(taxonomy), dataset_weights={"ur-fall": 3}), progress=False)
+    assert not (tmp_path / "mix").exists()  # refused before anything was written
+    run = tiny_run(epochs=4, taxonomy=str(taxonomy), dataset_weights={"skeleton-npz2": 2})
     metrics = train([f"skeleton-npz:{first}", f"skeleton-npz:{second}"], tmp_path / "mix", run, progress=False)
     assert set(metrics) == {"skeleton-npz1", "skeleton-npz2"} and metrics["skeleton-npz2"]["n"] == 2 * 1
     labels = json.loads((tmp_path / "mix" / "class_label.json").read_text())
@@ -242,6 +246,12 @@ def test_run_config_errors_name_the_key_and_recipes_resolve(tmp_path):
         RunConfig.from_dict({"train": {"epoch": 3}})
     with pytest.raises(ConfigError, match="calibration_split"):
         RunConfig.from_dict({"train": {"calibration_split": 0.7}})
+    with pytest.raises(ConfigError, match=r"dataset_weights must map dataset names to numbers > 0, got \{'ur-fall': -1\}"):
+        RunConfig.from_dict({"train": {"dataset_weights": {"ur-fall": -1}}})
+    weighted = RunConfig.from_dict({"train": {"dataset_weights": {"ur-fall": 3}}}).train
+    assert weighted.weights_for(["penn-action", "ur-fall"]) == [1.0, 3.0]
+    with pytest.raises(ConfigError, match=r"names \['nw-ucla'\], which this run does not train on; its datasets are \['penn-action'\]"):
+        RunConfig.from_dict({"train": {"dataset_weights": {"nw-ucla": 2}}}).train.weights_for(["penn-action"])
     with pytest.raises(ConfigError, match="augment.speed must be a"):
         RunConfig.from_dict({"augment": {"speed": 1.2}})
     bad = tmp_path / "bad.json"

@@ -56,6 +56,10 @@ def test_sampling_weights_follow_the_documented_rule():
     np.testing.assert_allclose(natural, np.full(11, 1 / 11))
     uniform = sampling_weights([big, small], 0.0, 0.0)
     np.testing.assert_allclose([uniform[0][:8].sum(), uniform[0][8:].sum(), uniform[1].sum()], [0.25, 0.25, 0.5])
+    # A weight scales a dataset's share before normalising: 3 x 1 against 1 x 10 ** 0 -> 3/4 of the draws.
+    lifted = sampling_weights([big, small], 0.0, 0.5, dataset_weights=[1.0, 3.0])
+    np.testing.assert_allclose([lifted[0].sum(), lifted[1].sum()], [0.25, 0.75])
+    np.testing.assert_allclose(lifted[0] / lifted[0].sum(), weights[0] / weights[0].sum())  # classes unchanged within
 
 
 def test_sampler_epochs_are_reproducible_and_differ():
@@ -68,6 +72,10 @@ def test_sampler_epochs_are_reproducible_and_differ():
     assert [k.index for k in sampler] != [k.index for k in first]
     with pytest.raises(ValueError, match="class_balance"):
         BalancedSampler(data, class_balance=1.5)
+    with pytest.raises(ValueError, match=r"expected 2 numbers > 0 \(one per dataset\), got \[1.0, 0.0\]"):
+        BalancedSampler(data, dataset_weights=[1.0, 0.0])
+    weighted = BalancedSampler(data, epoch_size=4000, dataset_balance=0.0, seed=3, dataset_weights=[1.0, 4.0])
+    assert abs(np.mean([k.source == 1 for k in weighted]) - 0.8) < 0.03
 
 
 def test_crop_for_training_puts_an_event_in_the_middle_half():

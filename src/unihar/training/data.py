@@ -4,9 +4,11 @@ one augmented model window (:class:`WindowDataset`).
 A run trains on one dataset or on a mixture of several (:class:`TrainingMixture`), all relabelled into
 one vocabulary and converted to the model's joint layout. Every epoch draws ``epoch_size`` samples:
 
-* a dataset ``d`` with probability proportional to ``n_d ** dataset_balance`` (``n_d``: its training
-  sequences), so 1 keeps the natural proportions, 0 gives every dataset the same share and the default
-  0.5 sits between (a 1000-sequence dataset is drawn ~3x as often as a 100-sequence one, not 10x);
+* a dataset ``d`` with probability proportional to ``w_d * n_d ** dataset_balance`` (``n_d``: its
+  training sequences; ``w_d``: its weight, 1 unless the run gives one), so 1 keeps the natural
+  proportions, 0 gives every dataset the same share and the default 0.5 sits between (a 1000-sequence
+  dataset is drawn ~3x as often as a 100-sequence one, not 10x); a weight lifts a small dataset whose
+  classes matter more than its size says (UR Fall's 20 training falls in the bundled recipe);
 * then, within ``d``, a class ``c`` with probability proportional to ``n_dc ** class_balance``;
 * then one of that class's sequences uniformly.
 
@@ -115,10 +117,17 @@ class TrainingMixture:
         return sum(d.class_counts() for d in self.datasets)
 
 
-def sampling_weights(datasets: Sequence[SkeletonDataset], dataset_balance: float, class_balance: float) -> list[np.ndarray]:
+def sampling_weights(
+    datasets: Sequence[SkeletonDataset],
+    dataset_balance: float,
+    class_balance: float,
+    dataset_weights: Sequence[float] | None = None,
+) -> list[np.ndarray]:
     """The probability of drawing each sequence of each dataset (see the module docstring); sums to 1."""
     sizes = np.asarray([len(d) for d in datasets], dtype=np.float64)
     dataset_p = sizes**dataset_balance
+    if dataset_weights is not None:
+        dataset_p *= np.asarray(dataset_weights, dtype=np.float64)
     dataset_p /= dataset_p.sum()
     weights = []
     for data, p_dataset in zip(datasets, dataset_p):
@@ -134,7 +143,8 @@ class BalancedSampler(torch.utils.data.Sampler):
     """Yields the :class:`SampleKey` s of one epoch for one process (rank ``rank`` of ``world``).
 
     ``epoch_size`` draws per epoch in all (0: as many as there are sequences), split evenly over the
-    processes; call :meth:`set_epoch` before each epoch.
+    processes; ``dataset_weights`` (one per dataset, > 0) scale each dataset's share; call
+    :meth:`set_epoch` before each epoch.
     """
 
     def __init__(
@@ -146,13 +156,16 @@ class BalancedSampler(torch.utils.data.Sampler):
         seed: int = 0,
         rank: int = 0,
         world: int = 1,
+        dataset_weights: Sequence[float] | None = None,
     ) -> None:
         for name, value in (("dataset_balance", dataset_balance), ("class_balance", class_balance)):
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"train.{name} must be in [0, 1], got {value}")
+        if dataset_weights is not None and (len(dataset_weights) != len(datasets) or min(dataset_weights) <= 0):
+            raise InputError(f"dataset weights: expected {len(datasets)} numbers > 0 (one per dataset), got {list(dataset_weights)}")
         self.sources = np.concatenate([np.full(len(d), i) for i, d in enumerate(datasets)])
         self.indices = np.concatenate([np.arange(len(d)) for d in datasets])
-        self.weights = np.concatenate(sampling_weights(datasets, dataset_balance, class_balance))
+        self.weights = np.concatenate(sampling_weights(datasets, dataset_balance, class_balance, dataset_weights))
         total = len(self.sources)
         self.epoch_size = int(epoch_size) if epoch_size > 0 else total
         # Equal weights: shuffle (every sequence once per epoch) rather than draw with replacement.

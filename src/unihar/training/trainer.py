@@ -104,6 +104,7 @@ class TrainConfig:
     epoch_size: int = 0                  # samples drawn per epoch; 0 = the number of training sequences
     dataset_balance: float = 0.5         # dataset d drawn with probability ~ n_d ** dataset_balance
     class_balance: float = 0.5           # class c of d drawn with probability ~ n_dc ** class_balance
+    dataset_weights: dict[str, float] = field(default_factory=dict)  # {"ur-fall": 3}: that dataset's share x 3
     vocabulary: str = "auto"             # "dataset" names, "taxonomy" names, or auto (taxonomy for mixtures)
     taxonomy: str | None = None          # a taxonomy.json of your own; None: the packaged one
     calibration_split: float = 0.1       # share of each class held out of training to fit the temperature
@@ -123,6 +124,16 @@ class TrainConfig:
         for name in ("dataset_balance", "class_balance"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"train.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not isinstance(self.dataset_weights, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in self.dataset_weights.values()):
+            raise ConfigError(f"train.dataset_weights must map dataset names to numbers > 0, got {self.dataset_weights!r}")
+
+    def weights_for(self, names: Sequence[str]) -> list[float]:
+        """One sampling weight per dataset of the run (named as in its log: the format, numbered when repeated)."""
+        unknown = sorted(set(self.dataset_weights) - set(names))
+        if unknown:
+            raise ConfigError(f"train.dataset_weights names {unknown}, which this run does not train on; its datasets are {list(names)}")
+        return [float(self.dataset_weights.get(n, 1.0)) for n in names]
 
 
 @dataclass
@@ -469,6 +480,7 @@ def train(
     init_model = UniHAR.from_pretrained(str(init)) if init is not None else None
     vocabulary, class_maps = build_vocabulary(loaded, cfg.vocabulary, taxonomy)
     names = _names(loaded)
+    dataset_weights = cfg.weights_for(names)
     train_sets, held_sets = [], []
     for d, mapping in zip(loaded, class_maps):
         kept, held = hold_out(_relabel(d, mapping, vocabulary), cfg.calibration_split, cfg.seed)
@@ -540,7 +552,8 @@ def train(
                             seed=cfg.seed, images=use_images, camera_ranges=run.augment.camera_ranges(),
                             signals={name: model_config.modality_config(name) for name in sensors}, signal_augment=SignalAugment())
     uses_pose = "skeleton" in model_config.modalities
-    sampler = BalancedSampler(dataset.datasets, cfg.epoch_size, cfg.dataset_balance, cfg.class_balance, cfg.seed, rank, world)
+    sampler = BalancedSampler(dataset.datasets, cfg.epoch_size, cfg.dataset_balance, cfg.class_balance, cfg.seed, rank, world,
+                              dataset_weights=dataset_weights)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda", worker_init_fn=_one_thread,
