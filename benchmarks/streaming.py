@@ -2,7 +2,9 @@
 
 1. End to end, a real video read as a live stream (decoded at its own frame rate, the default pose
    backend (BlazePose full on LiteRT, several people, tracking), the windowing engine, top-k), with the
-   bundled pose-only model: frames delivered, dropped, fps.
+   bundled pose-only model, ``--live-runs`` times (a shared machine is noisy): frames delivered,
+   dropped, fps, the process's CPU time per handled frame, the pose stage's median wall time per
+   frame, and the load average when the run started (other work on the machine).
 2. The same with a multimodal model of the published sizes (ResNet-18 + concat fusion, random
    weights: speed does not depend on the values), with the image cost controls given on the command line.
 3. Multimodal window latency: the direct implementation (pose + 120 ResNet-18 frames at 224 px per
@@ -12,10 +14,14 @@
    similarity against exact, on the real frames).
 
 Usage:  python benchmarks/streaming.py [--video PATH] [--image-stride 4] [--image-size 112] [--skip-live]
+                                      [--live-runs 3] [--live-only]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -32,7 +38,10 @@ from unihar.inference.streaming import StreamingPredictor, open_live_source, run
 from unihar.loading import load_model
 
 REPO = Path(__file__).resolve().parents[1]
-VIDEO_CANDIDATES = [REPO / "examples" / "clean_and_jerk.mp4", REPO.parent / "shared" / "data" / "mmskeleton-videos" / "clean_and_jerk.mp4"]
+VIDEO_CANDIDATES = [
+    REPO / "examples" / "clean_and_jerk.mp4", REPO / "tests" / "data" / "videos" / "clean_and_jerk.mp4",
+    REPO.parent / "shared" / "data" / "mmskeleton-videos" / "clean_and_jerk.mp4",
+]
 
 
 def multimodal_model() -> torch.nn.Module:
@@ -41,15 +50,38 @@ def multimodal_model() -> torch.nn.Module:
     return build_model(cfg).eval()
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def live(video: Path, model, image_stride: int, image_size: int | None, max_people: int = 6) -> dict:
     """The video delivered at its own frame rate through ``unihar stream``'s runner."""
     pipeline = VideoPipeline(model, device="cpu", max_people=max_people)
-    frames, fps, _ = open_live_source(str(video))
+    source = open_live_source(str(video))
+    fps = source.fps
     engine = pipeline.engine(fps, warmup=True, image_stride=image_stride, image_size=image_size, batch_windows=1)
-    windows = []
-    summary = run_source(frames, pipeline.pose_backend.frame_estimator, pipeline.tracker(fps), engine, windows.extend,
-                         live=True, pace_fps=fps)
-    return {"source_fps": fps, **summary.to_dict(), "predictions": len(windows), "dropped_pct": 100 * summary.dropped / summary.frames}
+    windows, pose_seconds = [], []
+
+    @contextlib.contextmanager
+    def timed_estimator():
+        with pipeline.pose_backend.frame_estimator() as estimate:
+            def timed(frame):
+                start = time.perf_counter()
+                people = estimate(frame)
+                pose_seconds.append(time.perf_counter() - start)
+                return people
+            yield timed
+
+    load = os.getloadavg()[0]
+    cpu = _cpu_seconds()
+    summary = run_source(source, timed_estimator, pipeline.tracker(fps), engine, windows.extend, live=True, pace_fps=fps)
+    handled = summary.frames - summary.dropped
+    return {
+        "source_fps": fps, **summary.to_dict(), "predictions": len(windows), "dropped_pct": 100 * summary.dropped / summary.frames,
+        "cpu_ms_per_frame": 1000 * (_cpu_seconds() - cpu) / max(handled, 1), "pose_ms": 1000 * statistics.median(pose_seconds),
+        "load": load,
+    }
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -114,6 +146,8 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--repeats", type=int, default=4, help="warm windows timed per mode")
     parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument("--live-runs", type=int, default=3, help="live runs of the pose-only model (the machine is noisy)")
+    parser.add_argument("--live-only", action="store_true", help="only the live runs of the pose-only model")
     args = parser.parse_args()
     video = args.video or next((p for p in VIDEO_CANDIDATES if p.is_file()), None)
     if video is None:
@@ -122,12 +156,21 @@ def main() -> None:
     print(f"machine: {torch.get_num_threads()} torch threads, torch {torch.__version__}, bf16 kernels: "
           f"{'yes' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'not supported by this CPU'}")
     print(f"video: {video}")
-    mm = multimodal_model()
     if not args.skip_live:
         pose_only = load_model()  # the bundled model
-        r = live(video, pose_only, 1, None)
-        print(f"live, bundled pose-only model: {r['frames']} frames at {r['source_fps']:.2f} fps, dropped {r['dropped']} "
-              f"({r['dropped_pct']:.1f}%), {r['fps']:.1f} fps handled, {r['predictions']} predictions")
+        drops = []
+        for run in range(args.live_runs):
+            r = live(video, pose_only, 1, None)
+            drops.append(r["dropped_pct"])
+            print(f"live, bundled pose-only model, run {run + 1}: {r['frames']} frames at {r['source_fps']:.2f} fps, "
+                  f"dropped {r['dropped']} ({r['dropped_pct']:.1f}%), {r['fps']:.1f} fps handled, {r['predictions']} predictions; "
+                  f"{r['cpu_ms_per_frame']:.1f} ms CPU per handled frame, pose stage {r['pose_ms']:.1f} ms median; "
+                  f"load average {r['load']:.2f}")
+        print(f"live, bundled pose-only model: median {statistics.median(drops):.1f}% dropped over {len(drops)} runs")
+    if args.live_only:
+        return
+    mm = multimodal_model()
+    if not args.skip_live:
         r = live(video, mm, args.image_stride, args.image_size)
         print(f"live, multimodal (image stride {args.image_stride}, {args.image_size} px): {r['frames']} frames, "
               f"dropped {r['dropped']} ({r['dropped_pct']:.1f}%), {r['fps']:.1f} fps handled")

@@ -248,6 +248,32 @@ def test_tracker_people_entering_and_leaving() -> None:
     assert sorted(track.id for track in tracker.tracks) == [0, 2]  # B forgotten after max_age
 
 
+def _lying(x: float, y: float) -> np.ndarray:
+    """The standing skeleton turned a quarter turn: someone who fell, head to the right."""
+    points = _SKELETON[:, ::-1] * [-1, 1]
+    return np.column_stack([points + [x, y], np.ones(17)])
+
+
+def test_tracker_keeps_a_person_who_fell_while_the_detector_lost_them() -> None:
+    # A person walks right, is lost for 6 frames while falling, and is found lying just ahead: the
+    # keypoints no longer match their standing pose, but place and size do.
+    tracker = PoseTracker(max_age=15)
+    ids = {int(tracker.update(_frame(_pose(100 + 4 * t, 200)))[0]) for t in range(10)}
+    for _ in range(6):
+        tracker.update(_frame())
+    fallen = tracker.update(_frame(_lying(100 + 4 * 16 + 20, 230)))
+    assert set(fallen) == ids
+    # Someone else, as big but far from where anyone was heading, is a new person.
+    stranger = tracker.update(_frame(_lying(164 + 20, 230), _pose(600, 200)))
+    assert stranger[0] in ids and stranger[1] not in ids
+    # ... and so is a much smaller figure where the person was heading.
+    tracker = PoseTracker(max_age=15)
+    first = {int(tracker.update(_frame(_pose(100 + 4 * t, 200)))[0]) for t in range(10)}
+    for _ in range(6):
+        tracker.update(_frame())
+    assert tracker.update(_frame(_lying(184, 230) * [0.3, 0.3, 1] + [130, 160, 0]))[0] not in first
+
+
 def test_tracker_more_tracks_than_people_and_bad_input() -> None:
     tracker = PoseTracker()
     first = tracker.update(_frame(_pose(100, 200), _pose(300, 200)))

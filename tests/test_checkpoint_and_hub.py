@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -11,8 +12,9 @@ import huggingface_hub.constants
 import pytest
 import torch
 
-from conftest import REPO_ROOT, randomize_, small_config
-from unihar import build_model, download_model, from_pretrained, load_config, load_labels, save_pretrained
+from conftest import REPO_ROOT, TEST_DATA, randomize_, small_config
+from reference_forward import reference_logits
+from unihar import HARPredictor, build_model, download_model, from_pretrained, load_config, load_labels, save_pretrained
 from unihar.errors import CheckpointError, HubError, UniHARError
 from unihar.models import load_checkpoint
 
@@ -37,6 +39,90 @@ def test_published_bin_loads_strictly_and_gives_the_same_numbers(tmp_path: Path,
     pose, images = torch.randn(2, 2, 5, 17, 3), torch.randn(2, 2, 2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(pose, images), original(pose, images), rtol=0, atol=0)
+
+
+# The published checkpoint's config.json, as docs/checkpoint-format.md and the key list's header state it.
+PUBLISHED_CONFIG = {
+    "pose_model": {"joints": 17, "in_channels": 3, "hidden_dim": 128, "layers": 4, "heads": 8, "max_seq_len": 30},
+    "classifier": {"num_classes": 500},
+    "regularization": {"short_term_dropout": 0.1},
+    "long_term_model": {"enabled": True, "heads": 8, "layers": 2, "dropout": 0.1},
+    "image_model": {"enabled": True, "feature_dim": 128, "backbone": "resnet18"},
+    "fusion_model": {"mode": "concat", "output_dim": 128},
+}
+
+
+def _published_entries() -> list[tuple[str, tuple[int, ...], torch.dtype]]:
+    """(key, shape, dtype) of every state-dict entry of the published layout, from
+    tests/data/checkpoint-keys.txt (the entries before its variants)."""
+    entries = []
+    for line in (TEST_DATA / "checkpoint-keys.txt").read_text().splitlines():
+        if line.startswith("# VARIANT"):
+            break
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, rest = line.split(" ", 1)
+        shape, dtype = rest.rsplit(" ", 1)
+        entries.append((key, tuple(int(n) for n in shape.strip("()").replace(" ", "").split(",") if n), getattr(torch, dtype)))
+    return entries
+
+
+def _known_state_dict(seed: int = 1) -> dict[str, torch.Tensor]:
+    """Every entry of the published layout filled from one seeded generator (integers: known constants),
+    at scales that keep activations of order one all the way through, so a tensor loaded wrongly or
+    not at all changes the output: norm scales near 1, running variances in [0.5, 1.5], matrices
+    ~ 1 / sqrt(fan-in), biases, means and embeddings ~ 0.1."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for i, (key, shape, dtype) in enumerate(_published_entries()):
+        if not dtype.is_floating_point:
+            state[key] = torch.full(shape, 1000 + i, dtype=dtype)
+            continue
+        noise = torch.randn(shape, generator=gen, dtype=dtype)
+        if key.endswith("running_var"):
+            state[key] = 0.5 + torch.rand(shape, generator=gen, dtype=dtype)
+        elif len(shape) == 1 and key.endswith(".weight"):
+            state[key] = 1.0 + 0.1 * noise
+        elif len(shape) >= 2 and not key.endswith(("temporal_pe_param", "joint_type_emb.weight")):
+            state[key] = noise / math.sqrt(math.prod(shape[1:]))
+        else:
+            state[key] = 0.1 * noise
+    return state
+
+
+@pytest.mark.slow
+def test_published_checkpoint_loads_number_for_number(tmp_path: Path) -> None:
+    """The README's claim, without the real weights: a checkpoint written in the published format
+    (pytorch_model.bin of the published keys and shapes, config.json, class_label.json; every value
+    known here) loads through the public API with every tensor exactly as written, and answers what
+    the spec's forward pass (tests/reference_forward.py) computes from those weights."""
+    written = _known_state_dict()
+    assert len(written) == 258  # the count the key list states
+    torch.save(written, tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.json").write_text(json.dumps(PUBLISHED_CONFIG))
+    (tmp_path / "class_label.json").write_text(json.dumps({str(i): f"class_{i}" for i in range(500)}))
+
+    model = from_pretrained(str(tmp_path))
+    predictor = HARPredictor(weight_path=download_model(str(tmp_path)), config=load_config(str(tmp_path)), device="cpu")
+    for loaded in (model, predictor.model):
+        state = loaded.state_dict()
+        assert list(state) == list(written)  # the same keys, in the published order
+        for key, value in written.items():
+            assert state[key].dtype == value.dtype and torch.equal(state[key], value), key
+    assert model.labels[:2] == ["class_0", "class_1"] and len(model.labels) == 500
+
+    gen = torch.Generator().manual_seed(2)
+    pose = torch.randn(1, 2, 4, 17, 3, generator=gen)  # two segments: the long-term encoder has work to do
+    images = torch.randn(1, 2, 2, 3, 64, 64, generator=gen)
+    with torch.no_grad():
+        expected = reference_logits(written, PUBLISHED_CONFIG, pose, images)
+        assert expected.std() > 0.1  # logits that differ between classes: a comparison that can fail
+        torch.testing.assert_close(model(pose, images), expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(model(pose), reference_logits(written, PUBLISHED_CONFIG, pose), rtol=1e-4, atol=1e-4)
+    ids, probs = predictor.topk(pose, images, k=5)
+    reference_probs, reference_ids = expected.softmax(-1).topk(5)
+    assert torch.equal(ids, reference_ids)
+    torch.testing.assert_close(probs, reference_probs, rtol=0, atol=1e-5)
 
 
 def test_ddp_prefixed_keys_are_mapped(tmp_path: Path) -> None:
@@ -113,7 +199,7 @@ def test_save_pretrained_never_overwrites_unasked(tmp_path: Path) -> None:
 
 
 def test_local_folder_errors_are_clear(tmp_path: Path) -> None:
-    with pytest.raises(HubError, match="model folder not found"):
+    with pytest.raises(HubError, match="no such model folder"):
         load_config(tmp_path / "nope" / "deeper")
     (tmp_path / "config.json").write_text("{")
     with pytest.raises(HubError, match="not valid JSON"):
@@ -154,6 +240,7 @@ def test_hub_functions_offline_with_nothing_cached(tmp_path: Path, monkeypatch: 
         message = str(info.value)
         assert "not in the local Hugging Face cache" in message and "local folder" in message
         assert "'someone/other-model' at revision 'v1'" in message
+        assert "there is no local folder 'someone/other-model' either" in message
         assert info.value.__cause__ is None and info.value.__suppress_context__  # no chained deep traceback
 
 

@@ -105,7 +105,7 @@ def test_existing_output_is_not_overwritten(tmp_path: Path, model_dir: Path, cap
 def test_other_bad_arguments(tmp_path: Path, model_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
     assert_one_error_line(*run(capfd, CLEAN_AND_JERK, "-w", model_dir, "--pose-backend", "yolo"), "unknown pose backend")
     assert_one_error_line(*run(capfd, CLEAN_AND_JERK, "-w", model_dir, "--topk", "0"), "topk")
-    assert_one_error_line(*run(capfd, CLEAN_AND_JERK, "-w", tmp_path / "nowhere"), "model folder not found")
+    assert_one_error_line(*run(capfd, CLEAN_AND_JERK, "-w", tmp_path / "nowhere"), "no such model folder")
     assert_one_error_line(*run(capfd, tmp_path / "x.npy", "-w", model_dir, "--pose-backend", "array"), "not found")
     assert_one_error_line(*run(capfd, CLEAN_AND_JERK, "-w", model_dir, "--backend", "tensorrt"), "--backend")
     (tmp_path / "m.onnx").write_bytes(b"not really")

@@ -105,9 +105,12 @@ def test_parts_match_the_pytorch_encoders_and_head(exported) -> None:
             _close(runtime.forward_head(features), model.forward_head(features))
     with pytest.raises(InputError, match=r"clips: expected shape \(N, T, J, C\) with J=17"):
         runtime.encode_clips(torch.randn(2, 8, 25, 3))
-    if model.has_image_branch:
-        with pytest.raises(InputError, match=r"no tokens given for \['rgb'\]"):
-            runtime.forward_head(UniHARFeatures({"skeleton": tokens["skeleton"]}))
+    if model.has_image_branch:  # without images, PyTorch's answer (classifier_pose); never from images alone
+        pose_only = UniHARFeatures({"skeleton": tokens["skeleton"]}, mask)
+        _close(runtime.forward_head(pose_only), model.forward_head(pose_only))
+        for runner in (runtime, model):
+            with pytest.raises(InputError, match=r"cannot answer without \['skeleton'\]"):
+                runner.forward_head(UniHARFeatures({"rgb": tokens["rgb"]}))
     else:
         with pytest.raises(InputError, match="no image encoder"):
             runtime.encode_frames(torch.randn(1, 3, 48, 48))

@@ -235,8 +235,8 @@ class _ScriptedPeople:
                     people.append(self.person(260, i))
                 if 30 <= i < 34:
                     people.append(self.person(460, i))
-                if i in (40, 41):  # D: a false detection for two frames, never a person
-                    people.append(self.person(420, i) * [1, 1.5, 1])
+                if i in (40, 41):  # D: a false detection for two frames, never a person (away from where
+                    people.append(self.person(360, i) * [1, 1.5, 1])  # C was heading: not C seen again)
                 return np.stack(people)
 
             yield estimate

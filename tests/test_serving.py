@@ -493,6 +493,72 @@ def test_busy_video_does_not_block_other_requests(gated_server, clip: Path) -> N
     assert response.status_code == 200 and response.json()["frames"] == 45
 
 
+class StillPoses:
+    """Pose estimation (the slow stage) stood in for by the same person in every frame, so many videos run
+    in seconds; each video waits at ``gate`` until the test opens it."""
+
+    needs_video = True
+
+    def __init__(self) -> None:
+        self.name, self.layout = "still", get_layout("penn13")
+        xy = np.random.default_rng(0).uniform([120, 40], [220, 230], (13, 2))
+        self.person = np.concatenate([xy, np.full((13, 1), 0.9)], axis=-1).astype(np.float32)[None]
+        self.gate = threading.Event()
+
+    @contextlib.contextmanager
+    def frame_estimator(self) -> Iterator:
+        if not self.gate.wait(WAIT_S):
+            raise RuntimeError("the test never opened the gate")
+        yield lambda frame: self.person
+
+
+@pytest.mark.slow
+def test_default_settings_serve_several_people(workdir: Path, tmp_path: Path, clip: Path) -> None:
+    """Default settings: 8 uploads at once all wait their turn and get their answer; past the line's
+    real size (what the documented disk bound covers) the next gets 503 + Retry-After."""
+    from unihar.loading import from_pretrained
+
+    poses = StillPoses()
+    model = from_pretrained(small_model_dir(workdir / "model", layout="penn13"))
+    pipeline = VideoPipeline(model, pose_backend=poses, device="cpu")
+    poses.gate.set()
+    expected = pipeline(clip, topk=5).to_dict()
+    poses.gate.clear()
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    settings = ServeSettings(upload_dir=str(uploads))
+    app = create_app(pipeline, settings)
+    service = app.state.service
+    capacity = service.videos.capacity
+    assert settings.upload_disk_bytes == capacity * settings.max_upload_bytes
+
+    def arrived(futures: list[concurrent.futures.Future], total: int) -> bool:
+        """``total`` requests are in: each holds a place with its file written, or was answered already."""
+        held, answered = service.videos.held, sum(future.done() for future in futures)
+        return held + answered == total and len(list(uploads.iterdir())) == held
+
+    with running_server(app) as url, concurrent.futures.ThreadPoolExecutor(max_workers=max(8, capacity)) as pool:
+        try:
+            first = [pool.submit(_post_video, url, clip) for _ in range(8)]
+            _wait_until(lambda: arrived(first, 8), "8 uploads to arrive")
+            assert [f.result().status_code for f in first if f.done()] == []  # none refused, none answered yet
+            rest = [pool.submit(_post_video, url, clip) for _ in range(capacity - 8)]
+            _wait_until(lambda: arrived(rest, capacity), f"{capacity} uploads to arrive")
+            assert [f.result().status_code for f in rest if f.done()] == []
+
+            refused = _post_video(url, clip)
+            assert refused.status_code == 503, refused.text
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert len(list(uploads.iterdir())) == capacity
+        finally:
+            poses.gate.set()
+        responses = [future.result() for future in first + rest]
+    assert [r.status_code for r in responses] == [200] * capacity, [r.text for r in responses if r.status_code != 200]
+    for response in responses:
+        _assert_same_prediction(response.json(), expected)
+    assert service.videos.held == 0 and list(uploads.iterdir()) == []
+
+
 # ---------------------------------------------------------------------------------------------- the command
 def test_serve_command_registers() -> None:
     import typer

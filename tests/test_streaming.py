@@ -220,7 +220,7 @@ class _FakePose:
         return self.lookup[id(frame)][None]
 
 
-def _one_person(people: np.ndarray):
+def _one_person(people: np.ndarray, frame: int | None = None):
     return ({0: people[0]} if len(people) else {}), []
 
 

@@ -106,7 +106,7 @@ def test_a_video_without_poses_is_an_error_unless_skipped(tmp_path):
 
 
 @pytest.mark.slow
-def test_stage2_adds_the_image_branch_on_video_data(tmp_path):
+def test_stage2_adds_the_image_branch_on_video_data(tmp_path, monkeypatch):
     import json
 
     import torch
@@ -132,8 +132,21 @@ def test_stage2_adds_the_image_branch_on_video_data(tmp_path):
                   "fusion_model": {"mode": "concat", "output_dim": 8}},
         "train": {"epochs": 1, "batch_size": 2, "num_threads": 1, "freeze_pose": True},
     })
+    # Workers that decode video never start as a fork of this process (a fork of a process holding PyAV's
+    # decoder threads can wait forever on a lock copied in its held state).
+    loaders = []
+
+    class RecordingLoader(torch.utils.data.DataLoader):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            loaders.append(self)
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", RecordingLoader)
     metrics = train(f"video-folder:{root}", tmp_path / "s2", stage2, init=tmp_path / "s1", progress=False)
     assert metrics["n"] == 4
+    (loader,) = loaders
+    assert loader.num_workers > 0 and loader.multiprocessing_context is not None
+    assert loader.multiprocessing_context.get_start_method() != "fork"
     s1, s2 = load_file(str(tmp_path / "s1" / "model.safetensors")), load_file(str(tmp_path / "s2" / "model.safetensors"))
     assert all(torch.equal(s1[k], s2[k]) for k in s1 if k.startswith("short_seq_model."))
     assert any(k.startswith("image_encoder.") for k in s2) and any(k.startswith("fusion.") for k in s2)

@@ -18,8 +18,8 @@ from unihar.jsonfile import read_json
 
 __all__ = [
     "DEFAULT_REPO_ID", "CONFIG_NAME", "LABELS_NAME", "SAFETENSORS_NAME", "PYTORCH_WEIGHTS_NAME", "WEIGHTS_NAMES",
-    "HubFileMissingError", "HubOfflineError", "resolve_file", "find_first", "download_model", "load_config",
-    "load_labels", "labels_to_list",
+    "HubFileMissingError", "HubOfflineError", "FILE_SUFFIXES", "local_reason", "resolve_file", "find_first",
+    "download_model", "load_config", "load_labels", "labels_to_list",
 ]
 
 DEFAULT_REPO_ID = "m97j/uni-har"
@@ -38,18 +38,52 @@ class HubOfflineError(HubError):
     """The file is not in the local cache and the Hub cannot be reached."""
 
 
-def _is_local(repo_or_path: str | Path) -> bool:
-    path = Path(repo_or_path).expanduser()
-    return path.exists() or str(repo_or_path).startswith((".", "/", "~")) or str(repo_or_path).count("/") > 1
+# Suffixes of model files: "model.onnx" or "runs/best.bin" is a file the user meant, never a Hub repo
+# (repo names may hold dots, e.g. "org/model-v1.5", so not every suffix counts).
+FILE_SUFFIXES = (".onnx", ".bin", ".safetensors", ".pt", ".pth", ".ckpt", ".json")
+
+
+def local_reason(repo_or_path: str | Path) -> str | None:
+    """Why ``repo_or_path`` is a local path, or None when it can only be a Hub repo id.
+
+    A ``Path``, a path that exists, one that starts with ``.``, ``/`` or ``~``, holds a backslash or more
+    than one slash, ends in a model-file suffix, or whose first part is a folder here (``runs/mine`` when
+    ``runs/`` exists) is local: a mistyped local path must be reported as missing, not sent to the Hub.
+    What is left (``name`` or ``owner/name``) is a repo id.
+    """
+    if isinstance(repo_or_path, Path):
+        return "it was given as a Path"
+    text = str(repo_or_path)
+    first = text.split("/", 1)[0]
+    if Path(text).expanduser().exists():
+        return "it exists"
+    if text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1:
+        return "it is written as a path"
+    if text.lower().endswith(FILE_SUFFIXES):
+        return f"it ends in {Path(text).suffix}"
+    if "/" in text and first and Path(first).is_dir():
+        return f"{first}/ is a folder here"
+    return None
+
+
+def _no_such_folder(folder: Path, reason: str, filename: str) -> HubError:
+    """The error for a local path that is not a folder, saying why it was read as a path."""
+    if folder.exists():
+        return HubError(f"{folder} is a file, not a model folder (expected a folder holding {filename})")
+    return HubError(
+        f"no such model folder: {folder} (read as a local path because {reason}; expected a folder holding "
+        f"{filename}, or a Hub repo id like '{DEFAULT_REPO_ID}')"
+    )
 
 
 def resolve_file(filename: str, repo_or_path: str | Path | None = None, revision: str | None = None) -> str:
     """Local path of ``filename`` from a local folder, or from a Hub repo (downloaded or from the cache)."""
     repo_or_path = DEFAULT_REPO_ID if repo_or_path is None else repo_or_path
-    if _is_local(repo_or_path):
+    reason = local_reason(repo_or_path)
+    if reason is not None:
         folder = Path(repo_or_path).expanduser()
         if not folder.is_dir():
-            raise HubError(f"model folder not found: {folder} (expected a folder holding {filename}, or a Hub repo id like '{DEFAULT_REPO_ID}')")
+            raise _no_such_folder(folder, reason, filename)
         path = folder / filename
         if not path.is_file():
             present = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
@@ -68,20 +102,22 @@ def resolve_file(filename: str, repo_or_path: str | Path | None = None, revision
 
     repo_id = str(repo_or_path)
     where = f"'{repo_id}'" + (f" at revision '{revision}'" if revision else "")
+    no_folder = f"there is no local folder '{repo_id}' either (in {Path.cwd()})"
     try:
         return hf_hub_download(repo_id=repo_id, filename=filename, revision=revision, repo_type="model")
     except LocalEntryNotFoundError:
         raise HubOfflineError(
             f"{filename} of {where} is not in the local Hugging Face cache and the Hub cannot be reached "
-            "(offline, or HF_HUB_OFFLINE=1). Either pass a local folder that holds the files, "
+            f"(offline, or HF_HUB_OFFLINE=1), and {no_folder}. Either pass a local folder that holds the files, "
             "or connect once so the files are cached, then work offline."
         ) from None
     except HFValidationError as err:
-        raise HubError(f"'{repo_id}' is neither an existing local folder nor a valid Hub repo id: {err}") from None
+        reason = str(err).splitlines()[0]
+        raise HubError(f"'{repo_id}' is neither an existing local folder nor a valid Hub repo id: {reason}") from None
     except GatedRepoError:
         raise HubError(f"{where} is gated on the Hub: log in with `hf auth login` after accepting its terms") from None
     except RepositoryNotFoundError:
-        raise HubError(f"Hub repo {where} not found (or private: log in with `hf auth login`)") from None
+        raise HubError(f"Hub repo {where} not found (or private: log in with `hf auth login`), and {no_folder}") from None
     except RevisionNotFoundError:
         raise HubError(f"revision '{revision}' not found in Hub repo '{repo_id}'") from None
     except EntryNotFoundError:

@@ -19,9 +19,20 @@ from unihar.errors import CheckpointError, InputError
 from unihar.inference.onnx_backend import EXPORT_VERSION, OnnxModel, export_onnx
 from unihar.models import HARModel, UniHAR
 
-__all__ = ["BACKENDS", "from_pretrained", "load_model", "onnx_cache_path"]
+__all__ = ["BACKENDS", "check_backend", "from_pretrained", "load_model", "onnx_cache_path"]
 
 BACKENDS = ("torch", "onnxruntime")
+
+
+def check_backend(backend: str, weights: str | Path | None = None) -> str:
+    """``--backend`` in lower case, checked against ``--weights`` before a command loads or reads
+    anything: an ``.onnx`` file runs only with onnxruntime (what :func:`load_model` would refuse later)."""
+    backend = backend.strip().lower()
+    if backend not in BACKENDS:
+        raise InputError(f"--backend: expected one of {list(BACKENDS)}, got {backend!r}")
+    if backend == "torch" and weights is not None and str(weights).lower().endswith(".onnx"):
+        raise InputError(f"{weights} is an ONNX file: run it with --backend onnxruntime")
+    return backend
 
 
 def from_pretrained(repo_or_path: str | Path | None = None, revision: str | None = None) -> UniHAR:
@@ -58,7 +69,9 @@ def load_model(weights: str | Path | None = None, backend: str = "torch", revisi
     """The model to run.
 
     ``weights``: a ``save_pretrained`` folder or Hub repo id, or with ``backend="onnxruntime"`` an
-    ``.onnx`` file from ``unihar export``; None: the model bundled with the package. With
+    ``.onnx`` file from ``unihar export``; None: the model bundled with the package. Anything that
+    looks like a path (:func:`unihar.hub.local_reason`: ``runs/mine`` when ``runs/`` exists) is read
+    from disk and, when missing, is an error, never a Hub look-up. With
     ``backend="onnxruntime"`` and a PyTorch model, the model is exported once to the cache
     (``$UNIHAR_CACHE/onnx``) and the export is reused afterwards.
     """

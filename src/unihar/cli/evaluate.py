@@ -18,8 +18,13 @@ DATA_HELP = (
 
 def eval_command(
     data: str = typer.Option(..., "--data", help=DATA_HELP),
-    split: str = typer.Option("test", "--split", help="Which split to score (train, val, test)."),
+    split: str = typer.Option(
+        "test", "--split", help="Which split to score: train or test; val for haa500, and for skeleton-npz, sensor-npz "
+        "and video-folder data with a val/ folder."),
     weights: Optional[str] = typer.Option(None, "--weights", help="save_pretrained folder or Hub repo id; default: the bundled model."),
+    backend: str = typer.Option(
+        "torch", "--backend", help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`)."
+    ),
     as_json: bool = typer.Option(False, "--json", help='Print only {"n", "top1", "top5", "mean_class_acc", "ece"} as one JSON object.'),
     closed_set: bool = typer.Option(
         False, "--closed-set", help="Predict only among the dataset's own classes (the dataset's standard protocol, "
@@ -32,16 +37,18 @@ def eval_command(
         False, "--skip-failed-videos", help="Leave out (and list) videos whose poses cannot be extracted, instead of stopping."),
 ) -> None:
     """Evaluate a model on a dataset split."""
-    from unihar.data.datasets import load_dataset, parse_data_spec, split_variant
+    from unihar.data.datasets import check_split, load_dataset, parse_data_spec, split_variant
     from unihar.errors import InputError
-    from unihar.loading import load_model
+    from unihar.loading import check_backend, load_model
     from unihar.training.evaluation import evaluate, plot_confusion
 
+    backend = check_backend(backend, weights)
+    check_split(data, split)  # before the model loads: the format alone says which splits it has
     if plot is None and not as_json:
         plot = Path("confusion_matrix.png")
     if plot is not None and plot.exists() and not overwrite:
         raise InputError(f"{plot} already exists; pass --overwrite to replace it or choose another --plot path")
-    model = load_model(weights)
+    model = load_model(weights, backend)
     options = {}
     if split_variant(parse_data_spec(data)[0])[0] in ("haa500", "video-folder"):
         options = {"workers": workers, "skip_failed": skip_failed_videos}

@@ -27,8 +27,6 @@ import typer
 
 from unihar.errors import InputError
 
-GLOB_CHARACTERS = set("*?[")
-
 
 def predict(
     videos: List[Path] = typer.Argument(
@@ -177,7 +175,7 @@ def _note_missing_sensor(result, modalities: List[str], sensors: List[str], cons
 
 def _suggest_batch_mode(video: Path) -> None:
     """A glob pattern or a folder of videos (not of images) given without --out: say how to predict them all."""
-    from unihar.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+    from unihar.data.video import GLOB_CHARACTERS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
     if not video.exists() and GLOB_CHARACTERS & set(str(video)):
         raise InputError(f"{str(video)!r} looks like a glob pattern: to predict every video it matches, add --out results.jsonl")
@@ -262,6 +260,8 @@ def _print_table(result, output: Optional[Path]) -> None:
     )
     if result.missing_frames:
         summary += f", not found in {result.missing_frames} of their frames (interpolated)"
+    if result.corrupt_frames:
+        summary += f"; {result.corrupt_frames} frames could not be decoded (damaged file: the previous frame stands in)"
     console.print(summary, soft_wrap=True, highlight=False, markup=False)
     table = Table(title=f"Top {len(result.topk)} actions (main person, whole video)")
     table.add_column("#", justify="right")

@@ -2,6 +2,7 @@
 
     unihar serve                                   # bundled default model, http://127.0.0.1:8000
     unihar serve --weights m97j/uni-har --port 9000
+    unihar serve --backend onnxruntime --weights model.onnx   # from `unihar export`
     curl -F file=@clip.mp4 http://127.0.0.1:8000/v1/predict
 
 The web page is at ``/``, the API documentation at ``/docs``. Listening on anything other than
@@ -24,6 +25,9 @@ def serve(
     weights: Optional[str] = typer.Option(
         None, "--weights", "-w", help="Model folder or Hugging Face Hub id (e.g. m97j/uni-har). Default: the bundled model."
     ),
+    backend: str = typer.Option(
+        "torch", "--backend", help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`)."
+    ),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda if available)."),
     pose_backend: str = typer.Option(
         "blazepose", "--pose-backend", help="blazepose (several people) or mediapipe (legacy, one person)."
@@ -34,7 +38,9 @@ def serve(
     max_seconds: float = typer.Option(120.0, "--max-seconds", min=0.1, help="Longest clip accepted, in seconds (422 beyond)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Threads classifying keypoint (JSON) requests; videos are analysed one at a time."),
     max_pending: int = typer.Option(
-        4, "--max-pending", min=0, help="Video (and JSON) jobs that may wait for a worker; beyond that, 503 with Retry-After."
+        16, "--max-pending", min=0,
+        help="Video (and JSON) jobs that may wait for a worker; beyond that, 503 with Retry-After. A waiting video "
+        "holds only its upload on disk: at most (1 + N) x --max-upload-mb in all.",
     ),
 ) -> None:
     """Serve the model over HTTP: JSON API (/v1/predict) and a web page (/)."""
@@ -47,10 +53,12 @@ def serve(
 
     from unihar.data.pose import get_pose_backend
     from unihar.inference.pipeline import VideoPipeline
-    from unihar.loading import load_model
+    from unihar.loading import check_backend, load_model
+    from unihar.serving.server import uvicorn_options
     from unihar.serving.service import ServeSettings
 
     # Check everything the user gave before loading the model.
+    backend = check_backend(backend, weights)
     settings = ServeSettings(
         max_upload_bytes=int(max_upload_mb * 1e6), max_json_bytes=int(max_json_mb * 1e6), max_seconds=max_seconds,
         workers=workers, max_pending=max_pending,
@@ -58,12 +66,14 @@ def serve(
     pose = get_pose_backend(pose_backend, max_people=max_people)
     if not pose.needs_video:
         raise ConfigError(f"--pose-backend: the server estimates poses from videos; {pose_backend!r} only imports keypoint files")
-    pipeline = VideoPipeline(load_model(weights), pose_backend=pose, device=device, max_people=max_people)
+    pipeline = VideoPipeline(load_model(weights, backend), pose_backend=pose, device=device, max_people=max_people)
     with pose.frame_estimator():  # load the pose models once now: their runtime's start-up lines come before the server's
         pass
     app = create_app(pipeline, settings)
     typer.echo(f"Uni-HAR: web page at http://{host}:{port}/ , API docs at http://{host}:{port}/docs", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=True, log_config=log_config())
+    uvicorn.run(
+        app, host=host, port=port, log_level="info", access_log=True, log_config=log_config(), **uvicorn_options(settings)
+    )
 
 
 def log_config() -> dict[str, Any]:

@@ -4,18 +4,25 @@
     unihar stream rtsp://camera/stream --headless --json
     unihar stream clip.mp4 --headless --json          # a file, delivered at its own frame rate
     unihar stream clip.mp4 --json --as-fast-as-possible   # every frame, as fast as the machine goes
+    unihar stream 0 --backend onnxruntime --weights model.onnx   # from `unihar export`
 
 With ``--json``, one JSON object per line: ``{"frame", "t", "person", "topk"}`` per person and
-prediction (``frame``: the last source frame of the window), then ``{"summary": {"frames", "dropped", "fps"}}``.
+prediction (``frame``: the last source frame of the window), then
+``{"summary": {"frames", "dropped", "lost", "reconnects", "fps"}}``.
 A live source drops frames when the machine falls behind (counted in the summary); a file read with
 ``--as-fast-as-possible`` handles every frame and gives ``unihar predict``'s windows.
+
+A camera or stream that stalls or disconnects is opened again (``--reconnect-attempts``,
+``--reconnect-timeout``, ``--stall-timeout``); the frames that went by meanwhile are ``lost`` and the
+frame numbers move on by them. When reconnecting gives up, the stream ends with its summary (exit 0);
+a source that never answers is an error. q (or Esc) in the window ends the stream the same way.
 """
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 
@@ -25,6 +32,9 @@ from unihar.errors import InputError, VideoError
 def stream(
     source: str = typer.Argument(..., help="Webcam index (0), RTSP/HTTP URL, or a video file."),
     weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Model folder or Hub id (default: the bundled model)."),
+    model_backend: str = typer.Option(
+        "torch", "--backend", help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`)."
+    ),
     headless: bool = typer.Option(False, "--headless", help="No window: print predictions instead."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object per line on stdout."),
     stride: Optional[int] = typer.Option(None, "--stride", help="Frames between predictions (default: the model's stride)."),
@@ -34,63 +44,90 @@ def stream(
     image_stride: int = typer.Option(1, "--image-stride", help="Multimodal models: image features for every k-th sampled frame."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Multimodal models: ResNet input size (default: the model's)."),
     realtime: bool = typer.Option(True, "--realtime/--as-fast-as-possible", help="Read a file at its own frame rate, as a camera delivers it."),
+    reconnect_attempts: int = typer.Option(
+        5, "--reconnect-attempts",
+        help="A camera or stream that stalls or disconnects is opened again up to this many times in a row, after "
+        "0.5 s, then twice as long each time up to 4 s (0: the stream ends instead).",
+    ),
+    reconnect_timeout: float = typer.Option(
+        30.0, "--reconnect-timeout", help="Seconds an outage may last before reconnecting gives up and the stream ends."
+    ),
+    stall_timeout: float = typer.Option(5.0, "--stall-timeout", help="Seconds without data before a network stream counts as lost."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps."),
 ) -> None:
     """Recognise everyone's actions live, emitting each person's top-k every STRIDE frames."""
     from unihar.data.pose import get_pose_backend
     from unihar.inference.pipeline import VideoPipeline
-    from unihar.inference.streaming import StreamPrediction, open_live_source, run_source
-    from unihar.loading import load_model
+    from unihar.inference.streaming import Reconnect, StreamPrediction, open_live_source, run_source
+    from unihar.loading import check_backend, load_model
 
+    model_backend = check_backend(model_backend, weights)
     if stride is not None and stride < 1:
         raise InputError(f"--stride: expected a positive number of frames, got {stride}")
+    if reconnect_attempts < 0:
+        raise InputError(f"--reconnect-attempts: expected 0 or more, got {reconnect_attempts}")
+    for option, seconds in (("--reconnect-timeout", reconnect_timeout), ("--stall-timeout", stall_timeout)):
+        if not 0 < seconds < float("inf"):
+            raise InputError(f"{option}: expected a positive number of seconds, got {seconds:g}")
+    reconnect = Reconnect(reconnect_attempts, reconnect_timeout, stall_timeout)
     is_device = source.isdigit() or "://" in source
     if not is_device and not Path(source).is_file():
         raise VideoError(f"video not found: {source}")
     backend = get_pose_backend(pose_backend, max_people=max_people)
     if not backend.needs_video:
         raise InputError(f"--pose-backend {pose_backend!r} imports keypoint files; a stream needs an estimator (blazepose)")
-    pipeline = VideoPipeline(load_model(weights), pose_backend=backend, device=device, max_people=max_people)
+    pipeline = VideoPipeline(load_model(weights, model_backend), pose_backend=backend, device=device, max_people=max_people)
     pipeline.check_topk(topk)
-    frames, fps, is_file = open_live_source(source)
-    engine = pipeline.engine(fps, stride=stride, warmup=True, image_stride=image_stride, image_size=image_size, batch_windows=1)
-    display = None if headless else _Display(backend.layout)
-    labels = pipeline.labels
+    frames = open_live_source(source, reconnect)
+    fps, is_file = frames.fps, frames.is_file
+    display = None
+    try:  # whatever fails from here on (the engine, the window, the run), the source is closed
+        engine = pipeline.engine(fps, stride=stride, warmup=True, image_stride=image_stride, image_size=image_size, batch_windows=1)
+        display = None if headless else _Display(backend.layout, on_quit=frames.close)
+        labels = pipeline.labels
 
-    def emit(windows) -> None:
-        for window in windows:
-            prediction = StreamPrediction.of(window, fps, labels, topk)
-            if display is not None:
-                display.latest[prediction.person] = prediction
-            if json_output:
-                sys.stdout.write(json.dumps(prediction.to_dict()) + "\n")
-                sys.stdout.flush()
-            elif headless:
-                best = ", ".join(f"{s.label} {s.prob:.2f}" for s in prediction.topk[:3])
-                typer.echo(f"{prediction.t:8.2f}s  frame {prediction.frame:6d}  person {prediction.person:3d}  {best}")
+        def emit(windows) -> None:
+            for window in windows:
+                prediction = StreamPrediction.of(window, fps, labels, topk)
+                if display is not None:
+                    display.latest[prediction.person] = prediction
+                if json_output:
+                    sys.stdout.write(json.dumps(prediction.to_dict()) + "\n")
+                    sys.stdout.flush()
+                elif headless:
+                    best = ", ".join(f"{s.label} {s.prob:.2f}" for s in prediction.topk[:3])
+                    typer.echo(f"{prediction.t:8.2f}s  frame {prediction.frame:6d}  person {prediction.person:3d}  {best}")
 
-    live = not is_file or realtime
-    summary = run_source(
-        frames, backend.frame_estimator, pipeline.tracker(fps), engine, emit,
-        live=live, pace_fps=fps if (is_file and realtime) else None,
-        on_frame=display.show if display is not None else None, with_frames=display is not None,
-    )
-    if display is not None:
-        display.close()
+        live = not is_file or realtime
+        summary = run_source(
+            frames, backend.frame_estimator, pipeline.tracker(fps), engine, emit,
+            live=live, pace_fps=fps if (is_file and realtime) else None,
+            on_frame=display.show if display is not None else None, with_frames=display is not None,
+        )
+    finally:
+        frames.close()
+        if display is not None:
+            display.close()
     if json_output:
         sys.stdout.write(json.dumps({"summary": summary.to_dict()}) + "\n")
     else:
-        typer.echo(f"{summary.frames} frames, {summary.dropped} dropped, {summary.fps:.1f} fps", err=True)
+        typer.echo(
+            f"{summary.frames} frames, {summary.dropped} dropped, {summary.lost} lost in {summary.reconnects} "
+            f"reconnection{'s' if summary.reconnects != 1 else ''}, {summary.fps:.1f} fps", err=True,
+        )
+    if frames.gave_up:
+        typer.echo(f"warning: {frames.gave_up}", err=True)
 
 
 class _Display:
     """An OpenCV window with everyone's skeleton, id and latest action (drawn by the video renderer)."""
 
-    def __init__(self, layout) -> None:
+    def __init__(self, layout, on_quit: Callable[[], None]) -> None:
         import cv2
 
         self.cv2 = cv2
         self.layout = layout
+        self.on_quit = on_quit  # ends the stream as if the source had: the last windows and the summary follow
         self.latest: dict = {}  # person -> their latest StreamPrediction
         try:
             cv2.namedWindow("unihar", cv2.WINDOW_NORMAL)
@@ -106,8 +143,8 @@ class _Display:
             people.append(PersonOverlay(person, keypoints, prediction.topk[0] if prediction else None))
         drawn = draw_frame(update.frame, people, self.layout)
         self.cv2.imshow("unihar", self.cv2.cvtColor(drawn, self.cv2.COLOR_RGB2BGR))
-        if self.cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-            raise KeyboardInterrupt
+        if (self.cv2.waitKey(1) & 0xFF) in (ord("q"), 27):  # q or Esc
+            self.on_quit()
 
     def close(self) -> None:
         self.cv2.destroyAllWindows()

@@ -11,6 +11,8 @@ Every failure the user can cause (missing path, not a video, corrupt data, no fr
 """
 from __future__ import annotations
 
+import heapq
+import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,19 +26,30 @@ from unihar.errors import VideoError
 __all__ = [
     "VIDEO_EXTENSIONS",
     "IMAGE_EXTENSIONS",
+    "GLOB_CHARACTERS",
     "DEFAULT_IMAGE_FOLDER_FPS",
     "VideoInfo",
     "VideoReader",
     "open_video",
     "read_frames",
     "natural_sort_key",
+    "is_video_file",
+    "StreamConnection",
+    "open_stream",
 ]
 
+# What folder searches take as videos (batch prediction, video-folder datasets): one list, so every
+# command that looks through a folder finds the same files.
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+GLOB_CHARACTERS = frozenset("*?[")  # a path holding one of these (and not existing) is a glob pattern
 DEFAULT_IMAGE_FOLDER_FPS = 30.0
-# A header claiming more than this is taken as no rate at all (see _rate_from_timestamps).
+# A header rate outside this range is taken as no rate at all (see _rate_from_timestamps); a rate measured
+# outside it is refused: windows of a few seconds would hold a single frame, or thousands.
+MIN_PLAUSIBLE_FPS = 1.0
 MAX_PLAUSIBLE_FPS = 240.0
+# A video with more frames than this share undecodable is refused rather than predicted from stand-ins.
+MAX_CORRUPT_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,8 @@ class VideoInfo:
 
     ``num_frames`` comes from the container header and can be missing (``None``) or slightly off for
     some formats (webm, mkv, variable frame rate); the decoded count is the truth.
+    ``frames_estimated`` says the header had no count and ``num_frames`` is duration x rate (which a
+    variable frame rate makes wrong); :meth:`VideoReader.count_frames` counts them.
     """
 
     source: str
@@ -54,6 +69,7 @@ class VideoInfo:
     num_frames: int | None
     is_image_folder: bool = False
     rate: Fraction | None = None  # the exact frame rate (e.g. 30000/1001), for writing a video back
+    frames_estimated: bool = False
 
     @property
     def exact_rate(self) -> Fraction:
@@ -71,6 +87,13 @@ def natural_sort_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
+def is_video_file(path: str | Path) -> bool:
+    """Whether a folder search takes ``path`` as a video: a :data:`VIDEO_EXTENSIONS` name, not hidden
+    (macOS leaves ``._clip.mp4`` metadata files beside videos copied to other disks)."""
+    path = Path(path)
+    return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")
+
+
 class VideoReader:
     """Iterates over the frames of a video file or an image folder as ``(H, W, 3)`` uint8 RGB arrays.
 
@@ -83,6 +106,7 @@ class VideoReader:
     def __init__(self, source: str | Path, *, fps: float | None = None, max_frames: int | None = None) -> None:
         self.path = Path(source)
         self.max_frames = max_frames
+        self.corrupt_frames = 0  # frames of the last pass over a file that could not be decoded (see _iter_file)
         if fps is not None and not fps > 0:
             raise VideoError(f"expected a positive frame rate, got {fps!r}")
         if not self.path.exists():
@@ -123,13 +147,20 @@ class VideoReader:
         container = self._open_container()
         try:
             stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            stated = stream.average_rate or stream.guessed_rate or stream.base_rate
+            rate = stated
             num_frames: int | None = int(stream.frames) if stream.frames else None
-            if not rate or float(rate) > MAX_PLAUSIBLE_FPS:
-                rate, num_frames = _rate_from_timestamps(container, stream) or (rate, num_frames)
-            fps = float(rate) if rate else 0.0
-            if not fps > 0:
-                raise VideoError(f"cannot read the frame rate of {str(self.path)!r}")
+            if not _plausible_rate(stated):
+                measured = _rate_from_timestamps(container, stream)
+                if measured is None or not _plausible_rate(measured[0]):
+                    raise VideoError(
+                        f"cannot tell the frame rate of {str(self.path)!r}: its header states {_describe_rate(stated)} and "
+                        f"the timestamps of its frames give {_describe_rate(measured and measured[0])}; expected "
+                        f"{MIN_PLAUSIBLE_FPS:g} to {MAX_PLAUSIBLE_FPS:g} frames per second"
+                    )
+                rate, num_frames = measured
+            fps = float(rate)
+            estimated = False
             if num_frames is None:
                 duration = None
                 if stream.duration is not None and stream.time_base is not None:
@@ -137,7 +168,7 @@ class VideoReader:
                 elif container.duration is not None:
                     duration = container.duration / 1_000_000  # av.time_base is microseconds
                 if duration:
-                    num_frames = max(int(round(duration * fps)), 1)
+                    num_frames, estimated = max(int(round(duration * fps)), 1), True
             width, height = stream.codec_context.width, stream.codec_context.height
             if not width or not height:
                 raise VideoError(f"cannot read the frame size of {str(self.path)!r}; the file looks corrupt")
@@ -151,34 +182,89 @@ class VideoReader:
                 raise VideoError(f"video {str(self.path)!r} contains no decodable frames")
             if _quarter_turns(first) % 2:
                 width, height = height, width
-            return VideoInfo(str(self.path), int(width), int(height), fps, num_frames, False, Fraction(rate))
+            return VideoInfo(str(self.path), int(width), int(height), fps, num_frames, False, Fraction(rate), estimated)
         finally:
             container.close()
 
+    def count_frames(self) -> int:
+        """The number of frames (capped by ``max_frames``), counted in the file where the header only
+        estimates it: a variable frame rate makes duration x rate wrong. Demuxing only, no decoding."""
+        count = self.info.num_frames
+        if self._images is None and (count is None or self.info.frames_estimated):
+            import av
+
+            container = self._open_container()
+            try:
+                stream = container.streams.video[0]
+                count = sum(1 for packet in container.demux(stream) if packet.size)
+            except av.error.FFmpegError as exc:
+                raise VideoError(f"video {str(self.path)!r} is corrupt: {_ffmpeg_reason(exc)}") from None
+            finally:
+                container.close()
+        return count if self.max_frames is None else min(count, self.max_frames)
+
     def _iter_file(self) -> Iterator[np.ndarray]:
+        """The frames of the file. A packet that fails to decode (a damaged stretch of the file) is
+        skipped and counted in ``corrupt_frames``; the previous picture stands in for its frame at the
+        frame's place in time (found from the timestamps: with frame threading the error is reported a
+        few packets late), so the frames after it keep their numbers and times. A file whose frames are
+        mostly undecodable is refused."""
         import av
 
+        self.corrupt_frames = 0
         container = self._open_container()
         try:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # frame threading: several frames decode in parallel
-            index = 0
+            index = decoded = placed = 0
+            pending: list[int] = []  # heap: timestamps of the packets whose frame has not come out yet
+            previous: np.ndarray | None = None
+            reason = ""  # FFmpeg's reason for the last packet that failed
             try:
-                for frame in container.decode(stream):
-                    image = frame.to_ndarray(format="rgb24")
-                    turns = _quarter_turns(frame)
-                    if turns:
-                        image = np.ascontiguousarray(np.rot90(image, k=turns))
-                    yield image
-                    index += 1
-                    if self.max_frames is not None and index >= self.max_frames:
-                        return
+                for packet in container.demux(stream):
+                    if packet.pts is not None and packet.size and not packet.is_discard:
+                        heapq.heappush(pending, packet.pts)
+                    try:
+                        frames = packet.decode()
+                    except av.error.FFmpegError as exc:
+                        self.corrupt_frames += 1
+                        reason = _ffmpeg_reason(exc)
+                        continue
+                    for frame in frames:
+                        image = frame.to_ndarray(format="rgb24")
+                        turns = _quarter_turns(frame)
+                        if turns:
+                            image = np.ascontiguousarray(np.rot90(image, k=turns))
+                        missing = _pop_until(pending, frame.pts)
+                        # Only as many stand-ins as packets failed: a gap in the timestamps alone is the file's own.
+                        stand_ins = min(missing, self.corrupt_frames - placed)
+                        placed += stand_ins
+                        pictures = [(previous if previous is not None else image).copy() for _ in range(stand_ins)]
+                        for picture in pictures + [image]:
+                            yield picture
+                            index += 1
+                            if self.max_frames is not None and index >= self.max_frames:
+                                return
+                        previous = image
+                        decoded += 1
+                if previous is not None:  # failed packets at the very end: their frames never came out
+                    for _ in range(min(len(pending), self.corrupt_frames - placed)):
+                        yield previous.copy()
+                        index += 1
+                        if self.max_frames is not None and index >= self.max_frames:
+                            return
             except av.error.FFmpegError as exc:
                 raise VideoError(
                     f"video {str(self.path)!r} is corrupt: decoding failed after {index} frames ({_ffmpeg_reason(exc)})"
                 ) from None
-            if index == 0:
-                raise VideoError(f"video {str(self.path)!r} contains no decodable frames")
+            if decoded == 0:
+                detail = f" ({self.corrupt_frames} failed: {reason})" if self.corrupt_frames else ""
+                raise VideoError(f"video {str(self.path)!r} contains no decodable frames{detail}")
+            if self.corrupt_frames > MAX_CORRUPT_SHARE * (decoded + self.corrupt_frames):
+                raise VideoError(
+                    f"video {str(self.path)!r} is corrupt: {self.corrupt_frames} of its {decoded + self.corrupt_frames} "
+                    f"frames could not be decoded ({reason}); at most {MAX_CORRUPT_SHARE:.0%} are skipped"
+                )
         finally:
             container.close()
 
@@ -220,6 +306,35 @@ def _quarter_turns(frame) -> int:
     return int(round(rotation / 90)) % 4
 
 
+def _pop_until(pending: list[int], pts: int | None) -> int:
+    """Take the timestamp of the frame that came out (``pts``) off the heap ``pending``, and every earlier
+    one: frames come out in time order, so those will never come. Returns how many earlier ones there were."""
+    if pts is None:
+        return 0
+    missing = 0
+    while pending and pending[0] < pts:
+        heapq.heappop(pending)
+        missing += 1
+    if pending and pending[0] == pts:
+        heapq.heappop(pending)
+    return missing
+
+
+def _plausible_rate(rate: Fraction | float | None) -> bool:
+    """Whether a frame rate can be a video's: positive, finite and within the plausible range."""
+    try:
+        value = float(rate) if rate is not None else 0.0
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        return False
+    return math.isfinite(value) and MIN_PLAUSIBLE_FPS <= value <= MAX_PLAUSIBLE_FPS
+
+
+def _describe_rate(rate: Fraction | float | None) -> str:
+    if rate is None or rate == 0:
+        return "none"
+    return f"{float(rate):g} fps"
+
+
 def _rate_from_timestamps(container, stream) -> tuple[Fraction, int] | None:
     """(frame rate, frame count) from the packet timestamps, for files whose header states no usable rate.
 
@@ -254,3 +369,61 @@ def read_frames(
     reader = open_video(source, fps=fps, max_frames=max_frames)
     frames = list(reader)
     return np.stack(frames), reader.info
+
+
+# -- live streams (RTSP, HTTP, ...) -----------------------------------------------------------------------
+STREAM_OPEN_TIMEOUT = 10.0  # seconds to connect
+STREAM_STALL_TIMEOUT = 5.0  # seconds without data before a stream counts as lost
+
+
+class StreamConnection:
+    """One connection to a network stream: its ``(H, W, 3)`` uint8 RGB frames until it ends, stalls or fails.
+
+    Reconnecting is the caller's business (``unihar stream`` does it, see
+    :class:`~unihar.inference.streaming.LiveSource`). ``fps`` is the rate the stream states, or None when
+    it states none (MJPEG over HTTP has no rate; FFmpeg then makes one up).
+    """
+
+    def __init__(self, url: str, *, stall_timeout: float = STREAM_STALL_TIMEOUT, open_timeout: float = STREAM_OPEN_TIMEOUT) -> None:
+        import av
+
+        self.url, self.stall_timeout = url, stall_timeout
+        options = {"rtsp_transport": "tcp"} if url.startswith("rtsp") else None
+        try:
+            # PyAV's timeout interrupts any blocking read, whatever the protocol: a stalled camera cannot hang us.
+            self.container = av.open(url, options=options, timeout=(open_timeout, stall_timeout))
+        except (av.error.FFmpegError, OSError) as exc:
+            raise VideoError(f"cannot open live source {url!r}: {_stream_reason(exc, open_timeout)}") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise VideoError(f"live source {url!r} has no video stream")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        rate = self.stream.average_rate
+        self.fps = float(rate) if rate and 0 < float(rate) <= MAX_PLAUSIBLE_FPS else None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import av
+
+        try:
+            for frame in self.container.decode(self.stream):
+                yield frame.to_ndarray(format="rgb24")
+        except (av.error.FFmpegError, OSError) as exc:
+            raise VideoError(f"live source {self.url!r} was lost: {_stream_reason(exc, self.stall_timeout)}") from None
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _stream_reason(exc: Exception, timeout: float) -> str:
+    """Why a stream failed, in words: FFmpeg calls its own timeout "Immediate exit requested"."""
+    import av
+
+    if isinstance(exc, av.error.ExitError):
+        return f"no data for {timeout:g} s"
+    return _ffmpeg_reason(exc)
+
+
+def open_stream(url: str, *, stall_timeout: float = STREAM_STALL_TIMEOUT, open_timeout: float = STREAM_OPEN_TIMEOUT) -> StreamConnection:
+    """Connect to a network stream (``rtsp://``, ``http://``, ...); raises :class:`VideoError` if it cannot."""
+    return StreamConnection(url, stall_timeout=stall_timeout, open_timeout=open_timeout)

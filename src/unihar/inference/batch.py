@@ -6,14 +6,16 @@ Every video gets one JSON line in the output file: the object ``unihar predict V
 or ``{"source", "error"}`` with the message that command would print. Lines are appended, flushed and
 synced as each video finishes, so a run that is killed loses only the videos in flight, and a second
 run with the same file skips the videos already answered (failed ones are tried again; the line of a
-later success then follows the error line, so the last line of a source is its current one).
+later success then follows the error line, so the last line of a source is its current one). The same
+unexpected error (not the video's fault) on several videos stops the run: it is the setup's.
 
 Where the work happens:
 
 * ``workers=0``: this process runs :class:`VideoPipeline` on each video in turn, exactly ``unihar predict``.
 * ``workers=N``, a pose-only model: N spawned processes decode and estimate poses (:func:`estimate_poses`,
   the expensive part), and this process tracks and classifies them (:class:`PoseClassifier`) with the
-  same tracker and windowing engine, so the numbers are those of ``unihar predict``.
+  same tracker and windowing engine, so the numbers are those of ``unihar predict``. A worker that dies
+  (out of memory, a native crash) costs only the video it was on (:class:`_WorkerPool`).
 * ``workers=N``, a model that also reads RGB frames: each process runs the whole pipeline (its frames
   never leave it).
 * a Ray cluster: :mod:`unihar.inference.batch_ray`, with the same stages and the same output file.
@@ -28,9 +30,10 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+import traceback
+from collections import deque
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait as wait_for_any
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -38,10 +41,10 @@ import numpy as np
 import torch
 
 from unihar.data.pose import get_pose_backend
-from unihar.data.video import VIDEO_EXTENSIONS, VideoInfo, natural_sort_key, open_video
+from unihar.data.video import GLOB_CHARACTERS, VIDEO_EXTENSIONS, VideoInfo, is_video_file, natural_sort_key, open_video
 from unihar.errors import InputError, UniHARError, one_line
 from unihar.inference.pipeline import DEFAULT_MAX_PEOPLE, VideoPipeline
-from unihar.loading import BACKENDS, load_model
+from unihar.loading import check_backend, load_model
 from unihar.models import HARModel
 
 try:  # POSIX: two runs must not append to the same file at once
@@ -62,8 +65,13 @@ __all__ = [
     "predict_whole_video",
 ]
 
-GLOB_CHARACTERS = set("*?[")
 LINE_START = b'{"source": '  # how every line of the output file starts (json.dumps of a dict whose first key is "source")
+# How the error of a video starts when the video is not to blame (a bug, a crash): the same error on
+# many videos is the setup's, and stops the run (see predict_videos).
+UNEXPECTED = "unexpected "
+WORKER_DIED = "the worker process died"
+MAX_REPEATED_ERRORS = 5
+PER_WORKER = 2  # videos sent ahead to each worker: it never waits for the next, and memory stays bounded
 
 
 # ---------------------------------------------------------------------- which videos
@@ -87,7 +95,7 @@ def find_videos(specs: Iterable[str | Path]) -> list[Path]:
             found += videos
         elif GLOB_CHARACTERS & set(str(spec)):
             matches = [Path(m) for m in glob.glob(str(spec), recursive=True)]
-            videos = sorted((v for m in matches for v in ([m] if m.is_file() else _videos_in(m)) if _is_video(v)), key=_order)
+            videos = sorted((v for m in matches for v in ([m] if m.is_file() else _videos_in(m)) if is_video_file(v)), key=_order)
             if not videos:
                 raise InputError(f"no videos match {str(spec)!r} (expected files ending in {', '.join(VIDEO_EXTENSIONS)})")
             found += videos
@@ -102,10 +110,6 @@ def find_videos(specs: Iterable[str | Path]) -> list[Path]:
     return unique
 
 
-def _is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")
-
-
 def _order(path: Path) -> list:
     """Natural order of whole paths: ``clip2.mp4`` before ``clip10.mp4``, folder by folder."""
     return [natural_sort_key(Path(part)) for part in path.parts]
@@ -116,7 +120,7 @@ def _videos_in(folder: Path) -> list[Path]:
     videos = []
     for root, folders, files in os.walk(folder):
         folders[:] = [d for d in folders if not d.startswith(".")]
-        videos += [Path(root) / f for f in files if _is_video(Path(f))]
+        videos += [Path(root) / f for f in files if is_video_file(Path(f))]
     return sorted(videos, key=_order)
 
 
@@ -261,8 +265,7 @@ class BatchSettings:
 
     def check(self) -> None:
         """Everything that can be checked without loading a model or reading a video."""
-        if self.backend not in BACKENDS:
-            raise InputError(f"--backend: expected one of {list(BACKENDS)}, got {self.backend!r}")
+        check_backend(self.backend, self.weights)
         if self.fps is not None and not self.fps > 0:
             raise InputError(f"--fps: expected a positive frame rate, got {self.fps}")
         pose = self.pose()
@@ -302,6 +305,7 @@ class VideoPoses:
     info: VideoInfo
     people: list[np.ndarray]  # per decoded frame: (P, J, 3) everyone the estimator found, in its order
     seconds: float = 0.0  # decoding + pose estimation
+    corrupt_frames: int = 0  # frames that could not be decoded (see VideoReader._iter_file)
 
 
 @dataclass
@@ -327,8 +331,20 @@ def failure(source: str | Path, err: BaseException) -> dict[str, Any]:
     if not isinstance(err, UniHARError):
         if os.environ.get("UNIHAR_DEBUG"):
             raise err
-        return {"source": str(source), "error": f"unexpected {type(err).__name__}: {one_line(err)}"}
+        return {"source": str(source), "error": f"{UNEXPECTED}{type(err).__name__}: {one_line(err)}"}
     return {"source": str(source), "error": one_line(err)}
+
+
+def _unexpected_error(line: dict[str, Any]) -> str | None:
+    """The error of a line that is not the video's fault (see :func:`failure`, :class:`_WorkerPool`),
+    with the video's path taken out, so the same fault on two videos gives the same text; else None."""
+    error = line.get("error")
+    if not isinstance(error, str) or not error.startswith((UNEXPECTED, WORKER_DIED)):
+        return None
+    source = str(line.get("source", ""))
+    for name in sorted({_key(source), source} - {""}, key=len, reverse=True):
+        error = error.replace(name, "VIDEO")
+    return error
 
 
 def estimate_poses(source: str | Path, pose_backend: Any, fps: float | None = None) -> VideoPoses:
@@ -341,7 +357,7 @@ def estimate_poses(source: str | Path, pose_backend: Any, fps: float | None = No
     reader = open_video(source, fps=fps)
     with pose_backend.frame_estimator() as estimate:
         people = [np.asarray(estimate(frame), dtype=np.float32) for frame in reader]
-    return VideoPoses(reader.info, people, time.perf_counter() - started)
+    return VideoPoses(reader.info, people, time.perf_counter() - started, reader.corrupt_frames)
 
 
 class _EstimatedPoses:
@@ -372,7 +388,9 @@ class PoseClassifier:
     def __call__(self, poses: VideoPoses) -> VideoOutcome:
         started = time.perf_counter()
         try:
-            line = self.pipeline.predict_frames(poses.people, poses.info, topk=self.settings.topk).to_dict()
+            result = self.pipeline.predict_frames(poses.people, poses.info, topk=self.settings.topk)
+            result.corrupt_frames = poses.corrupt_frames
+            line = result.to_dict()
         except Exception as err:
             line = failure(poses.info.source, err)
         return VideoOutcome(line, len(poses.people), poses.seconds, time.perf_counter() - started)
@@ -430,6 +448,147 @@ def _worker_whole_video(source: str) -> VideoOutcome:
     return predict_whole_video(source, _worker_state["pipeline"], _worker_state["settings"])
 
 
+def _worker_main(conn: Any, settings: BatchSettings, threads: int, parent: int, whole_videos: bool) -> None:
+    """A worker process: builds its stage, says ``ready``, then answers each video its pipe brings, in
+    order, until the pipe closes. An exception that escapes (``UNIHAR_DEBUG=1``) goes back to be raised."""
+    try:
+        _start_worker(settings, threads, parent, whole_videos)
+    except BaseException as err:  # noqa: BLE001 (anything: it is reported by the parent)
+        message = one_line(err) if isinstance(err, UniHARError) else f"{type(err).__name__}: {one_line(err)}"
+        conn.send(("failed", message))
+        return
+    conn.send(("ready", None))
+    task = _worker_whole_video if whole_videos else _worker_poses
+    while True:
+        try:
+            source = conn.recv()
+        except (EOFError, OSError):  # the parent is done (or gone)
+            return
+        try:
+            conn.send(("done", task(source)))
+        except Exception as err:
+            try:
+                conn.send(("raised", err))
+            except Exception:  # an exception that cannot be pickled: its traceback as text
+                conn.send(("raised", RuntimeError("".join(traceback.format_exception(err)))))
+
+
+@dataclass
+class _Worker:
+    """A worker process, the parent's end of its pipe, and the videos sent to it (the first is the one it is on)."""
+
+    process: Any
+    conn: Any
+    videos: deque = field(default_factory=deque)
+    ready: bool = False
+
+
+class _WorkerPool:
+    """Spawned worker processes, each fed through a pipe of its own, so that when one dies (out of memory,
+    a segfault in a native library) the video it was on is known: that video gets an error line, the
+    videos queued behind it go to the others, and a fresh worker takes its place.
+    (``concurrent.futures`` cannot say which video killed a worker, and stops every other one with it.)"""
+
+    def __init__(self, size: int, settings: BatchSettings, threads: int, whole_videos: bool) -> None:
+        self.context = multiprocessing.get_context("spawn")
+        self.args = (settings, threads, os.getpid(), whole_videos)
+        self.workers: list[_Worker] = []
+        self.requeue: list[str] = []  # videos of a worker that died, queued behind the one it was on
+        for _ in range(size):
+            self.start()
+
+    def start(self) -> None:
+        ours, theirs = self.context.Pipe()
+        process = self.context.Process(target=_worker_main, args=(theirs, *self.args), name="unihar-batch-worker")
+        process.start()
+        theirs.close()  # the child's end lives in the child: a dead child is an end of file here
+        self.workers.append(_Worker(process, ours))
+
+    @property
+    def busy(self) -> bool:
+        return any(worker.videos for worker in self.workers)
+
+    def feed(self, waiting: deque) -> None:
+        """Send waiting videos to the workers with room for them, least loaded first."""
+        while waiting:
+            worker = min(self.workers, key=lambda w: len(w.videos), default=None)
+            if worker is None or len(worker.videos) >= PER_WORKER:
+                return
+            source = waiting.popleft()
+            worker.videos.append(source)
+            try:
+                worker.conn.send(source)
+            except OSError:  # it has just died: noticed, and the video passed on, by receive()
+                pass
+
+    def receive(self) -> Iterator[tuple[str, Any]]:
+        """(video, what its worker sent back) for every answer that is in; a worker that died yields its
+        video with the :data:`WORKER_DIED` error line, and hands the ones queued behind it back through
+        ``requeue`` (oldest first)."""
+        self.requeue = []
+        ready = wait_for_any([w.conn for w in self.workers] + [w.process.sentinel for w in self.workers])
+        for worker in list(self.workers):
+            if worker.conn not in ready and worker.process.sentinel not in ready:
+                continue
+            dead = False
+            while not dead and worker.conn.poll():
+                try:
+                    kind, payload = worker.conn.recv()
+                except (EOFError, OSError):
+                    dead = True
+                    break
+                if kind == "ready":
+                    worker.ready = True
+                elif kind == "failed":
+                    raise UniHARError(f"a worker process could not start: {payload}")
+                elif kind == "raised":
+                    raise payload
+                else:
+                    yield worker.videos.popleft(), payload
+            if dead or not worker.process.is_alive():
+                yield from self._bury(worker)
+
+    def _bury(self, worker: _Worker) -> Iterator[tuple[str, Any]]:
+        worker.process.join(timeout=10)
+        if worker.process.is_alive():  # its pipe closed but it hangs on: it is of no use any more
+            worker.process.kill()
+            worker.process.join()
+        worker.conn.close()
+        self.workers.remove(worker)
+        code = worker.process.exitcode
+        if code is None or code >= 0:
+            how = f"exit code {code}" if code is not None else "no exit code"
+        else:
+            try:
+                how = f"killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        if not worker.ready:
+            raise UniHARError(
+                f"a worker process died while starting ({how}); from a script: is the call under "
+                '`if __name__ == "__main__":`? (spawned workers import the script again)'
+            )
+        if worker.videos:
+            source = worker.videos.popleft()
+            self.requeue.extend(worker.videos)
+            error = f"{WORKER_DIED} while predicting this video ({how}: out of memory? a crash in a native library?)"
+            yield source, {"source": source, "error": error}
+
+    def stop(self, now: bool) -> None:
+        """End the workers: ``now`` kills them mid-video; else they finish their video and exit."""
+        for worker in self.workers:
+            if now:
+                worker.process.terminate()
+            worker.conn.close()  # an end of file for a worker waiting for work: it exits
+        deadline = time.monotonic() + 10
+        for worker in self.workers:
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+        self.workers.clear()
+
+
 def _local_outcomes(
     sources: Sequence[str], settings: BatchSettings, model: HARModel, workers: int
 ) -> Iterator[VideoOutcome]:
@@ -446,59 +605,27 @@ def _local_outcomes(
     # The workers have the cores; the model stage needs milliseconds per video, and several threads
     # spinning against busy workers make it many times slower.
     torch.set_num_threads(1)
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_start_worker,
-        initargs=(settings, threads, os.getpid(), whole_videos),
-    )
-    task = _worker_whole_video if whole_videos else _worker_poses
-    waiting = iter(sources)
-    running: dict[Future, str] = {}
+    waiting = deque(sources)
+    pool = _WorkerPool(min(workers, len(sources)), settings, threads, whole_videos)
+    finished = False
     try:
-        for source in waiting:  # a few videos per worker in flight: workers never idle, memory stays bounded
-            running[pool.submit(task, source)] = source
-            if len(running) >= 2 * workers:
-                break
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                source = running.pop(future)
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    in_flight = ", ".join(sorted([source, *running.values()]))
-                    raise UniHARError(
-                        f"a worker process stopped unexpectedly while predicting one of: {in_flight} (out of memory? a crash? "
-                        "from a script: is the call under `if __name__ == \"__main__\":`?); run the same command again to "
-                        "continue (finished videos are skipped)"
-                    ) from None
+        pool.feed(waiting)
+        while pool.busy:
+            for source, result in pool.receive():
                 if isinstance(result, VideoPoses):
                     yield classifier(result)
                 elif isinstance(result, VideoOutcome):
                     yield result
-                else:  # the pose stage failed: the error line
+                else:  # the pose stage failed, or the worker died: the error line
                     yield VideoOutcome(result)
-                following = next(waiting, None)
-                if following is not None:
-                    running[pool.submit(task, following)] = following
-    except BaseException:  # interrupted, or the caller stopped reading: the videos in flight are dropped
-        _stop_workers(pool)
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+            waiting.extendleft(reversed(pool.requeue))
+            while waiting and len(pool.workers) < min(workers, len(sources)):
+                pool.start()  # in place of one that died
+            pool.feed(waiting)
+        finished = True
+    finally:  # interrupted, or the caller stopped reading: the videos in flight are dropped
+        pool.stop(now=not finished)
         torch.set_num_threads(torch_threads)
-
-
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """End the workers now instead of letting them finish their videos (``terminate_workers`` is
-    Python 3.14's; before it the processes are only reachable through the pool's ``_processes``)."""
-    terminate = getattr(pool, "terminate_workers", None)
-    if terminate is not None:
-        terminate()
-        return
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        process.terminate()
 
 
 # ---------------------------------------------------------------------- the run
@@ -535,6 +662,7 @@ def predict_videos(
     workers: int = 0,
     ray_address: str | None = None,
     progress: Callable[[BatchSummary], None] | None = None,
+    max_repeated_errors: int | None = MAX_REPEATED_ERRORS,
 ) -> BatchSummary:
     """Predict every video not yet answered in ``out`` and append its line there.
 
@@ -547,9 +675,17 @@ def predict_videos(
         ray_address: run on Ray (:mod:`unihar.inference.batch_ray`): ``"local"`` starts Ray here,
             ``"auto"`` joins the cluster this machine is part of, else a cluster address.
         progress: called with the running summary after each video.
+        max_repeated_errors: stop the run (a :class:`UniHARError`) when this many videos fail with the
+            same unexpected error (a bug, a crash: not the video's fault, see :func:`failure`), which is
+            the setup's, not the videos'; their lines are written first, so a run after the fix goes on
+            from there. ``None``: never stop. Input errors (a corrupt file, nobody in view) never stop it.
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
         raise InputError(f"workers: expected an integer >= 0, got {workers!r}")
+    if max_repeated_errors is not None and (
+        not isinstance(max_repeated_errors, int) or isinstance(max_repeated_errors, bool) or max_repeated_errors < 1
+    ):
+        raise InputError(f"max_repeated_errors: expected an integer >= 1 or None, got {max_repeated_errors!r}")
     settings.check()
     started = time.perf_counter()
     with ResultsFile(out) as results:
@@ -568,6 +704,7 @@ def predict_videos(
             outcomes = ray_outcomes(todo, settings, model, ray_address, workers)
         else:
             outcomes = _local_outcomes(todo, settings, model, workers)
+        repeated: dict[str, int] = {}
         for outcome in outcomes:
             results.write(outcome.line)
             summary.failed += outcome.failed
@@ -578,5 +715,15 @@ def predict_videos(
             summary.seconds = time.perf_counter() - started
             if progress is not None:
                 progress(summary)
+            error = _unexpected_error(outcome.line)
+            if error is not None:
+                repeated[error] = repeated.get(error, 0) + 1
+                if max_repeated_errors is not None and repeated[error] >= max_repeated_errors:
+                    raise UniHARError(
+                        f"stopped: {repeated[error]} videos failed with the same unexpected error, a problem of the setup "
+                        f"or a bug rather than of the videos: {error} (the last: {outcome.line['source']}); the "
+                        f"{summary.finished} videos finished in this run are in {str(out)!r}: once it is fixed, run the "
+                        "same command again to go on (UNIHAR_DEBUG=1 shows the traceback)"
+                    )
     summary.seconds = time.perf_counter() - started
     return summary

@@ -17,9 +17,17 @@ track starts at its first detection and has its own windows (see :class:`~unihar
 A clip is identified by its source frames, so the clip shared by overlapping windows is encoded once and
 taken from the cache afterwards; image features are cached per source frame and shared by every track.
 Frames where a tracked person was not found (occlusion, a frame dropped by a live source) are filled in
-by linear interpolation once the person is seen again; a track that is never seen again ends at its
-last detection. Memory is bounded: each track keeps its last ``window`` poses, the frame ring buffer its
-last ``window + max_gap`` resized frames, and the caches only what a future window can still use.
+by linear interpolation once the person is seen again, joint by joint: a joint seen at both ends of the
+gap follows the straight line between them, one missing at either end stays missing (confidence 0)
+instead of sliding towards the image origin. A track that is never seen again ends at its last
+detection. Memory is bounded whatever the length of the source: each track keeps its last ``window``
+poses, the frame ring buffer its last ``window + max_gap`` resized frames, and the caches only what a
+future window can still use. So with a model that reads frames, a track unseen for more than
+``max_gap`` frames (the tracker's ``max_age``) cannot be interpolated across, the frames of such a
+window being gone: what it had is classified as when a track ends (its tail window), and its next
+detection starts a new *stretch* of the same track id from scratch (with warm-up windows again). A
+pose-only window needs only the track's poses, so a pose-only track is interpolated across any gap
+(the tracker decides when a person is gone).
 
 ``batch_windows`` trades latency for throughput: 1 classifies each window as soon as it is due (live);
 larger values gather windows (and their new clips) into batches (files, evaluation).
@@ -43,13 +51,16 @@ import torch
 from torch import Tensor
 
 from unihar.data.layouts import KeypointLayout, convert_keypoints, get_layout
+from unihar.data.pose.base import interpolate_gap
 from unihar.data.preprocess import WindowGeometry, clip_indices, normalize_frames, pose_clips, resize_frame
 from unihar.data.signals import MIN_RATE_FRACTION, SignalRecording, clip_spans, coverage, signal_clips
 from unihar.errors import InputError
-from unihar.inference.device import resolve_device
+from unihar.inference.device import runtime_device
 from unihar.models import HARModel, UniHARFeatures
 
-__all__ = ["WindowResult", "TrackEnd", "WindowEngine", "run_sequences"]
+__all__ = [
+    "WindowResult", "TrackEnd", "WindowEngine", "run_sequences", "max_gap_frames", "MAX_UNSEEN_SECONDS",
+]
 
 CLIP_BATCH = 256  # clips per encoder call
 FRAME_BATCH = 32  # frames per image-encoder call
@@ -58,6 +69,12 @@ SIGNAL_BATCH = 256  # sensor clips per encoder call
 # A window gets a track's sensor signal when the recording covers at least this fraction of it; the
 # rest (at most 10 %) is held at the recording's first / last sample.
 MIN_SIGNAL_COVERAGE = 0.9
+MAX_UNSEEN_SECONDS = 1.0  # a person unseen for longer is gone: a later detection is someone new (or a new stretch)
+
+
+def max_gap_frames(fps: float) -> int:
+    """Frames a person may go unseen (occluded, missed) and keep their id: the usual ``max_gap``."""
+    return max(1, int(round(MAX_UNSEEN_SECONDS * fps)))
 
 
 @dataclass
@@ -88,14 +105,28 @@ class TrackEnd:
 
 
 class _Track:
-    """One person's poses (model layout) for the frames a future window can still need."""
+    """One person's poses (model layout) for the frames a future window can still need.
+
+    A track is one or more *stretches*: with a model that reads frames a gap longer than the engine's
+    ``max_gap`` closes one, and the next detection opens another (``first``: the current stretch's first
+    frame; ``start``: the track's).
+    """
 
     def __init__(self, track_id: int, first: int, capacity: int) -> None:
         self.id = track_id
-        self.first = first
+        self.start = first
         self.poses: deque[np.ndarray] = deque(maxlen=capacity)
+        self.classified = False  # a closed stretch got a window
+        self.longest = 0  # frames of its longest closed stretch
+        self.open(first)
+
+    def open(self, first: int) -> None:
+        """Start a stretch at ``first``: nothing before it is carried over."""
+        self.poses.clear()
+        self.first = first
         self.next_frame = first  # the next source frame this track expects
         self.last_full_end = first  # end of its last full window (first: none yet)
+        self.closed = False
 
     @property
     def length(self) -> int:
@@ -137,8 +168,10 @@ class WindowEngine:
         batch_windows: windows gathered before the model runs (1 = each as soon as it is due).
         min_seconds: shortest track that is classified (a short track gets one window over all of it).
         max_gap: most frames a track may go unseen and continue (the tracker's ``max_age``); frames are
-            kept for this long so a window across the gap can still be classified.
-        device: where a PyTorch model runs.
+            kept for this long so a window across the gap can still be classified, and a longer gap
+            closes the stretch of a track of a model that reads frames (see the module docstring). It
+            bounds memory: keep it small.
+        device: where a PyTorch model runs (it is moved there); None: wherever the model is.
     """
 
     def __init__(
@@ -181,7 +214,7 @@ class WindowEngine:
         self.batch_windows = batch_windows
         self.min_frames = 1 if fps is None else max(1, int(round(min_seconds * fps)))
         self.max_gap = max(0, int(max_gap))
-        self.device = resolve_device(device) if isinstance(model, torch.nn.Module) else torch.device("cpu")
+        self.device = runtime_device(model, device)  # the model's own device unless one is asked for
         self.tracks: dict[int, _Track] = {}
         self.ended: dict[int, TrackEnd] = {}
         self._latest_frame = -1
@@ -210,6 +243,10 @@ class WindowEngine:
         if frame <= self._latest_frame:
             raise InputError(f"frames must be pushed in order: got frame {frame} after frame {self._latest_frame}")
         self._latest_frame = frame
+        if self.uses_images and self.geometry is not None:
+            for track in self.tracks.values():
+                if not track.closed and frame - track.next_frame > self.max_gap:
+                    self._close(track)  # the gap's frames are about to be forgotten: classify what it had
         if self.uses_images:
             if image is None and not self._images:
                 raise InputError("this model also reads RGB frames: the first frame pushed needs one")
@@ -265,24 +302,16 @@ class WindowEngine:
         track = self.tracks.pop(track_id, None)
         if track is None:
             return []
-        last = track.next_frame - 1
-        n = track.length
-        classified = track.last_full_end > track.first
+        if not track.closed:
+            self._close(track)
         reason = None
-        window = self.geometry.window if self.geometry is not None else None
-        if window is not None and n >= window:
-            if track.last_full_end < track.next_frame:
-                self._queue(track, track.next_frame - window, track.next_frame, self.prep.clips)
-            classified = True
-        elif n >= self.min_frames:
-            self._queue(track, track.first, track.next_frame, self.prep.clips)
-            classified = True
-        elif not classified:
+        if not track.classified:
+            n = track.longest
             reason = (
                 f"seen for {n} frame{'s' if n != 1 else ''} ({n / self.fps:.2f} s); "
                 f"at least {self.min_frames} frames ({self.min_frames / self.fps:.2f} s) are needed to classify"
             )
-        self.ended[track_id] = TrackEnd(track_id, track.first, last, classified, reason)
+        self.ended[track_id] = TrackEnd(track_id, track.start, track.next_frame - 1, track.classified, reason)
         self._signals.pop(track_id, None)  # its windows hold their sensor clips already
         return self._run_if_due()
 
@@ -294,6 +323,22 @@ class WindowEngine:
         return results + self._run()
 
     # ------------------------------------------------------------------ tracks and windows
+    def _close(self, track: _Track) -> None:
+        """End the track's current stretch: queue the window covering what its windows have not."""
+        n = track.length
+        window = self.geometry.window if self.geometry is not None else None
+        classified = track.last_full_end > track.first
+        if window is not None and n >= window:
+            if track.last_full_end < track.next_frame:
+                self._queue(track, track.next_frame - window, track.next_frame, self.prep.clips)
+            classified = True
+        elif n >= self.min_frames:
+            self._queue(track, track.first, track.next_frame, self.prep.clips)
+            classified = True
+        track.classified = track.classified or classified
+        track.longest = max(track.longest, n)
+        track.closed = True
+
     def _add_pose(self, track_id: int, frame: int, keypoints: np.ndarray) -> None:
         pose = np.asarray(keypoints, dtype=np.float32)
         if pose.shape != (self.pose_layout.num_joints, 3):
@@ -309,11 +354,11 @@ class WindowEngine:
             track = self.tracks[track_id] = _Track(track_id, frame, self.capacity or 1 << 31)
         if frame < track.next_frame:
             raise InputError(f"track {track_id}: frame {frame} pushed after frame {track.next_frame - 1}")
+        if track.closed:  # back after a gap longer than max_gap: a new stretch
+            track.open(frame)
         if frame > track.next_frame:  # unseen since: interpolate the gap, now that both ends are known
-            previous = track.poses[-1]
-            steps = frame - track.next_frame + 1
-            for k in range(1, steps):
-                self._append(track, previous + (pose - previous) * (k / steps))
+            for between in interpolate_gap(track.poses[-1], pose, frame - track.next_frame + 1):
+                self._append(track, between)
         self._append(track, pose)
 
     def _append(self, track: _Track, pose: np.ndarray) -> None:

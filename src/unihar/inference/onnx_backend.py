@@ -13,7 +13,10 @@ encoded once and reused by every window that contains it. For each modality ``m`
 
 * ``m_units`` -> ``m_tokens``: its encoder (``skeleton_units`` (N, T, J, 3) -> (N, T, D) per-frame
   tokens; ``rgb_units`` (N, 3, H, W) frames -> (N, Di) features; ``imu_units`` (N, S, C) -> (N, S', D));
-* and the head: ``m_window_tokens`` (B, L, T, D) of every modality -> ``head_logits`` (B, K).
+* and the head: ``m_window_tokens`` (B, L, T, D) of every modality -> ``head_logits`` (B, K); and a
+  head for each smaller set of modalities the PyTorch model answers from (``skeleton_window_tokens_skeleton``
+  -> ``head_logits_skeleton``), so that a window without one of them (a sensor recording that does
+  not cover it, a person who wears no sensor) is answered as PyTorch answers it.
 
 A caller of the window graph feeds only ``pose`` [+ ``images``]: the part inputs have default
 values (ONNX initializers that are also graph inputs; every dynamic axis 1), so onnxruntime asks for
@@ -28,6 +31,7 @@ than its float one on the CPU measured). A smaller file, close but not exact; no
 """
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 import threading
@@ -51,7 +55,9 @@ _CONFIG_KEY = "unihar.config"
 _LABELS_KEY = "unihar.labels"
 _VERSION_KEY = "unihar.export_version"
 # Version 2: the graph also exposes each modality's encoder and the head (see above).
-EXPORT_VERSION = 2
+# Version 3: and a head for each set of modalities the model answers from without the others.
+EXPORT_VERSION = 3
+_PARTS_VERSION = 2  # the oldest export OnnxModel runs (its windows need every modality)
 OPSET = 18
 
 
@@ -78,9 +84,9 @@ def _unit_example(modality: Modality, prefix: str) -> tuple[Tensor, dict[int, An
     raise ConfigError(f"the {modality.name!r} modality cannot be exported to ONNX yet (known: skeleton, rgb, imu)")
 
 
-def _graph_inputs(model: UniHAR, modality: Modality, window: tuple[Any, Any], head: tuple[Any, Any]) -> list[tuple[str, Tensor, dict]]:
-    """A modality's three graph inputs as (name, example, dynamic axes): its window input, its units
-    and its window tokens. ``window`` and ``head`` are the shared (batch, clips) dimensions."""
+def _graph_inputs(model: UniHAR, modality: Modality, window: tuple[Any, Any]) -> tuple[list[tuple[str, Tensor, dict]], Tensor, bool]:
+    """A modality's window input and units as (name, example, dynamic axes), and an example of its
+    window tokens with whether their steps are dynamic. ``window`` is the shared (batch, clips)."""
     Dim = torch.export.Dim
     unit, unit_axes, per_frame = _unit_example(modality, f"{modality.name}_units")
     # A window is (B, L[, frames per clip], the axes of a unit after the first).
@@ -90,34 +96,76 @@ def _graph_inputs(model: UniHAR, modality: Modality, window: tuple[Any, Any], he
     window_axes.update({axis + len(lead) - 1: dim for axis, dim in axes.items() if axis})
     # Window tokens are (B, L, steps, D): steps are frames (dynamic), or a fixed count (a sensor's steps).
     encoded = model.encode(modality.name, unit[:1])  # (1, steps, D), or (1, D) for a frame
-    steps = Dim(f"{modality.name}_token_steps") if per_frame or 1 in unit_axes and unit_axes[1] is not Dim.STATIC else Dim.STATIC
+    dynamic_steps = per_frame or 1 in unit_axes and unit_axes[1] is not Dim.STATIC
     tokens = torch.zeros(4, 2, 2 if per_frame else encoded.shape[1], encoded.shape[-1])
-    return [
+    entries = [
         (modality.input_name, torch.zeros(lead + tuple(unit.shape[1:])), window_axes),
         (f"{modality.name}_units", unit, unit_axes),
-        (f"{modality.name}_window_tokens", tokens, {0: head[0], 1: head[1], 2: steps}),
     ]
+    return entries, tokens, bool(dynamic_steps)
+
+
+def _head_suffix(present: list[str] | tuple[str, ...], modalities: list[str]) -> str:
+    """What names the head over the modalities ``present`` and its inputs: nothing for the head over
+    all of them, else ``_skeleton`` (``head_logits_skeleton`` reads ``skeleton_window_tokens_skeleton``)."""
+    present = [m for m in modalities if m in present]
+    return "" if present == list(modalities) else "".join(f"_{m}" for m in present)
+
+
+def _answered_subsets(model: UniHAR, tokens: dict[str, Tensor]) -> list[tuple[str, ...]]:
+    """The smaller sets of modalities the PyTorch head answers from (found by asking it): each gets a
+    head of its own in the graph; a set it refuses (no stand-in, no classifier of its own) gets none."""
+    names = list(tokens)
+    answered = []
+    for size in range(len(names) - 1, 0, -1):
+        for subset in itertools.combinations(names, size):
+            try:
+                model.forward_head(UniHARFeatures({name: tokens[name] for name in subset}))
+            except InputError:
+                continue
+            answered.append(subset)
+    return answered
+
+
+def _token_inputs(heads: list[tuple[str, ...]], examples: dict[str, tuple[Tensor, bool]]) -> list[tuple[str, Tensor, dict]]:
+    """The window tokens each head reads, as (name, example, dynamic axes). Every head has inputs and
+    dimensions of its own: heads sharing one would let the exporter read a head's batch size off
+    another's input, which a session cut for one head does not feed."""
+    Dim = torch.export.Dim
+    names = list(examples)
+    entries = []
+    for subset in heads:
+        suffix = _head_suffix(subset, names)
+        batch, clips = Dim(f"head_batch{suffix}"), Dim(f"head_clips{suffix}")
+        for name in subset:
+            example, dynamic_steps = examples[name]
+            steps = Dim(f"{name}_token_steps{suffix}") if dynamic_steps else Dim.STATIC
+            # A tensor of its own: the exporter gives one tensor passed twice the same dimensions.
+            entries.append((f"{name}_window_tokens{suffix}", example.clone(), {0: batch, 1: clips, 2: steps}))
+    return entries
 
 
 class _ExportGraph(nn.Module):
     """The whole window and each part side by side, as one graph with independent inputs.
 
-    Arguments, in order: the window input of each modality, the units of each, the window tokens of each.
+    Arguments, in order: the window input of each modality, the units of each, then the window tokens
+    of each head's modalities, head by head. Outputs: the window's logits, each modality's tokens, each head's logits.
     """
 
-    def __init__(self, model: UniHAR, modalities: list[str]) -> None:
+    def __init__(self, model: UniHAR, modalities: list[str], heads: list[tuple[str, ...]]) -> None:
         super().__init__()
         self.model = model
         self.names = modalities
+        self.heads = heads
         self.inputs = [MODALITIES[name].input_name for name in modalities]
 
     def forward(self, *tensors: Tensor) -> tuple[Tensor, ...]:
         n = len(self.names)
-        windows, units, tokens = dict(zip(self.inputs, tensors[:n])), tensors[n : 2 * n], tensors[2 * n :]
+        windows, units, tokens = dict(zip(self.inputs, tensors[:n])), tensors[n : 2 * n], iter(tensors[2 * n :])
         logits = self.model(windows.pop("pose", None), windows.pop("images", None), **windows)
         encoded = [self.model.encode(name, x) for name, x in zip(self.names, units)]
-        head_logits = self.model.forward_head(UniHARFeatures(dict(zip(self.names, tokens))))
-        return (logits, *encoded, head_logits)
+        heads = [self.model.forward_head(UniHARFeatures({name: next(tokens) for name in subset})) for subset in self.heads]
+        return (logits, *encoded, *heads)
 
 
 def export_onnx(
@@ -148,15 +196,18 @@ def export_onnx(
     modalities = [m for m in modalities_of(model.config) if m.name in config.modalities]
 
     Dim = torch.export.Dim
-    window, head = (Dim("batch"), Dim("clips")), (Dim("head_batch"), Dim("head_clips"))
+    names = [m.name for m in modalities]
     with torch.no_grad():
-        per_modality = [_graph_inputs(model, m, window, head) for m in modalities]
-    inputs = [entries[kind] for kind in range(3) for entries in per_modality]  # windows, then units, then tokens
-    outputs = ["logits", *(f"{m.name}_tokens" for m in modalities), "head_logits"]
+        per_modality = [_graph_inputs(model, m, (Dim("batch"), Dim("clips"))) for m in modalities]
+        examples = {name: (tokens, dynamic) for name, (_, tokens, dynamic) in zip(names, per_modality)}
+        heads = [tuple(names), *_answered_subsets(model, {name: tokens for name, (tokens, _) in examples.items()})]
+    # Windows, then units, then the tokens of each head.
+    inputs = [entries[kind] for kind in range(2) for entries, _, _ in per_modality] + _token_inputs(heads, examples)
+    outputs = ["logits", *(f"{name}_tokens" for name in names), *(f"head_logits{_head_suffix(h, names)}" for h in heads)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            _ExportGraph(model, [m.name for m in modalities]), tuple(example for _, example, _ in inputs), dynamo=True,
+            _ExportGraph(model, names, heads), tuple(example for _, example, _ in inputs), dynamo=True,
             input_names=[name for name, _, _ in inputs], output_names=outputs,
             dynamic_shapes=(tuple(axes for _, _, axes in inputs),), opset_version=OPSET, external_data=False, verbose=False,
         )
@@ -252,8 +303,9 @@ class OnnxModel:
         self.config = ModelConfig.from_dict(json.loads(meta[_CONFIG_KEY]))
         labels = json.loads(meta.get(_LABELS_KEY, "null"))
         self.labels: list[str] = labels or [f"class_{i}" for i in range(self.config.num_classes)]
-        outputs = {o.name for o in self._proto.graph.output}
-        if int(meta.get(_VERSION_KEY, 1)) < EXPORT_VERSION or not {f"{m}_tokens" for m in self.modalities} <= outputs:
+        self._outputs = {o.name for o in self._proto.graph.output}
+        self._version = int(meta.get(_VERSION_KEY, 1))
+        if self._version < _PARTS_VERSION or not {f"{m}_tokens" for m in self.modalities} <= self._outputs:
             raise CheckpointError(
                 f"{path} was exported by an older unihar (no separate encoders and head in its graph): "
                 "export it again with `unihar export`"
@@ -304,8 +356,8 @@ class OnnxModel:
                 del part.graph.initializer[:]
                 part.graph.initializer.extend(kept)
                 options = self._ort.SessionOptions()
-                if self.threads:
-                    options.intra_op_num_threads = self.threads
+                # As many threads as PyTorch is given, so the caps of batch workers and actors hold for both backends.
+                options.intra_op_num_threads = self.threads or torch.get_num_threads()
                 # onnxruntime's threads spin after each run by default, taking the cores the other stages
                 # of the pipeline (decoding, pose estimation) share with it: they wait instead.
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -348,16 +400,35 @@ class OnnxModel:
         return self.encode("rgb", frames)
 
     def forward_head(self, features: UniHARFeatures) -> Tensor:
-        """Encoded clips of B windows, every modality's -> logits (B, K)."""
-        missing = [m for m in self.modalities if m not in features.tokens]
-        if missing:
-            raise InputError(f"{self.path}: the exported head reads {self.modalities}; no tokens given for {missing}")
+        """Encoded clips of B windows -> logits (B, K), from the modalities present, as
+        :meth:`UniHAR.forward_head` answers (a window without sensor tokens: the head for the others)."""
+        present = [m for m in self.modalities if m in features.tokens]
+        absent = [m for m in self.modalities if m not in features.tokens]
+        if not present:
+            raise InputError(f"no features of any modality this model reads ({self.modalities})")
+        suffix = _head_suffix(present, self.modalities)
+        output = f"head_logits{suffix}"
+        if output not in self._outputs:
+            if self._version < EXPORT_VERSION:
+                raise CheckpointError(
+                    f"{self.path} was exported by an older unihar, whose graph cannot answer without {absent}: "
+                    "export it again with `unihar export`"
+                )
+            raise InputError(
+                f"this model cannot answer without {absent}: it has no stand-in for a missing modality "
+                f"(fusion_model.missing_embeddings) and {present} alone has no classifier"
+            )
 
         def run(select: tuple[Tensor, Tensor] | None) -> Tensor:
-            feed = {f"{m}_window_tokens": _select(features.tokens[m], select) for m in self.modalities}
-            return self._run("head_logits", feed)
+            return self._run(output, {f"{m}_window_tokens{suffix}": _select(features.tokens[m], select) for m in present})
 
         return _by_valid_clips(features.segment_mask, run)
+
+    def _window_tokens(self, modality: str, x: Tensor) -> Tensor:
+        """A window input (B, L, ...) -> its tokens (B, L, T, D) through the modality's encoder."""
+        lead = 3 if modality == "rgb" else 2  # the image encoder's units are frames, the others' are clips
+        tokens = self.encode(modality, x.flatten(0, lead - 1))
+        return tokens.reshape(*x.shape[:lead], *tokens.shape[1:])
 
     def __call__(
         self, pose: Tensor | None = None, images: Tensor | None = None, segment_mask: Tensor | None = None, **signals: Tensor
@@ -366,9 +437,10 @@ class OnnxModel:
         UniHAR.check_inputs(self, pose, images, segment_mask, **signals)  # same checks, same messages
         given = {"pose": pose, "images": images, **signals}
         inputs = [MODALITIES[m].input_name for m in self.modalities]
-        missing = [key for key in inputs if given.get(key) is None]
-        if missing:
-            raise InputError(f"{self.path}: the exported graph reads {inputs}; {missing} not given")
+        if any(given.get(key) is None for key in inputs):
+            # A modality left out is missing, as in PyTorch: the encoders of the others, then their head.
+            tokens = {m: self._window_tokens(m, given[key]) for m, key in zip(self.modalities, inputs) if given.get(key) is not None}
+            return self.forward_head(UniHARFeatures(tokens, segment_mask))
         window = {key: _three_channels(given[key]) if key == "pose" else given[key] for key in inputs}
 
         def run(select: tuple[Tensor, Tensor] | None) -> Tensor:

@@ -3,7 +3,7 @@
     pipeline = VideoPipeline.from_pretrained()            # the bundled model; or a folder / Hub id
     result = pipeline("clip.mp4")
     result.people      # one PersonPrediction per tracked person: frames, windows, top-k
-    result.topk        # the main person's (the longest track) whole-video top-k
+    result.topk        # the main person's whole-video top-k (largest size x duration, see main_track)
     result.to_dict()   # what ``unihar predict --json`` prints
     pipeline("clip.mp4", signals={"imu": "watch.csv"})   # a model with a sensor branch: the wearer's recording
 
@@ -27,7 +27,8 @@ from unihar.data.pose.tracking import PoseTracker
 from unihar.data.signals import SignalRecording, check_recording, read_signal_file
 from unihar.data.video import DEFAULT_IMAGE_FOLDER_FPS, VideoInfo, open_video
 from unihar.errors import InputError, NoPersonError
-from unihar.inference.engine import TrackEnd, WindowEngine, WindowResult
+from unihar.inference.device import place_model
+from unihar.inference.engine import TrackEnd, WindowEngine, WindowResult, max_gap_frames
 from unihar.inference.results import PersonPrediction, VideoPrediction, WindowPrediction, scores_of
 from unihar.inference.streaming import FrameUpdate, Tracker, run_source
 from unihar.loading import load_model
@@ -42,19 +43,13 @@ __all__ = ["VideoPipeline", "ProgressCallback", "DEFAULT_MAX_PEOPLE", "single_pe
 ProgressCallback = Callable[[int, "int | None"], None]
 DEFAULT_MAX_PEOPLE = 6
 MIN_SECONDS = 0.5  # a person seen for less is listed without a classification
-MAX_UNSEEN_SECONDS = 1.0  # a person unseen for longer is gone: a later detection is someone new
 MIN_HITS = 3  # detections that make a new track a person (see multi_person_tracker)
-
-
-def max_gap_frames(fps: float) -> int:
-    """Frames a person may go unseen (occluded, missed) and keep their id."""
-    return max(1, int(round(MAX_UNSEEN_SECONDS * fps)))
 
 
 def single_person_tracker() -> Tracker:
     """``--max-people 1``: one person for the whole video (id 0), the largest one found in each frame."""
 
-    def track(people: np.ndarray) -> tuple[dict[int, np.ndarray], list[int]]:
+    def track(people: np.ndarray, number: int | None = None) -> tuple[dict[int, np.ndarray], list[int]]:
         if len(people) == 0:
             return {}, []
         visible = people[..., 2] > 0
@@ -71,20 +66,22 @@ def multi_person_tracker(max_age: int, min_hits: int = MIN_HITS) -> Tracker:
 
     As in SORT, a new track is tentative until it was found in ``min_hits`` frames out of its first
     ``min_hits + 2``: a spurious detection for a frame or two never becomes a person. A confirmed track
-    starts at the frame it was confirmed.
+    starts at the frame it was confirmed. ``number`` is the source's frame number: ages count source
+    frames, while confirmation counts the frames looked at (a frame a live source dropped is no miss).
     """
     tracker = PoseTracker(max_age=max_age)
-    frame = [-1]
-    born: dict[int, int] = {}  # track id -> frame it was first seen
+    frame, looked = [-1], [-1]
+    born: dict[int, int] = {}  # track id -> the frame looked at (count) it was first seen in
     confirmed: set[int] = set()
 
-    def track(people: np.ndarray) -> tuple[dict[int, np.ndarray], list[int]]:
-        frame[0] += 1
-        ids = tracker.update(people)
+    def track(people: np.ndarray, number: int | None = None) -> tuple[dict[int, np.ndarray], list[int]]:
+        frame[0] = frame[0] + 1 if number is None else number
+        looked[0] += 1
+        ids = tracker.update(people, frame[0])
         hits = {t.id: t.hits for t in tracker.tracks}
         for track_id in hits:
-            born.setdefault(track_id, frame[0])
-            if hits[track_id] >= min_hits and frame[0] - born[track_id] <= min_hits + 1:
+            born.setdefault(track_id, looked[0])
+            if hits[track_id] >= min_hits and looked[0] - born[track_id] <= min_hits + 1:
                 confirmed.add(track_id)
         ended = sorted(i for i in confirmed if i not in hits)
         confirmed.difference_update(ended)
@@ -109,7 +106,8 @@ class VideoPipeline:
     Args:
         model: a :class:`~unihar.models.HARModel` (PyTorch or onnxruntime; see :func:`unihar.load_model`).
         pose_backend: a backend name (``"blazepose"``, ``"mediapipe"``, ``"openpose-json"``, ``"array"``) or object.
-        device: where a PyTorch model runs (``None``: CUDA if available, else CPU).
+        device: where a PyTorch model runs; ``None``: a model already on an accelerator stays there, one
+            on the CPU goes to CUDA if available (:func:`~unihar.inference.device.place_model`).
         max_people: most people followed at once; 1 follows one person through the whole video.
         batch_windows: windows classified together (default: 32 for pose-only models, 1 with images).
     """
@@ -124,8 +122,8 @@ class VideoPipeline:
     ) -> None:
         if not isinstance(max_people, int) or max_people < 1:
             raise InputError(f"max_people: expected a positive integer, got {max_people!r}")
-        self.model = model.eval().to(device or "cpu") if isinstance(model, torch.nn.Module) else model
-        self.device = device
+        self.model = model.eval()
+        self.device = place_model(self.model, device)  # decided once: every engine follows the model
         self.prep = model.prep
         self.labels = model.labels
         self.uses_images = model.has_image_branch
@@ -170,7 +168,8 @@ class VideoPipeline:
         options.setdefault("batch_windows", self.batch_windows)
         options.setdefault("min_seconds", MIN_SECONDS)
         options.setdefault("max_gap", max_gap_frames(fps))
-        return WindowEngine(self.model, fps, pose_layout=self.pose_backend.layout, device=self.device, **options)
+        options.setdefault("pose_layout", self.pose_backend.layout)
+        return WindowEngine(self.model, fps, **options)
 
     # ------------------------------------------------------------------ videos
     def __call__(
@@ -244,9 +243,11 @@ class VideoPipeline:
             raise NoPersonError(f"no frames to estimate poses from in {info.source}")
         if not records:
             raise NoPersonError(f"nobody was detected in any of the {frames_seen[0]} frames of {info.source}")
-        return self._assemble(
+        result = self._assemble(
             info.source, frames_seen[0], info.fps, info.frame_size, self.pose_backend.layout, records, windows, engine.ended, topk
         )
+        result.corrupt_frames = getattr(frames, "corrupt_frames", 0)  # a VideoReader's undecodable frames
+        return result
 
     # ------------------------------------------------------------------ pose sequences
     def classify(
@@ -268,10 +269,7 @@ class VideoPipeline:
         recordings = self.load_signals(signals)
         if self.uses_images and frames is None:
             raise InputError("this model also reads RGB frames (image_model.enabled); give the matching video too")
-        engine = WindowEngine(
-            self.model, fps, pose_layout=poses.layout, batch_windows=self.batch_windows, min_seconds=MIN_SECONDS,
-            max_gap=poses.num_frames, device=self.device,
-        )
+        engine = self.engine(fps, pose_layout=poses.layout)
         self._attach(engine, recordings, 0)
         detected = poses.detected if poses.detected is not None else np.ones(poses.num_frames, bool)
         if not detected.any():
@@ -306,8 +304,10 @@ class VideoPipeline:
                 "this model also reads RGB frames (image_model.enabled); give the video as SOURCE and the keypoints with --poses"
             )
         sequence = self.pose_backend.load(pose_path, frame_size=video.frame_size if video is not None else None)
-        if video is not None and video.num_frames is not None and video.num_frames != sequence.num_frames:
-            raise InputError(f"the video has {video.num_frames} frames but the poses in {str(pose_path)!r} have {sequence.num_frames}")
+        # Counted in the file where the header only estimates it (mkv, webm: off for a variable frame rate).
+        counted = reader.count_frames() if video is not None else None
+        if counted is not None and counted != sequence.num_frames:
+            raise InputError(f"the video has {counted} frames but the poses in {str(pose_path)!r} have {sequence.num_frames}")
         rate = video.fps if video is not None else float(fps or DEFAULT_IMAGE_FOLDER_FPS)
         if progress is not None:
             progress(sequence.num_frames, sequence.num_frames)

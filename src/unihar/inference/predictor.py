@@ -18,7 +18,7 @@ from torch import Tensor
 
 from unihar.config import read_config
 from unihar.errors import InputError
-from unihar.inference.device import resolve_device
+from unihar.inference.device import place_model, resolve_device
 from unihar.models import UniHAR, build_model, load_checkpoint
 
 
@@ -34,7 +34,11 @@ def as_tensor(name: str, value: Any) -> Tensor:
 
 
 class HARPredictor:
-    """Loads a checkpoint onto the model its config describes and reads its output as a distribution."""
+    """Loads a checkpoint onto the model its config describes and reads its output as a distribution.
+
+    ``device``: where the model runs; None: CUDA if available, else the CPU (a model given to
+    :meth:`from_model` that is already on an accelerator stays there; see :func:`~unihar.inference.device.place_model`).
+    """
 
     def __init__(
         self,
@@ -45,17 +49,18 @@ class HARPredictor:
     ) -> None:
         if isinstance(config, (str, Path)):
             config = read_config(config)
-        self.device = resolve_device(device)
+        resolve_device(device)  # a bad device is refused before the checkpoint is read
         model = build_model(config, labels=labels)
         load_checkpoint(model, weight_path)
-        self.model: UniHAR = model.eval().to(self.device)
+        self.model: UniHAR = model.eval()
+        self.device = place_model(self.model, device)
 
     @classmethod
     def from_model(cls, model: UniHAR, device: str | torch.device | None = None) -> "HARPredictor":
         """Wrap an already loaded model (e.g. from :func:`unihar.hub.from_pretrained`)."""
         predictor = cls.__new__(cls)
-        predictor.device = resolve_device(device)
-        predictor.model = model.eval().to(predictor.device)
+        predictor.model = model.eval()
+        predictor.device = place_model(predictor.model, device)
         return predictor
 
     @classmethod

@@ -1,8 +1,12 @@
 """What a prediction is: per window, per person and per video, and the JSON ``unihar predict --json`` prints.
 
     {"source", "frames", "fps",
-     "topk": [...], "windows": [...],                       # the main person (the longest track)
+     "topk": [...], "windows": [...],                       # the main person
      "people": [{"id", "start_frame", "end_frame", "topk", "windows"}, ...]}
+
+The main person is the classified person with the largest size x duration (the sum over the frames
+they were detected in of their box size): the one rule of :func:`unihar.data.pose.tracking.main_track`,
+which also picks whose poses training data and pose extraction keep.
 
 ``start_frame`` / ``end_frame`` of a window are source frame numbers, the end exclusive; a person's
 ``start_frame`` / ``end_frame`` are their first and last frame, inclusive. A person seen too briefly
@@ -16,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from unihar.data.layouts import KeypointLayout
+from unihar.data.pose.tracking import main_track
 
 __all__ = ["ActionScore", "WindowPrediction", "PersonPrediction", "VideoPrediction", "scores_of"]
 
@@ -117,12 +122,13 @@ class VideoPrediction:
     people: list[PersonPrediction]
     labels: list[str] = field(repr=False)
     frame_size: tuple[int, int] = (0, 0)
+    corrupt_frames: int = 0  # frames that could not be decoded; the previous one stood in for each
 
     @property
     def main(self) -> PersonPrediction:
-        """The main person: the longest classified track (ties: the lowest id)."""
-        classified = [p for p in self.people if p.topk is not None]
-        return max(classified, key=lambda p: (p.num_frames, -p.id))
+        """The main person: the classified person with the largest size x duration (:func:`main_track`)."""
+        classified = {p.id: p for p in self.people if p.topk is not None}
+        return classified[main_track({i: p.keypoints[p.detected] for i, p in classified.items()})]
 
     @property
     def topk(self) -> list[ActionScore]:
@@ -142,7 +148,8 @@ class VideoPrediction:
         return int((~self.main.detected).sum())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """What ``--json`` prints; ``corrupt_frames`` only for a video with undecodable frames (a warning)."""
+        data = {
             "source": self.source,
             "frames": self.frames,
             "fps": self.fps,
@@ -150,3 +157,6 @@ class VideoPrediction:
             "windows": [w.to_dict() for w in self.windows],
             "people": [p.to_dict() for p in self.people],
         }
+        if self.corrupt_frames:
+            data["corrupt_frames"] = self.corrupt_frames
+        return data

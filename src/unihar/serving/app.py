@@ -15,8 +15,11 @@ Endpoints:
 Errors are JSON ``{"detail": ...}``: 413 for a body over the size limit (or a JSON body with more
 keypoints than the server takes), 415 for a request or file that is not a video / JSON, 422 for input
 the model cannot use (an undecodable video, nobody in view, a clip longer than the limit, malformed
-keypoints, a bad ``topk``), 400 for a malformed body, 503 with ``Retry-After`` when the waiting line
-of its kind of job is full.
+keypoints, a bad ``topk``), 400 for a malformed body, 408 for a body that arrives too slowly, 503 with
+``Retry-After`` when the waiting line of its kind of job is full.
+
+Run it with :func:`unihar.serving.server.uvicorn_options` (as ``unihar serve`` does), so connections
+that trickle a request's head are closed too.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from unihar.errors import CheckpointError, ConfigError, HubError, UniHARError
 from unihar.inference.pipeline import VideoPipeline
 from unihar.serving.service import DEFAULT_KEYPOINTS_FPS, PredictionService, ServeSettings, ServerBusy, TooManyKeypointsError
-from unihar.serving.uploads import check_keypoint_count, receive_bytes, receive_video
+from unihar.serving.uploads import BodyPace, check_keypoint_count, receive_bytes, receive_video
 
 __all__ = ["create_app", "PoseRequest"]
 
@@ -107,7 +110,7 @@ class Prediction(BaseModel):
     source: str
     frames: int
     fps: float
-    topk: list[Score] = Field(description="The main person's (the longest track's) top-k over the whole clip.")
+    topk: list[Score] = Field(description="The main person's (largest size x duration) top-k over the whole clip.")
     windows: list[Window] = Field(description="The main person's windows.")
     people: list[Person] = Field(description="Everyone tracked, by id.")
     poses: Poses | None = Field(None, description="Only with ?poses=1.")
@@ -131,7 +134,7 @@ _PREDICT_OPENAPI = {
         },
     }
 }
-_ERRORS = {status: {"model": ErrorMessage} for status in (400, 413, 415, 422, 503)}
+_ERRORS = {status: {"model": ErrorMessage} for status in (400, 408, 413, 415, 422, 503)}
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -203,15 +206,16 @@ def create_app(pipeline: VideoPipeline, settings: ServeSettings | None = None) -
                 status_code=415,
             )
         service.pipeline.check_topk(topk)
+        pace = BodyPace(settings.body_timeout, settings.min_upload_rate)
         if content_type == "multipart/form-data":
             with service.videos.place() as place:
-                async with receive_video(request, settings.max_upload_bytes, settings.upload_dir) as upload:
+                async with receive_video(request, settings.max_upload_bytes, settings.upload_dir, pace) as upload:
                     answer = await service.videos.run(
                         place, _encoded, service.predict_video, upload.path, upload.filename, topk, poses
                     )
         else:
             with service.keypoints.place() as place:
-                body = await receive_bytes(request, settings.max_json_bytes)
+                body = await receive_bytes(request, settings.max_json_bytes, pace)
                 answer = await service.keypoints.run(place, _encoded, _predict_json, service, body, topk, poses)
         # Returned as-is (not through the response model), so the default answer is the same object
         # as ``unihar predict --json``.

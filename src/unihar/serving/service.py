@@ -8,8 +8,10 @@ separate pool of ``workers`` threads, so they are never stuck behind a long vide
 
 Each kind of job has a waiting line of at most ``max_pending`` jobs (:class:`JobQueue`); a request
 that finds it full is refused at once (:class:`ServerBusy`, HTTP 503 with ``Retry-After``), before
-its body is read, instead of holding a temporary file or a parsed body while it waits. Nothing here
-ever touches a path the client chose: videos arrive as server-made temporary files
+its body is read. A waiting video holds only its upload's temporary file (and a queued call), so the
+line can be long enough for a page used by several people at once; what it costs at most is
+:attr:`ServeSettings.upload_disk_bytes` of disk and :attr:`ServeSettings.json_memory_bytes` of memory.
+Nothing here ever touches a path the client chose: videos arrive as server-made temporary files
 (see :mod:`unihar.serving.uploads`).
 """
 from __future__ import annotations
@@ -80,8 +82,16 @@ class ServeSettings:
         max_seconds: longest clip accepted, in seconds of video (422 beyond).
         max_frames: longest clip accepted, in frames, whatever the frame rate claims (422 beyond).
         workers: threads classifying pose sequences sent as JSON (videos have their own single thread).
-        max_pending: jobs of each kind (videos, JSON) that may wait for a worker; one more gets 503.
+        max_pending: jobs of each kind (videos, JSON) that may wait for a worker; one more gets 503. A video
+            holds its place from its request's arrival to its answer, so ``1 + max_pending`` videos
+            may be uploading or waiting at once: at most :attr:`upload_disk_bytes` on disk.
         upload_dir: where uploads are spooled (``None``: the system's temporary folder).
+        header_timeout: seconds a connection has to send a request's head (and, after an answer sent
+            before the body was read, the rest of that body) before it must keep up ``min_upload_rate``;
+            slower connections are closed (see :mod:`unihar.serving.server`).
+        body_timeout: seconds a request body may pause, and the grace before ``min_upload_rate`` applies
+            to it; a slower body is cut off with 408 and its place given back.
+        min_upload_rate: bytes per second a body must average after ``body_timeout`` seconds.
     """
 
     max_upload_bytes: int = 200_000_000  # 200 MB
@@ -90,20 +100,36 @@ class ServeSettings:
     max_seconds: float = 120.0
     max_frames: int = 10_000
     workers: int = 2
-    max_pending: int = 4
+    # Waiting videos cost disk, not memory: 16 keeps a page used by a few people from seeing 503s
+    # (17 x 200 MB = 3.4 GB of uploads at worst), and 18 JSON bodies of 20 MB are 360 MB.
+    max_pending: int = 16
     upload_dir: str | None = None
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    min_upload_rate: float = 50_000.0  # 0.4 Mbit/s: 200 MB may take 67 minutes; a trickle is cut after 30 s
 
     def __post_init__(self) -> None:
         positive = {
             "max_upload_bytes": self.max_upload_bytes, "max_json_bytes": self.max_json_bytes,
             "max_keypoints": self.max_keypoints, "max_seconds": self.max_seconds, "max_frames": self.max_frames,
-            "workers": self.workers,
+            "workers": self.workers, "header_timeout": self.header_timeout, "body_timeout": self.body_timeout,
+            "min_upload_rate": self.min_upload_rate,
         }
         wrong = [f"{name}={value} (expected > 0)" for name, value in positive.items() if not value > 0]
         if self.max_pending < 0:
             wrong.append(f"max_pending={self.max_pending} (expected >= 0)")
         if wrong:
             raise ConfigError(f"serve settings: {', '.join(wrong)}")
+
+    @property
+    def upload_disk_bytes(self) -> int:
+        """Most disk the video uploads can hold at once: the running one and every waiting one, each at the size limit."""
+        return (1 + self.max_pending) * self.max_upload_bytes
+
+    @property
+    def json_memory_bytes(self) -> int:
+        """Most memory the JSON bodies being classified or waiting can hold at once (before parsing)."""
+        return (self.workers + self.max_pending) * self.max_json_bytes
 
     def frame_limit(self, fps: float) -> int:
         """Most frames accepted from a clip at ``fps``."""

@@ -9,6 +9,11 @@ created, written and deleted on worker threads, never on the event loop.
 A JSON body is refused with 413 when its Content-Length announces more than the limit (before a byte
 is read), when more arrives than the limit, and when its raw bytes hold more keypoints than the server
 takes (:func:`check_keypoint_count`, before it is parsed into Python objects).
+
+Every body must also keep arriving (:class:`BodyPace`): a client that pauses longer than the timeout,
+or that averages less than the minimum rate once the timeout has passed, is cut off with 408. Without
+this, a few clients sending a byte now and then would hold every place in the waiting line (taken
+before the body is read) and its temporary files for as long as they liked.
 """
 from __future__ import annotations
 
@@ -16,13 +21,17 @@ import asyncio
 import contextlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, BinaryIO
 
 from fastapi import HTTPException, Request
 
-__all__ = ["UploadedVideo", "receive_video", "receive_bytes", "check_declared_length", "check_keypoint_count", "VIDEO_CONTENT_TYPES"]
+__all__ = [
+    "UploadedVideo", "BodyPace", "receive_video", "receive_bytes", "check_declared_length", "check_keypoint_count",
+    "VIDEO_CONTENT_TYPES",
+]
 
 # Part content types accepted for the ``file`` field besides ``video/*`` (browsers and curl send these
 # for files whose type they do not know).
@@ -36,6 +45,28 @@ class UploadedVideo:
     path: Path  # server-made temporary file, deleted when ``receive_video`` exits
     filename: str  # the client's name for it: a label, not a path
     size: int
+
+
+@dataclass(frozen=True)
+class BodyPace:
+    """How slowly a body may arrive: no pause over ``timeout`` seconds, and after the first ``timeout``
+    seconds, at least ``min_rate`` bytes per second on average since it began."""
+
+    timeout: float
+    min_rate: float
+
+    def deadline(self, started: float, received: int, last: float) -> float:
+        """When the next chunk is overdue (``time.monotonic()`` clock), given what arrived so far."""
+        return min(last + self.timeout, started + self.timeout + received / self.min_rate)
+
+    def too_slow(self) -> HTTPException:
+        # Connection: close, so the server does not keep reading the rest of the body for the next request.
+        return HTTPException(
+            408,
+            f"request body too slow: this server waits at most {self.timeout:g} s for more of it and, after the "
+            f"first {self.timeout:g} s, needs at least {self.min_rate / 1e3:g} kB/s on average",
+            headers={"Connection": "close"},
+        )
 
 
 def _too_large(limit: int) -> HTTPException:
@@ -54,20 +85,32 @@ def check_declared_length(request: Request, limit: int) -> None:
             raise _too_large(limit)
 
 
-async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The body's chunks, 413 as soon as more than ``limit`` bytes have arrived."""
+async def _limited(request: Request, limit: int, pace: BodyPace) -> AsyncIterator[bytes]:
+    """The body's chunks: 413 as soon as more than ``limit`` bytes have arrived, 408 when they come too slowly."""
     check_declared_length(request, limit)
     received = 0
-    async for chunk in request.stream():
+    started = last = time.monotonic()
+    chunks = request.stream().__aiter__()
+    while True:
+        wait = pace.deadline(started, received, last) - time.monotonic()
+        if wait <= 0:
+            raise pace.too_slow()
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), wait)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise pace.too_slow() from None
+        last = time.monotonic()
         received += len(chunk)
         if received > limit:
             raise _too_large(limit)
         yield chunk
 
 
-async def receive_bytes(request: Request, limit: int) -> bytes:
-    """The whole (size-limited) body, for JSON requests."""
-    parts = [chunk async for chunk in _limited(request, limit)]
+async def receive_bytes(request: Request, limit: int, pace: BodyPace) -> bytes:
+    """The whole (size-limited, paced) body, for JSON requests."""
+    parts = [chunk async for chunk in _limited(request, limit, pace)]
     return b"".join(parts)
 
 
@@ -124,11 +167,11 @@ def _close_and_delete(handle: BinaryIO, path: Path) -> None:
 
 
 @contextlib.asynccontextmanager
-async def receive_video(request: Request, limit: int, upload_dir: str | None = None) -> AsyncIterator[UploadedVideo]:
+async def receive_video(request: Request, limit: int, upload_dir: str | None, pace: BodyPace) -> AsyncIterator[UploadedVideo]:
     """Stream the ``file`` field of a multipart body into a temporary file; delete it on exit.
 
-    Raises HTTP 413 (too large), 415 (the part is not a video type), 400 (malformed multipart) or
-    422 (no ``file`` field / an empty file).
+    Raises HTTP 413 (too large), 415 (the part is not a video type), 400 (malformed multipart),
+    422 (no ``file`` field / an empty file) or 408 (the body came too slowly).
     """
     from python_multipart.exceptions import FormParserError
     from python_multipart.multipart import MultipartParser, parse_options_header
@@ -198,7 +241,7 @@ async def receive_video(request: Request, limit: int, upload_dir: str | None = N
     try:
         try:
             parser = MultipartParser(boundary, callbacks)
-            async for chunk in _limited(request, limit):
+            async for chunk in _limited(request, limit, pace):
                 parser.write(chunk)
                 if part.problem is not None:
                     raise part.problem

@@ -20,13 +20,15 @@ confidence jitter: its input confidences are exactly 0 or 1 at inference, and mu
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from unihar.data.camera import CameraRanges
 from unihar.data.layouts import KeypointLayout
 from unihar.errors import ConfigError
+from unihar.training.signal_augment import SignalAugmentConfig
+from unihar.training.validation import checked_fields
 
 __all__ = ["AugmentConfig", "SkeletonAugment"]
 
@@ -55,6 +57,8 @@ class AugmentConfig:
     camera_roll: tuple[float, float] = (-5.0, 5.0)                # image tilt, degrees
     camera_distance: tuple[float, float] = CameraRanges.distance  # metres to the person
     camera_focal: tuple[float, float] = CameraRanges.focal        # pixels
+    # A body-worn sensor's recording (the run config's "augment": {"imu": {...}}).
+    imu: SignalAugmentConfig = field(default_factory=SignalAugmentConfig)
 
     def camera_ranges(self) -> CameraRanges:
         """The ranges random virtual cameras are drawn from (3D datasets)."""
@@ -62,25 +66,31 @@ class AugmentConfig:
                             distance=self.camera_distance, focal=self.camera_focal)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AugmentConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"augment: unknown keys {sorted(unknown)}; expected a subset of {sorted(known)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        for key, value in values.items():
-            if isinstance(cls.__dataclass_fields__[key].default, tuple) and (not isinstance(value, tuple) or len(value) != 2):
-                raise ConfigError(f"augment.{key} must be a [low, high] pair, got {value!r}")
+    def from_dict(cls, data: dict, source: str | None = None) -> "AugmentConfig":
+        """The ``augment`` section of a run config (``imu``: its sensor subsection); keys left out keep
+        their defaults."""
+        values = checked_fields(cls, data, "augment", source)
+        if "imu" in values:
+            values["imu"] = SignalAugmentConfig.from_dict(values["imu"], source)
         config = cls(**values)
-        config.camera_ranges()  # checks the camera ranges
+        config.check(source)
         return config
+
+    def check(self, source: str | None = None) -> None:
+        """Types as declared (``imu`` by its own class) and valid camera ranges."""
+        checked_fields(type(self), {k: v for k, v in self.__dict__.items() if k != "imu"}, "augment", source)
+        if not isinstance(self.imu, SignalAugmentConfig):
+            raise ConfigError(f"augment.imu must be a SignalAugmentConfig, got {self.imu!r}")
+        self.imu.check(source)
+        self.camera_ranges()  # checks the camera ranges
 
     @classmethod
     def off(cls) -> "AugmentConfig":
         """No augmentation (3D data is still seen through random cameras: set the ``camera_*`` ranges to
         single values to fix the view)."""
         return cls(scale=(1.0, 1.0), aspect=0.0, rotation_deg=0.0, shift=0.0, flip_prob=0.0, swap_sides_prob=0.0, joint_dropout=0.0,
-                   frame_dropout=0.0, noise_std=0.0, confidence_jitter=0.0, speed=(1.0, 1.0), min_crop=1.0)
+                   frame_dropout=0.0, noise_std=0.0, confidence_jitter=0.0, speed=(1.0, 1.0), min_crop=1.0,
+                   imu=SignalAugmentConfig.off())
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -16,13 +16,14 @@ from scipy.spatial.transform import Rotation
 
 from unihar.data.signals import SignalRecording
 from unihar.errors import ConfigError
+from unihar.training.validation import checked_fields
 
 __all__ = ["SignalAugmentConfig", "SignalAugment"]
 
 
 @dataclass
 class SignalAugmentConfig:
-    """Strengths; 0 turns one off."""
+    """Strengths; 0 turns one off. The ``imu`` subsection of a run config's ``augment`` section."""
 
     rotation_deg: float = 15.0   # sensor mounting: rotation of the axes about a random axis, up to this angle
     gain: float = 0.1            # per-channel gain, 1 +- this
@@ -30,12 +31,19 @@ class SignalAugmentConfig:
     shift_seconds: float = 0.1   # clock offset against the video, +- this
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SignalAugmentConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"augment.imu: unknown keys {sorted(unknown)}; expected a subset of {sorted(known)}")
-        return cls(**data)
+    def from_dict(cls, data: dict, source: str | None = None) -> "SignalAugmentConfig":
+        """The ``augment.imu`` section of a run config; keys left out keep their defaults."""
+        config = cls(**checked_fields(cls, data, "augment.imu", source))
+        config.check(source)
+        return config
+
+    def check(self, source: str | None = None) -> None:
+        """Types as declared, and no negative strength (which would silently turn one off)."""
+        checked_fields(type(self), asdict(self), "augment.imu", source)
+        negative = {k: v for k, v in asdict(self).items() if v < 0}
+        if negative:
+            where = f"{source}: " if source else ""
+            raise ConfigError(f"{where}augment.imu: strengths must be >= 0 (0 turns one off), got {negative}")
 
     @classmethod
     def off(cls) -> "SignalAugmentConfig":

@@ -51,10 +51,11 @@ from unihar.config import (
     RegularizationConfig,
     default_config,
 )
-from unihar.data.datasets import SkeletonDataset, load_dataset, parse_data_spec, split_variant
+from unihar.data.datasets import SkeletonDataset, check_split, load_dataset, parse_data_spec, split_variant
 from unihar.data.layouts import LAYOUTS, get_layout
 from unihar.data.taxonomy import Taxonomy, dataset_key, load_taxonomy
 from unihar.errors import ConfigError, InputError
+from unihar.inference.device import default_device
 from unihar.jsonfile import read_json
 from unihar.models import UniHAR, build_model
 from unihar.training import defaults
@@ -71,6 +72,7 @@ from unihar.training.evaluation import (
 )
 from unihar.training.modalities import apply_modalities, augment_for, check_signals, parse_modalities
 from unihar.training.signal_augment import SignalAugment
+from unihar.training.validation import checked_fields
 
 __all__ = ["TrainConfig", "RunConfig", "Vocabulary", "build_vocabulary", "train", "RECIPES_DIR", "resolve_recipe"]
 
@@ -80,6 +82,7 @@ RECIPE_NAME = "training_args.json"
 EVAL_NAME = "eval_results.json"
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 MIXTURE_LAYOUT = "penn13"  # the 13 body joints every skeleton dataset and pose estimator has
+AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
 @dataclass
@@ -114,11 +117,16 @@ class TrainConfig:
     freeze_pose: bool = False            # stage 2: keep the pose encoder fixed
     keep_checkpoint: bool = False        # keep checkpoint.pt after a finished run
 
-    def check(self) -> None:
+    def check(self, source: str | None = None) -> None:
+        """Types first (a value of the wrong type would fail the range checks below with a TypeError),
+        then the values."""
+        checked_fields(type(self), asdict(self), "train", source)
         if self.epochs is not None and self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"train.epochs and train.batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if self.vocabulary not in ("auto", "dataset", "taxonomy"):
             raise ConfigError(f"train.vocabulary must be auto, dataset or taxonomy, got {self.vocabulary!r}")
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"train.amp must be one of {list(AMP_MODES)}, got {self.amp!r}")
         if not 0.0 <= self.calibration_split < 0.5:
             raise ConfigError(f"train.calibration_split must be in [0, 0.5), got {self.calibration_split}")
         for name in ("dataset_balance", "class_balance"):
@@ -164,6 +172,7 @@ class RunConfig:
         specs = data.get("data", [])
         if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
             raise ConfigError(f"{source}: 'data' must be a list of FORMAT:PATH strings, got {specs!r}")
+        checked_fields(cls, {k: v for k, v in data.items() if k != "about"}, None, source)  # each section's type
         train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
         bad = set(data.get("train", {})) - train_keys
         if bad:
@@ -172,10 +181,10 @@ class RunConfig:
             data=list(specs),
             model=copy.deepcopy(dict(data.get("model", {}))),
             preprocessing=dict(data.get("preprocessing", {})),
-            train=TrainConfig(**data.get("train", {})),
-            augment=AugmentConfig.from_dict(data.get("augment", {})),
+            train=TrainConfig(**checked_fields(TrainConfig, data.get("train", {}), "train", source)),
+            augment=AugmentConfig.from_dict(data.get("augment", {}), source),
         )
-        run.check()
+        run.check(source)
         return run
 
     @classmethod
@@ -184,9 +193,10 @@ class RunConfig:
         path = resolve_recipe(path)
         return cls.from_dict(read_json(path, "run config file", ConfigError), source=f"run config {path}")
 
-    def check(self) -> None:
+    def check(self, source: str | None = None) -> None:
         """Every section checked now, by the classes that will use it, not halfway through a run."""
-        self.train.check()
+        self.train.check(source)
+        self.augment.check(source)
         if self.preprocessing:
             PreprocessConfig.from_dict(self.preprocessing)
         _check_model_overrides(self.model)
@@ -304,8 +314,8 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
     """(rank, world size, device) from torchrun's environment; a plain run is rank 0 of 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available()
-    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    device = default_device(local_rank)  # the one default of unihar.inference.device
+    use_cuda = device.type == "cuda"
     if world > 1 and not dist.is_initialized():
         if use_cuda:
             torch.cuda.set_device(device)
@@ -343,8 +353,8 @@ def _check_out_dir(out: Path, resume: bool, overwrite: bool) -> bool:
 
 
 def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    if mode not in ("auto", "off", "bf16", "fp16"):
-        raise ConfigError(f"train.amp must be auto, off, bf16 or fp16, got {mode!r}")
+    if mode not in AMP_MODES:
+        raise ConfigError(f"train.amp must be one of {list(AMP_MODES)}, got {mode!r}")
     if mode == "off" or (mode == "auto" and device.type != "cuda"):
         return None
     if mode == "auto":
@@ -381,6 +391,12 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, ruled_out: list[torch.Tens
 def _log(rank: int, message: str) -> None:
     if rank == 0:
         print(message, file=sys.stderr, flush=True)
+
+
+# DataLoader workers start from a clean process, never a fork of this one: a fork copies the state of
+# threads it does not copy (PyAV's decoder threads, torch's pools), and a worker that inherits a held lock
+# waits forever. "forkserver" forks them from a small server started before any such thread exists.
+WORKER_START = "forkserver"
 
 
 def _one_thread(_worker: int) -> None:
@@ -449,12 +465,15 @@ def train(
         cfg.epochs = epochs
     if batch_size is not None:
         cfg.batch_size = batch_size
-    cfg.check()
+    run.check()
     modalities = parse_modalities(modalities) if modalities is not None else None
     specs = [data] if isinstance(data, str) else list(data or run.data)
     if not specs:
         raise ConfigError("no training data: pass --data FORMAT:PATH (or a run config with a 'data' list)")
     specs = _resolve_specs(specs, data_root)
+    if cfg.eval_split:  # checked before any data is read (a video dataset extracts its poses first)
+        for spec in specs:
+            check_split(spec, cfg.eval_split)
     out = Path(out)
     rank, world, device = _setup_distributed()
     if cfg.num_threads > 0:
@@ -550,7 +569,8 @@ def train(
                 for data in train_sets]  # per dataset: one with a body-worn sensor is never mirrored, the others are
     dataset = WindowDataset(train_sets, prep, augments, speed=run.augment.speed, min_crop=run.augment.min_crop,
                             seed=cfg.seed, images=use_images, camera_ranges=run.augment.camera_ranges(),
-                            signals={name: model_config.modality_config(name) for name in sensors}, signal_augment=SignalAugment())
+                            signals={name: model_config.modality_config(name) for name in sensors},
+                            signal_augment=SignalAugment(run.augment.imu))
     uses_pose = "skeleton" in model_config.modalities
     sampler = BalancedSampler(dataset.datasets, cfg.epoch_size, cfg.dataset_balance, cfg.class_balance, cfg.seed, rank, world,
                               dataset_weights=dataset_weights)
@@ -558,6 +578,7 @@ def train(
         dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda", worker_init_fn=_one_thread,
         generator=torch.Generator(),  # its seed draws must not move the global generator dropout uses
+        multiprocessing_context=WORKER_START if cfg.workers > 0 else None,
     )
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * cfg.epochs

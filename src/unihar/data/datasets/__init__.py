@@ -27,8 +27,8 @@ from typing import Callable
 from unihar.data.datasets.base import SkeletonDataset, sequence_windows, window_spans
 from unihar.errors import InputError
 
-__all__ = ["FORMATS", "VARIANTS", "parse_data_spec", "split_variant", "load_dataset", "SkeletonDataset", "sequence_windows",
-           "window_spans"]
+__all__ = ["FORMATS", "VARIANTS", "SPLITS", "check_split", "parse_data_spec", "split_variant", "load_dataset",
+           "SkeletonDataset", "sequence_windows", "window_spans"]
 
 
 def _penn(path: str, split: str, **kw) -> SkeletonDataset:
@@ -137,6 +137,23 @@ VARIANTS: dict[str, str] = {
 }
 
 
+# The splits of each format (``--split``, ``train.eval_split``). haa500's val split is clip 16 of each
+# class; the folder formats read ``DIR/val`` when the user made one; the others define train and test.
+SPLITS: dict[str, tuple[str, ...]] = {
+    name: ("train", "val", "test") if name in ("haa500", "skeleton-npz", "sensor-npz", "video-folder") else ("train", "test")
+    for name in FORMATS
+}
+
+
+def check_split(spec: str, split: str) -> str:
+    """``split`` if the format of ``spec`` has it, else one error listing the splits it has: checked
+    before anything is loaded (a model, poses from video)."""
+    name = split_variant(parse_data_spec(spec)[0])[0]
+    if split not in SPLITS[name]:
+        raise InputError(f"{name}: split must be one of {list(SPLITS[name])}, got {split!r}")
+    return split
+
+
 def parse_data_spec(spec: str) -> tuple[str, Path]:
     """Split ``FORMAT:PATH`` into its parts, checking the format name. A protocol variant stays on the
     format (``"sbu@3"``); :func:`split_variant` takes it off."""
@@ -166,6 +183,7 @@ def load_dataset(spec: str, split: str = "train", **options) -> SkeletonDataset:
     ``options`` go to loaders that extract poses from video (``workers``, ``pose_backend``).
     """
     fmt, path = parse_data_spec(spec)
+    check_split(spec, split)
     if not path.exists():
         raise InputError(f"{fmt}: path not found: {path}")
     name, variant = split_variant(fmt)

@@ -5,7 +5,8 @@
     ``video`` folder itself), 20 clips per class. Official split by clip number: 0-15 train, 16 val,
     17-19 test.
 ``video-folder:DIR``
-    Your own videos, ``DIR/<class>/*.mp4`` (also .avi, .mov, .mkv, .webm). With ``DIR/train/<class>/``
+    Your own videos, ``DIR/<class>/*.mp4`` (and every extension ``unihar predict`` finds in a folder:
+    :data:`unihar.data.video.VIDEO_EXTENSIONS`; hidden files are skipped). With ``DIR/train/<class>/``
     and ``DIR/test/<class>/`` (and optionally ``val``) those folders are the splits; otherwise every
     fifth video of each class (sorted by name: the 5th, 10th, ...) is ``test`` and the rest ``train``.
 
@@ -39,14 +40,13 @@ from unihar.data.layouts import get_layout
 from unihar.data.pose import get_pose_backend
 from unihar.data.pose.extract import estimate_main_person
 from unihar.data.preprocess import frame_indices
-from unihar.data.video import open_video
+from unihar.data.video import VIDEO_EXTENSIONS, is_video_file, open_video
 from unihar.errors import InputError, NoPersonError, UniHARError
 
 __all__ = ["load_haa500", "load_video_folder", "extract_poses", "pose_cache_path", "VIDEO_EXTENSIONS", "TIME_BASE_FPS",
            "POSE_BACKEND"]
 
 POSE_BACKEND = "blazepose"  # the package's default pose backend (see unihar.data.pose.get_pose_backend)
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 TIME_BASE_FPS = 30.0
 HAA500_SPLITS = {"train": range(0, 16), "val": range(16, 17), "test": range(17, 20)}
 
@@ -156,7 +156,7 @@ def _load_sequences(
 
 
 def _videos_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_video_file(p))
 
 
 def load_haa500(

@@ -20,7 +20,7 @@ from unihar.data.pose.base import PoseSequence, fill_missing, finalize_poses
 from unihar.data.pose.blazepose import BlazePose
 from unihar.data.pose.mediapipe_backend import MediaPipePose
 from unihar.data.pose.openpose import OpenPoseJSON
-from unihar.data.pose.tracking import PoseTracker, select_main_actor
+from unihar.data.pose.tracking import PoseTracker, main_track, select_main_actor
 from unihar.errors import InputError
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "fill_missing",
     "finalize_poses",
     "get_pose_backend",
+    "main_track",
     "select_main_actor",
 ]
 

@@ -8,7 +8,7 @@ import numpy as np
 from unihar.data.layouts import KeypointLayout, convert_keypoints, get_layout
 from unihar.errors import InputError, NoPersonError
 
-__all__ = ["PoseSequence", "fill_missing", "finalize_poses"]
+__all__ = ["PoseSequence", "fill_missing", "finalize_poses", "interpolate_gap"]
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,29 @@ class PoseSequence:
         )
 
 
+def interpolate_gap(before: np.ndarray, after: np.ndarray, steps: int) -> np.ndarray:
+    """The ``steps - 1`` poses ``(steps - 1, J, C)`` strictly between two detections ``(J, C)`` (last
+    channel a confidence), joint by joint: a joint seen (confidence > 0) at both ends is interpolated
+    linearly (x, y and confidence); one missing at either end stays missing (all zeros), instead of
+    sliding towards (0, 0) as if it had been seen there and stretching the person's box.
+
+    The one gap rule: :func:`fill_missing` and the windowing engine both use it.
+    """
+    before = np.asarray(before, dtype=np.float32)
+    after = np.asarray(after, dtype=np.float32)
+    fractions = (np.arange(1, steps) / steps).astype(np.float32)[:, None, None]
+    between = before + (after - before) * fractions
+    both = (before[:, -1] > 0) & (after[:, -1] > 0)
+    return np.where(both[None, :, None], between, np.float32(0.0)).astype(np.float32)
+
+
 def fill_missing(keypoints: np.ndarray, detected: np.ndarray) -> np.ndarray:
     """Fill the frames where nobody was detected.
 
-    Gaps between two detections are interpolated linearly (x, y and confidence, joint by joint); frames
-    before the first or after the last detection carry the nearest detection. A model then sees smooth
-    motion through a short occlusion instead of a person teleporting to (0, 0).
+    Gaps between two detections are interpolated linearly, joint by joint (:func:`interpolate_gap`: a
+    joint missing at either end of the gap stays missing); frames before the first or after the last
+    detection carry the nearest detection. A model then sees smooth motion through a short occlusion
+    instead of a person teleporting to (0, 0).
     """
     keypoints = np.asarray(keypoints, dtype=np.float32)
     detected = np.asarray(detected, dtype=bool)
@@ -67,14 +84,14 @@ def fill_missing(keypoints: np.ndarray, detected: np.ndarray) -> np.ndarray:
         raise NoPersonError("nobody was detected in any frame")
     if detected.all():
         return keypoints.copy()
-    frames = np.arange(keypoints.shape[0])
-    known = frames[detected]
-    flat = keypoints.reshape(keypoints.shape[0], -1)
-    filled = np.empty_like(flat)
-    for column in range(flat.shape[1]):
-        # np.interp holds the end values outside [first, last] detection: that is the "carry".
-        filled[:, column] = np.interp(frames, known, flat[detected, column])
-    return filled.reshape(keypoints.shape)
+    known = np.flatnonzero(detected)
+    filled = keypoints.copy()
+    filled[: known[0]] = keypoints[known[0]]  # carried back
+    filled[known[-1] + 1 :] = keypoints[known[-1]]  # carried forward
+    for a, b in zip(known[:-1], known[1:]):
+        if b > a + 1:
+            filled[a + 1 : b] = interpolate_gap(keypoints[a], keypoints[b], int(b - a))
+    return filled
 
 
 def finalize_poses(

@@ -1,7 +1,9 @@
 """BlazePose for every person in the frame, on LiteRT: 33 MediaPipe landmarks per person.
 
 The two BlazePose networks (Apache-2.0, shipped in ``unihar/assets/pose_models``) run on LiteRT
-(``ai-edge-litert``, XNNPACK on the CPU); OpenCV does the image warps. Per frame:
+(``ai-edge-litert``, XNNPACK on the CPU); the crops are cut by exact bilinear interpolation
+(:func:`~unihar.data.pose.blazepose_geometry.warp_crop`), so the keypoints do not depend on the OpenCV
+version installed. Per frame:
 
 1. *Detect* (whenever nobody is tracked, else every ``detect_every`` frames): the frame, letterboxed
    to 224x224 (and, if it is wide, square tiles of it, where small people look bigger), gives SSD
@@ -47,6 +49,7 @@ from unihar.data.pose.blazepose_geometry import (
     refine_with_heatmap,
     rois_from_points,
     ssd_anchor_centers,
+    warp_crop,
     weighted_nms,
 )
 from unihar.data.pose.native_log import native_stderr_silenced
@@ -128,14 +131,11 @@ class _PoseStream:
 
     def __init__(self, config: "BlazePose") -> None:
         try:
-            import cv2
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise ConfigError(
-                "the 'blazepose' pose backend needs LiteRT and OpenCV: pip install ai-edge-litert "
-                f"opencv-python-headless; import failed with: {exc}"
+                f"the 'blazepose' pose backend needs LiteRT: pip install ai-edge-litert; import failed with: {exc}"
             ) from None
-        self.cv2 = cv2
         self.config = config
         self.detector = _TFLiteModel(
             Interpreter, config.detector_path, config.num_threads, [(len(config.anchors), 12), (len(config.anchors), 1)]
@@ -172,16 +172,12 @@ class _PoseStream:
 
     def _detect(self, frame: np.ndarray) -> np.ndarray:
         """Regions ``(D, 4)`` of the people the detector finds that are not tracked yet, best first."""
-        cv2 = self.cv2
         anchors = self.config.anchors
         found = []  # (scores, face boxes, keypoints) per searched region, in frame pixels
         for region in detection_regions(*self.frame_size):
             to_frame = crop_matrix(region, DETECTOR_SIZE)
-            image = cv2.warpAffine(
-                frame, to_frame, (DETECTOR_SIZE, DETECTOR_SIZE),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
-            )
-            self.detector.run((image.astype(np.float32) / 127.5 - 1.0)[None])
+            image = warp_crop(frame, to_frame, DETECTOR_SIZE, border="zeros")
+            self.detector.run((image / 127.5 - 1.0)[None])
             scores, boxes, keypoints = decode_detections(
                 self.detector.output((len(anchors), 12)), self.detector.output((len(anchors), 1))[:, 0],
                 anchors, self.config.min_detection_confidence,
@@ -206,18 +202,14 @@ class _PoseStream:
 
     def _landmarks(self, frame: np.ndarray, rois: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Landmarks ``(K, 39, 3)`` (pixel x, pixel y, visibility) and presence ``(K,)`` for each region."""
-        cv2 = self.cv2
         people = np.zeros((len(rois), ALL_LANDMARKS, 3), np.float32)
         presence = np.zeros(len(rois), np.float32)
         for index, roi in enumerate(rois):
             if not np.isfinite(roi).all() or roi[2] < MIN_ROI_SIDE:
                 continue  # presence stays 0: dropped
             to_frame = crop_matrix(roi, LANDMARK_SIZE)
-            crop = cv2.warpAffine(
-                frame, to_frame, (LANDMARK_SIZE, LANDMARK_SIZE),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
-            )
-            self.landmarker.run((crop.astype(np.float32) / 255.0)[None])
+            crop = warp_crop(frame, to_frame, LANDMARK_SIZE, border="replicate")
+            self.landmarker.run((crop / 255.0)[None])
             raw = self.landmarker.output((ALL_LANDMARKS * 5,)).reshape(ALL_LANDMARKS, 5)
             heatmap = self.landmarker.output(HEATMAP_SHAPE)
             points = refine_with_heatmap(raw[:, :2] / LANDMARK_SIZE, heatmap) * LANDMARK_SIZE

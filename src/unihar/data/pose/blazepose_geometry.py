@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from scipy.special import expit
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "refine_with_heatmap",
     "rois_from_points",
     "ssd_anchor_centers",
+    "warp_crop",
     "weighted_nms",
 ]
 
@@ -198,3 +200,37 @@ def refine_with_heatmap(
     refined = points.copy()
     refined[refine] = np.column_stack([mean_col, mean_row])[refine]
     return refined
+
+
+def warp_crop(frame: np.ndarray, to_frame: np.ndarray, out_size: int, border: str) -> np.ndarray:
+    """The ``out_size`` square crop that ``to_frame`` (see :func:`crop_matrix`) cuts from ``frame``, as
+    float32 ``(out_size, out_size, 3)`` pixel values in [0, 255], by exact bilinear interpolation.
+
+    Crop pixel ``(x, y)`` takes the frame's value at ``to_frame @ (x, y, 1)``, pixel centres on integer
+    coordinates (``cv2.warpAffine`` with ``WARP_INVERSE_MAP``). OpenCV is not used for this: before 5.0
+    it rounds the sampling positions to 1/32 pixel for 8-bit images and from 5.0 it does not, and the
+    networks' answers moved with the version installed. ``border``: ``"zeros"`` (outside the frame is
+    black, the detector's letterbox) or ``"replicate"`` (the nearest edge pixel, the landmark crop).
+    Only the frame's pixels under the crop are converted to floats.
+    """
+    if border not in ("zeros", "replicate"):
+        raise ValueError(f"border must be 'zeros' or 'replicate', got {border!r}")
+    height, width = frame.shape[:2]
+    matrix = np.asarray(to_frame, dtype=np.float64)
+    steps = np.arange(out_size, dtype=np.float64)
+    source_x = matrix[0, 0] * steps[None, :] + matrix[0, 1] * steps[:, None] + matrix[0, 2]  # (out, out)
+    source_y = matrix[1, 0] * steps[None, :] + matrix[1, 1] * steps[:, None] + matrix[1, 2]
+    # The frame's pixels that any sample touches (one pixel of margin), clipped to the frame.
+    x0 = int(np.clip(np.floor(source_x.min()) - 1, 0, width - 1))
+    x1 = int(np.clip(np.ceil(source_x.max()) + 1, 0, width - 1))
+    y0 = int(np.clip(np.floor(source_y.min()) - 1, 0, height - 1))
+    y1 = int(np.clip(np.ceil(source_y.max()) + 1, 0, height - 1))
+    patch = torch.from_numpy(np.ascontiguousarray(frame[y0 : y1 + 1, x0 : x1 + 1])).permute(2, 0, 1)[None].float()
+    patch_w, patch_h = x1 - x0 + 1, y1 - y0 + 1
+    # grid_sample's normalized coordinates (align_corners=False): pixel i of n is centred at (2 i + 1) / n - 1.
+    grid = np.stack([(2 * (source_x - x0) + 1) / patch_w - 1, (2 * (source_y - y0) + 1) / patch_h - 1], axis=-1)
+    crop = torch.nn.functional.grid_sample(
+        patch, torch.from_numpy(grid.astype(np.float32))[None], mode="bilinear",
+        padding_mode="border" if border == "replicate" else "zeros", align_corners=False,
+    )
+    return crop[0].permute(1, 2, 0).numpy()

@@ -5,32 +5,38 @@ matched to detections by one optimal assignment per frame (``scipy.optimize.line
 on a keypoint similarity: an OKS-like score (joint distances relative to the person's size, each track
 moved ahead by its own velocity first), or the IoU of the boxes around the visible joints when the two
 share too few visible joints. A pair below ``min_similarity`` is never matched, so a detection goes to
-at most one track and a stranger does not inherit an id. A track may go unseen for ``max_age`` frames
+at most one track and a stranger does not inherit an id. Tracks and detections left over get a second
+chance on place and size alone (:meth:`PoseTracker._rejoin`): someone whose pose changed while the
+landmark model lost them (a fall) keeps their id. A track may go unseen for ``max_age`` frames
 (an occlusion, a missed detection) and still keep its id; after that it is forgotten and whoever
 appears there gets a new id.
 
-Main actor (documented in the README): the track with the largest sum over frames of its box size
-(square root of the box area), i.e. the person who is both big in the frame and there for long. A
-bystander crossing the frame for a second, or a small figure in the background for the whole clip,
-loses to the person the camera is on.
+Main person (documented in the README), the one rule for training data, pose extraction and
+prediction (:func:`main_track`): the track with the largest sum over the frames it was detected in of
+its box size (square root of the area of the box around its visible joints), i.e. size x duration, the
+person who is both big in the frame and there for long; ties go to the lowest id. A bystander crossing
+the frame for a second, or a small figure in the background for the whole clip, loses to the person
+the camera is on.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from unihar.errors import ConfigError, InputError
 
-__all__ = ["PoseTracker", "box_iou", "keypoint_similarity", "person_box", "select_main_actor"]
+__all__ = ["PoseTracker", "box_iou", "keypoint_similarity", "main_track", "person_box", "presence", "select_main_actor"]
 
 MIN_IOU = 0.2  # below this two boxes in consecutive frames are not the same person
 MAX_GAP = 15  # frames a track may go unseen and still be continued
 KAPPA = 0.1  # joint distance (in units of the person's size) at which a joint's similarity is exp(-1/2)
 MIN_SHARED_JOINTS = 4  # fewer joints visible in both poses -> compare boxes instead
 VELOCITY_MEMORY = 0.5  # weight of the old velocity when a track is seen again
+REJOIN_DISTANCE = 0.75  # a track the keypoints lost continues with a person this near (x its box diagonal) ...
+REJOIN_SIZE = 2.0  # ... whose box diagonal is within this factor of its own
 
 
 def person_box(kpts: np.ndarray, min_confidence: float = 0.0) -> np.ndarray | None:
@@ -107,7 +113,7 @@ class Track:
 
 
 class PoseTracker:
-    """Stable ids for the people of a pose stream; call :meth:`update` once per frame, in order.
+    """Stable ids for the people of a pose stream; call :meth:`update` for each frame, in order.
 
     Args:
         max_age: frames a track may go unseen and still keep its id (occlusions, missed detections).
@@ -142,11 +148,15 @@ class PoseTracker:
         """Forget every track (a new stream); ids start again from 0."""
         self.tracks, self.frame, self._next_id = [], -1, 0
 
-    def update(self, people: np.ndarray) -> np.ndarray:
+    def update(self, people: np.ndarray, frame: int | None = None) -> np.ndarray:
         """Ids ``(P,)`` int64 for this frame's people ``(P, J, C)`` (C >= 3: x, y, confidence, ...).
 
-        People with fewer than 2 visible joints cannot be placed and get id -1.
+        ``frame``: the source's frame number (default: the one after the last). Ages and velocities are
+        counted in source frames, so a live source that skips frames does not make people look faster
+        or keep a track alive longer. People with fewer than 2 visible joints cannot be placed and get id -1.
         """
+        if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer)) or frame <= self.frame):
+            raise InputError(f"PoseTracker.update: frame numbers must increase, got {frame!r} after {self.frame}")
         people = np.asarray(people, dtype=np.float64)
         if people.ndim != 3 or people.shape[-1] < 3:
             raise InputError(f"PoseTracker.update expects people as (P, J, 3) arrays, got shape {people.shape}")
@@ -155,7 +165,7 @@ class PoseTracker:
                 f"PoseTracker.update got {people.shape[1]} joints per person, the stream so far had "
                 f"{self.tracks[0].keypoints.shape[0]}"
             )
-        self.frame += 1
+        self.frame = self.frame + 1 if frame is None else int(frame)
         self.tracks = [t for t in self.tracks if self.frame - t.last_frame - 1 <= self.max_age]
         ids = np.full(people.shape[0], -1, dtype=np.int64)
         placeable = np.flatnonzero((people[..., 2] > self.min_confidence).sum(axis=1) >= 2)
@@ -163,11 +173,19 @@ class PoseTracker:
         if self.tracks and placeable.size:
             similarity = self._similarity(people[placeable])
             rows, cols = linear_sum_assignment(similarity, maximize=True)
+            continued = set()
             for row, col in zip(rows, cols):
                 if similarity[row, col] >= self.min_similarity:
                     self._continue(self.tracks[row], people[placeable[col]])
                     ids[placeable[col]] = self.tracks[row].id
                     matched.add(int(placeable[col]))
+                    continued.add(int(row))
+            lost = [row for row in range(len(self.tracks)) if row not in continued]
+            unmatched = [int(i) for i in placeable if int(i) not in matched]
+            for row, index in self._rejoin(lost, people, unmatched):
+                self._continue(self.tracks[row], people[index])
+                ids[index] = self.tracks[row].id
+                matched.add(index)
         for index in placeable:
             if int(index) not in matched:
                 track = Track(self._next_id, people[index].copy(), self.frame, np.zeros(2))
@@ -175,6 +193,41 @@ class PoseTracker:
                 self.tracks.append(track)
                 ids[index] = track.id
         return ids
+
+    def _rejoin(self, rows: list[int], people: np.ndarray, indices: list[int]) -> list[tuple[int, int]]:
+        """Second chance for tracks the keypoints did not continue: ``(track row, person index)`` pairs.
+
+        A person whose pose changed a lot between two sightings (fell, turned, was lost by the landmark
+        model for a few frames) shares few joint positions with their last pose, but is still found near
+        where their track was heading and about as big: the box centre within ``REJOIN_DISTANCE`` of the
+        track's box diagonal, the diagonals within a factor ``REJOIN_SIZE``. The diagonal, not the area,
+        because it changes little when someone lies down. Pairs are chosen by one assignment on the
+        centre distance, as for the keypoints.
+        """
+        if not rows or not indices:
+            return []
+        visible = people[indices, :, 2] > self.min_confidence
+        boxes = _boxes(people[indices], visible)  # (D, 4)
+        olds = np.stack([self.tracks[row].keypoints for row in rows])
+        old_boxes = _boxes(olds, olds[..., 2] > self.min_confidence)  # (T, 4)
+        gaps = np.array([self.frame - self.tracks[row].last_frame for row in rows], dtype=np.float64)
+        velocity = np.stack([self.tracks[row].velocity for row in rows])
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        old_centre = (old_boxes[:, :2] + old_boxes[:, 2:]) / 2 + gaps[:, None] * velocity
+        diagonal = np.hypot(*(boxes[:, 2:] - boxes[:, :2]).T)
+        old_diagonal = np.hypot(*(old_boxes[:, 2:] - old_boxes[:, :2]).T)
+        distance = np.linalg.norm(old_centre[:, None] - centre[None], axis=-1) / np.maximum(old_diagonal[:, None], 1e-6)
+        ratio = np.maximum(diagonal[None], 1e-6) / np.maximum(old_diagonal[:, None], 1e-6)
+        allowed = (distance <= REJOIN_DISTANCE) & (ratio <= REJOIN_SIZE) & (ratio >= 1 / REJOIN_SIZE)
+        allowed &= np.isfinite(distance)
+        if not allowed.any():
+            return []
+        cost = np.where(allowed, distance, 1e6)
+        pairs = []
+        for t, d in zip(*linear_sum_assignment(cost)):
+            if allowed[t, d]:
+                pairs.append((rows[int(t)], indices[int(d)]))
+        return pairs
 
     def _similarity(self, people: np.ndarray) -> np.ndarray:
         """``(tracks, people)`` similarity, each track first moved ahead by its velocity."""
@@ -198,6 +251,31 @@ class PoseTracker:
         track.hits += 1
 
 
+def presence(keypoints: np.ndarray) -> float:
+    """Size x duration of one person: over their frames ``(N, J, C)`` (C >= 3), the sum of the square
+    root of the area of the box around the visible joints (confidence > 0); frames with fewer than 2
+    visible joints add nothing."""
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    if keypoints.ndim != 3 or keypoints.shape[-1] < 3:
+        raise InputError(f"presence: expected keypoints (frames, joints, 3), got shape {keypoints.shape}")
+    visible = keypoints[..., 2] > 0
+    xy = keypoints[..., :2]
+    low = np.where(visible[..., None], xy, np.inf).min(axis=1)
+    high = np.where(visible[..., None], xy, -np.inf).max(axis=1)
+    placed = visible.sum(axis=1) >= 2
+    area = np.prod(high[placed] - low[placed], axis=-1)
+    return float(np.sqrt(np.clip(area, 0.0, None)).sum())
+
+
+def main_track(tracks: Mapping[int, np.ndarray]) -> int:
+    """The main person's id among ``tracks`` (id -> ``(N_i, J, 3)`` keypoints of the frames they were
+    detected in): the largest :func:`presence` (size x duration), ties to the lowest id."""
+    if not tracks:
+        raise InputError("main_track: expected at least one track, got none")
+    weights = {int(i): presence(k) for i, k in tracks.items()}
+    return max(weights, key=lambda i: (weights[i], -i))
+
+
 def select_main_actor(
     people: Sequence[np.ndarray], metric: str = "iou", max_age: int = MAX_GAP
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -215,23 +293,17 @@ def select_main_actor(
     num_joints = next((p.shape[1] for p in people if p.ndim == 3 and p.shape[0] > 0), 0)
     tracker = PoseTracker(max_age=max_age, metric=metric)
     where: dict[int, dict[int, int]] = {}  # track id -> {frame: index of the person in that frame}
-    size_sum: dict[int, float] = {}
     for frame, persons in enumerate(people):
         if persons.ndim != 3 or persons.shape[0] == 0:
             tracker.update(np.zeros((0, max(num_joints, 1), 3)))
             continue
         for index, track_id in enumerate(tracker.update(persons[..., :3])):
-            box = person_box(persons[index])
-            if track_id < 0 or box is None:
-                continue
-            where.setdefault(int(track_id), {})[frame] = index
-            size_sum[int(track_id)] = size_sum.get(int(track_id), 0.0) + float(
-                np.sqrt(max((box[2] - box[0]) * (box[3] - box[1]), 0.0))
-            )
+            if track_id >= 0 and person_box(persons[index]) is not None:
+                where.setdefault(int(track_id), {})[frame] = index
     keypoints = np.zeros((len(people), num_joints, 3), dtype=np.float32)
     detected = np.zeros(len(people), dtype=bool)
-    if size_sum:
-        main = max(size_sum, key=size_sum.get)
+    if where:
+        main = main_track({t: np.stack([people[f][i, :, :3] for f, i in seen.items()]) for t, seen in where.items()})
         for frame, index in where[main].items():
             keypoints[frame] = people[frame][index, :, :3]
             detected[frame] = True
