@@ -230,14 +230,45 @@ def export_onnx(
 
 
 def _quantized(onnx: Any, proto: Any) -> Any:
-    """``proto`` with dynamic int8 weights (onnxruntime's quantizer works on files)."""
+    """``proto`` with dynamic int8 weights (onnxruntime's quantizer works on files).
+
+    The quantizer rewrites each Gemm as MatMul + Add, transposing its weight in place: a weight that two
+    Gemms share (the classifier of the window graph and of the head graph) would be transposed twice by
+    onnxruntime 1.23 (the last release for CPython 3.10), so each Gemm gets its own copy first. The MatMuls
+    it creates carry no inferred type; they compute in float.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    _unshare_gemm_weights(onnx, proto)
     with tempfile.TemporaryDirectory() as tmp:
         float_path, int8_path = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         onnx.save(proto, str(float_path))
-        quantize_dynamic(str(float_path), str(int8_path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        quantize_dynamic(
+            str(float_path), str(int8_path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
         return onnx.load(str(int8_path))
+
+
+def _unshare_gemm_weights(onnx: Any, proto: Any) -> None:
+    """Give every Gemm whose weight another Gemm already uses a copy of its own, and drop the recorded
+    shapes of Gemm weights (the quantizer transposes them and infers the shapes again); in place."""
+    initializers = {tensor.name: tensor for tensor in proto.graph.initializer}
+    seen: set[str] = set()
+    for node in proto.graph.node:
+        if node.op_type != "Gemm" or node.input[1] not in initializers:
+            continue
+        name = node.input[1]
+        if name in seen:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(initializers[name])
+            copy.name = f"{name}.{node.name}"
+            proto.graph.initializer.append(copy)
+            node.input[1] = copy.name
+        seen.add(name)
+    kept = [info for info in proto.graph.value_info if info.name not in seen]
+    del proto.graph.value_info[:]
+    proto.graph.value_info.extend(kept)
 
 
 def _numpy(x: Tensor) -> np.ndarray:
