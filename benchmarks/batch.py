@@ -18,6 +18,7 @@ as they do for a user. Printed, one JSON object per line:
 
 then a table, with the load average beside each number (the machine may be shared).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,7 +77,10 @@ def stages(clips: list[Path]) -> dict:
         frames_total += len(frames)
         windows += sum(len(p.get("windows", [])) for p in outcome.line.get("people", []))
     return {
-        "kind": "stages", "videos": len(clips), "frames": frames_total, "load": load(),
+        "kind": "stages",
+        "videos": len(clips),
+        "frames": frames_total,
+        "load": load(),
         "decode_fps": round(frames_total / decode_s, 1),
         "pose_fps": round(frames_total / pose_s, 1),
         "pose_backend": repr(pose),
@@ -89,11 +93,16 @@ def per_file(clips: list[Path]) -> tuple[dict, dict[str, dict]]:
     lines, started, first_load = {}, time.perf_counter(), load()
     for clip in clips:
         done = subprocess.run([UNIHAR, "predict", str(clip), "--json"], capture_output=True, text=True)
-        lines[str(clip)] = json.loads(done.stdout) if done.returncode == 0 else {"source": str(clip), "error": done.stderr.strip()}
+        lines[str(clip)] = (
+            json.loads(done.stdout) if done.returncode == 0 else {"source": str(clip), "error": done.stderr.strip()}
+        )
     seconds = time.perf_counter() - started
     return {
-        "kind": "per_file", "videos": len(clips), "seconds": round(seconds, 1),
-        "videos_per_min": round(60 * len(clips) / seconds, 2), "load": [first_load, load()],
+        "kind": "per_file",
+        "videos": len(clips),
+        "seconds": round(seconds, 1),
+        "videos_per_min": round(60 * len(clips) / seconds, 2),
+        "load": [first_load, load()],
     }, lines
 
 
@@ -110,7 +119,9 @@ def batch(clips: list[Path], workers: int, ray: str | None, folder: Path) -> tup
     out = folder / (f"batch_ray_{ray}.jsonl" if ray else f"batch_workers_{workers}.jsonl")
     first_load, started = load(), time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", RUN_ONE, str(out), str(workers), ray or "", *map(str, clips)], capture_output=True, text=True
+        [sys.executable, "-c", RUN_ONE, str(out), str(workers), ray or "", *map(str, clips)],
+        capture_output=True,
+        text=True,
     )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
@@ -118,11 +129,20 @@ def batch(clips: list[Path], workers: int, ray: str | None, folder: Path) -> tup
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     frames = summary["frames"]
     return {
-        "kind": "batch", "mode": f"ray {ray}" if ray else f"workers={workers}", "videos": len(clips),
-        "seconds": round(seconds, 1), "videos_per_min": round(60 * len(clips) / seconds, 2),
-        "in_job_seconds": round(summary["seconds"], 1), "failed": summary["failed"], "frames": frames,
-        "pose_stage_fps_per_worker": round(frames / summary["worker_seconds"], 1) if summary["worker_seconds"] else None,
-        "model_stage_videos_per_s": round(len(clips) / summary["model_seconds"], 1) if summary["model_seconds"] else None,
+        "kind": "batch",
+        "mode": f"ray {ray}" if ray else f"workers={workers}",
+        "videos": len(clips),
+        "seconds": round(seconds, 1),
+        "videos_per_min": round(60 * len(clips) / seconds, 2),
+        "in_job_seconds": round(summary["seconds"], 1),
+        "failed": summary["failed"],
+        "frames": frames,
+        "pose_stage_fps_per_worker": round(frames / summary["worker_seconds"], 1)
+        if summary["worker_seconds"]
+        else None,
+        "model_stage_videos_per_s": round(len(clips) / summary["model_seconds"], 1)
+        if summary["model_seconds"]
+        else None,
         "load": [first_load, load()],
     }, [json.loads(line) for line in out.read_text().splitlines()]
 
@@ -150,7 +170,11 @@ def main() -> None:
     clips = clips_in(args.clips)
     if not clips:
         raise SystemExit(f"no clips in {args.clips}")
-    print(json.dumps({"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "clips": len(clips)}))
+    print(
+        json.dumps(
+            {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "clips": len(clips)}
+        )
+    )
     results = [] if args.no_stages else [stages(clips)]
     for row in results:
         print(json.dumps(row), flush=True)
@@ -171,7 +195,9 @@ def main() -> None:
         for workers, ray_address in modes:
             row, lines = batch(clips, workers, ray_address, Path(folder))
             if reference is not None:
-                row["max_difference_to_per_file"] = max(largest_difference(reference[line["source"]], line) for line in lines)
+                row["max_difference_to_per_file"] = max(
+                    largest_difference(reference[line["source"]], line) for line in lines
+                )
                 row["same_as_per_file"] = row["max_difference_to_per_file"] <= TOLERANCE
             results.append(row)
             print(json.dumps(row), flush=True)
@@ -184,7 +210,9 @@ def main() -> None:
             continue
         name = "one `unihar predict` per file" if row["kind"] == "per_file" else f"batch, {row['mode']}"
         stage_rates = f"{row.get('pose_stage_fps_per_worker') or '-'} | {row.get('model_stage_videos_per_s') or '-'}"
-        print(f"| {name} | {row['videos_per_min']} | {row['seconds']} | {stage_rates} | {row['load'][0]}-{row['load'][1]} |")
+        print(
+            f"| {name} | {row['videos_per_min']} | {row['seconds']} | {stage_rates} | {row['load'][0]}-{row['load'][1]} |"
+        )
     for stage in results[:1] if not args.no_stages else []:
         print(
             f"\nstages alone: decode {stage['decode_fps']} frames/s, pose {stage['pose_fps']} frames/s, "

@@ -10,6 +10,7 @@ of each run with the machine's load. The numbers are quoted in docs/sensors.md.
     python benchmarks/imu_loso.py [--data ../shared/data/utd-mhad-train] [--folds 1 3 5 7]
         [--modalities skeleton,imu skeleton imu] [--threads 1] [--out /tmp/unihar-imu-loso] [--json results.jsonl]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,9 +44,16 @@ def run_fold(root: Path, fold: int, modalities: str, out: Path, threads: int) ->
     load = os.getloadavg()[0]
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     metrics = train(data, folder, run, modalities=modalities.split(","), overwrite=True, progress=False)
-    row = {"modalities": modalities, "test_subject": fold, "top1": metrics["top1"], "mean_class_acc": metrics["mean_class_acc"],
-           "seconds": round(time.perf_counter() - start, 1), "cpu_seconds": round(_cpu_seconds() - cpu_start, 1),
-           "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
+    row = {
+        "modalities": modalities,
+        "test_subject": fold,
+        "top1": metrics["top1"],
+        "mean_class_acc": metrics["mean_class_acc"],
+        "seconds": round(time.perf_counter() - start, 1),
+        "cpu_seconds": round(_cpu_seconds() - cpu_start, 1),
+        "load_before": round(load, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+    }
     model = load_model(folder)
     if len(model.modalities) > 1:  # the same fused model with its sensor dropped at test time
         view = eval_view(load_dataset(data, "test"), model.prep.layout)

@@ -27,6 +27,7 @@ Usage:  python benchmarks/model_speed.py --published-code ../har-safety-ai [--th
             [--compile] [--onnx] [--int8-data ../shared/data/penn-action-labels] [--skip-attention] [--json]
 Timings are medians; compare them as ratios within one run, and report the machine's load beside them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -72,23 +73,39 @@ def published_model(code_dir: Path, config: dict) -> nn.Module:
     concat = importlib.import_module("models.fusion.concat_ln")
     pose_cfg, lt, img = config["pose_model"], config["long_term_model"], config["image_model"]
     pose = pose_module.PoseFormerFactorized(
-        joints=pose_cfg["joints"], in_ch=3, dim=pose_cfg["hidden_dim"], layers=pose_cfg["layers"], heads=pose_cfg["heads"],
-        max_T=pose_cfg["max_seq_len"], drop=config["regularization"]["short_term_dropout"],
+        joints=pose_cfg["joints"],
+        in_ch=3,
+        dim=pose_cfg["hidden_dim"],
+        layers=pose_cfg["layers"],
+        heads=pose_cfg["heads"],
+        max_T=pose_cfg["max_seq_len"],
+        drop=config["regularization"]["short_term_dropout"],
     )
     model = multiscale.MultiScaleTemporalModel(
-        pose, config["classifier"]["num_classes"], enable_long_term=lt["enabled"], long_heads=lt["heads"],
-        long_layers=lt["layers"], drop=lt["dropout"], multimodal=False,
+        pose,
+        config["classifier"]["num_classes"],
+        enable_long_term=lt["enabled"],
+        long_heads=lt["heads"],
+        long_layers=lt["layers"],
+        drop=lt["dropout"],
+        multimodal=False,
     )
     if img["enabled"]:
         model.image_encoder = vision.ImageEncoder(img["feature_dim"], pretrained=False, backbone=img["backbone"])
-        model.fusion = concat.MMFusionConcatLN(pose_cfg["hidden_dim"], img["feature_dim"], config["fusion_model"]["output_dim"],
-                                               config["classifier"]["num_classes"])
+        model.fusion = concat.MMFusionConcatLN(
+            pose_cfg["hidden_dim"],
+            img["feature_dim"],
+            config["fusion_model"]["output_dim"],
+            config["classifier"]["num_classes"],
+        )
         model.multimodal, model.fusion_mode = True, "concat"
     return model
 
 
 # ---------------------------------------------------------------------------------------- timing
-def interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, dict[str, float]]:
+def interleaved_medians(
+    runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, dict[str, float]]:
     """Median seconds of each run, wall clock and CPU time of this process (all its threads); every
     round runs each once, in an order that rotates, so that all of them see the same load.
 
@@ -101,7 +118,7 @@ def interleaved_medians(runs: dict[str, Callable[[], object]], repeats: int, war
     wall: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(repeats):
-        for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
             start, start_cpu = time.perf_counter(), time.process_time()
             runs[name]()
             wall[name].append(time.perf_counter() - start)
@@ -159,12 +176,18 @@ def side_by_side(args: argparse.Namespace) -> list[dict]:
             start = time.perf_counter()
             repeats = args.repeats if not with_images and batch == 1 else max(3, args.repeats // 4)
             medians = interleaved_medians(runs, repeats)
-        rows.append({
-            "shape": shape, "batch": batch, "repeats": repeats,
-            "ms_per_window": {name: 1000 * m["wall"] / batch for name, m in medians.items()},
-            "cpu_ms_per_window": {name: 1000 * m["cpu"] / batch for name, m in medians.items()},
-            "max_abs_logit_diff_vs_ours": agreement, "seconds": time.perf_counter() - start, "load": load_average(),
-        })
+        rows.append(
+            {
+                "shape": shape,
+                "batch": batch,
+                "repeats": repeats,
+                "ms_per_window": {name: 1000 * m["wall"] / batch for name, m in medians.items()},
+                "cpu_ms_per_window": {name: 1000 * m["cpu"] / batch for name, m in medians.items()},
+                "max_abs_logit_diff_vs_ours": agreement,
+                "seconds": time.perf_counter() - start,
+                "load": load_average(),
+            }
+        )
         print_row(rows[-1])
     return rows
 
@@ -176,7 +199,9 @@ def onnx_runtimes(model: nn.Module, with_images: bool) -> dict[str, object]:
     folder = Path(tempfile.mkdtemp(prefix="unihar-speed-"))
     out = {}
     for name, quantize in (("ours (onnxruntime)", False), ("ours (onnxruntime int8)", True)):
-        path = export_onnx(model, folder / f"images{with_images}-int8{quantize}.onnx", with_images=with_images, quantize=quantize)
+        path = export_onnx(
+            model, folder / f"images{with_images}-int8{quantize}.onnx", with_images=with_images, quantize=quantize
+        )
         out[name] = OnnxModel(path, threads=torch.get_num_threads())
     return out
 
@@ -206,18 +231,29 @@ def onnx_part_costs(args: argparse.Namespace) -> dict:
         whole = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         clip = torch.randn(1, 30, 17, 3)
         smallest = {"pose": np.zeros((1, 1, 1, 17, 3), np.float32), "images": np.zeros((1, 1, 1, 3, 1, 1), np.float32)}
-        medians = interleaved_medians({
-            "own session: one clip": lambda: runtime.encode_clips(clip),
-            "own session: a clip of one frame": lambda: runtime.encode_clips(clip[:, :1]),
-            "whole graph: one clip": lambda: whole.run(["skeleton_tokens"], {**smallest, "skeleton_units": clip.numpy()}),
-            "whole graph: a clip of one frame": lambda: whole.run(["skeleton_tokens"], {**smallest, "skeleton_units": clip[:, :1].numpy()}),
-        }, args.repeats)
+        medians = interleaved_medians(
+            {
+                "own session: one clip": lambda: runtime.encode_clips(clip),
+                "own session: a clip of one frame": lambda: runtime.encode_clips(clip[:, :1]),
+                "whole graph: one clip": lambda: whole.run(
+                    ["skeleton_tokens"], {**smallest, "skeleton_units": clip.numpy()}
+                ),
+                "whole graph: a clip of one frame": lambda: whole.run(
+                    ["skeleton_tokens"], {**smallest, "skeleton_units": clip[:, :1].numpy()}
+                ),
+            },
+            args.repeats,
+        )
         with torch.inference_mode():
             medians.update(interleaved_medians({"PyTorch: one clip": lambda: model.encode_clips(clip)}, args.repeats))
     result = {name: 1000 * m["wall"] for name, m in medians.items()}
     result.update({f"{name} (CPU)": 1000 * m["cpu"] for name, m in medians.items()})
     result["load"] = load_average()
-    print("clip encoder of the exported multimodal model (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in result.items() if k != "load"), flush=True)
+    print(
+        "clip encoder of the exported multimodal model (ms): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in result.items() if k != "load"),
+        flush=True,
+    )
     return result
 
 
@@ -247,13 +283,18 @@ def int8_accuracy(data: Path) -> dict:
             windows[name] = run_sequences(runtime, dataset.sequences, **args)
             seconds[name] = time.perf_counter() - start
     ref_probs = np.stack([w.probs for seq in reference for w in seq])
-    result = {"videos": len(dataset.sequences), "windows": len(ref_probs), "seconds": seconds,
-              "top1_video_accuracy": {"PyTorch": video_accuracy(reference, dataset.labels)}}
+    result = {
+        "videos": len(dataset.sequences),
+        "windows": len(ref_probs),
+        "seconds": seconds,
+        "top1_video_accuracy": {"PyTorch": video_accuracy(reference, dataset.labels)},
+    }
     for name, per_sequence in windows.items():
         probs = np.stack([w.probs for seq in per_sequence for w in seq])
         diff = np.abs(probs - ref_probs).max(axis=1)
         result[name] = {
-            "max_abs_prob_diff": float(diff.max()), "mean_max_abs_prob_diff": float(diff.mean()),
+            "max_abs_prob_diff": float(diff.max()),
+            "mean_max_abs_prob_diff": float(diff.mean()),
             "p99_max_abs_prob_diff": float(np.quantile(diff, 0.99)),
             "window_top1_agreement": float((probs.argmax(1) == ref_probs.argmax(1)).mean()),
         }
@@ -296,7 +337,9 @@ def attention_table(args: argparse.Namespace) -> list[dict]:
     rows = []
     cfg = default_config()["pose_model"]
     for joints in (17, 25):
-        kwargs = dict(joints=joints, hidden_dim=cfg["hidden_dim"], layers=cfg["layers"], heads=cfg["heads"], max_seq_len=30)
+        kwargs = dict(
+            joints=joints, hidden_dim=cfg["hidden_dim"], layers=cfg["layers"], heads=cfg["heads"], max_seq_len=30
+        )
         factorized = PoseFormerFactorized(**kwargs).eval()
         joint = JointSpaceTimeEncoder(**kwargs).eval()
         joint.load_state_dict(factorized.state_dict())
@@ -304,17 +347,28 @@ def attention_table(args: argparse.Namespace) -> list[dict]:
         f_attn, f_total = count_flops(factorized, clips)
         j_attn, j_total = count_flops(joint, clips)
         with torch.inference_mode():
-            medians = interleaved_medians({"factorized": lambda: factorized(clips), "joint": lambda: joint(clips)}, args.repeats)
+            medians = interleaved_medians(
+                {"factorized": lambda: factorized(clips), "joint": lambda: joint(clips)}, args.repeats
+            )
         f_ms, j_ms = 1000 * medians["factorized"]["wall"], 1000 * medians["joint"]["wall"]
-        rows.append({
-            "T": 30, "J": joints,
-            "factorized_attention_gflops": f_attn / 1e9, "joint_attention_gflops": j_attn / 1e9,
-            "attention_flops_ratio": j_attn / f_attn,
-            "factorized_total_gflops": f_total / 1e9, "joint_total_gflops": j_total / 1e9,
-            "total_flops_ratio": j_total / f_total,
-            "factorized_ms": f_ms, "joint_ms": j_ms, "time_ratio": j_ms / f_ms,
-        })
-    print("\n| T | J | attention GFLOPs factorized / joint (ratio) | total GFLOPs factorized / joint (ratio) | ms factorized / joint (ratio) |")
+        rows.append(
+            {
+                "T": 30,
+                "J": joints,
+                "factorized_attention_gflops": f_attn / 1e9,
+                "joint_attention_gflops": j_attn / 1e9,
+                "attention_flops_ratio": j_attn / f_attn,
+                "factorized_total_gflops": f_total / 1e9,
+                "joint_total_gflops": j_total / 1e9,
+                "total_flops_ratio": j_total / f_total,
+                "factorized_ms": f_ms,
+                "joint_ms": j_ms,
+                "time_ratio": j_ms / f_ms,
+            }
+        )
+    print(
+        "\n| T | J | attention GFLOPs factorized / joint (ratio) | total GFLOPs factorized / joint (ratio) | ms factorized / joint (ratio) |"
+    )
     print("|---|---|---|---|---|")
     for r in rows:
         print(
@@ -337,13 +391,21 @@ def linear_layers(args: argparse.Namespace) -> list[dict]:
     for n_in, n_out in ((128, 128), (128, 512), (512, 128)):
         x, w, b = torch.randn(4096, n_in), torch.randn(n_out, n_in), torch.randn(n_out)
         with torch.inference_mode():
-            medians = interleaved_medians({"mkl": lambda: torch.nn.functional.linear(x, w, b), "onednn": lambda: _onednn_linear(x, w, b)},
-                                          args.repeats * 5)
+            medians = interleaved_medians(
+                {"mkl": lambda: torch.nn.functional.linear(x, w, b), "onednn": lambda: _onednn_linear(x, w, b)},
+                args.repeats * 5,
+            )
         flops = 2 * x.shape[0] * n_in * n_out
-        rows.append({"shape": f"(4096, {n_in}) x ({n_in}, {n_out})",
-                     **{f"{k}_gflops_per_cpu_second": flops / m["cpu"] / 1e9 for k, m in medians.items()}})
-        print(f"linear {rows[-1]['shape']}, GFLOP per CPU-second: PyTorch default {rows[-1]['mkl_gflops_per_cpu_second']:.0f}, "
-              f"oneDNN {rows[-1]['onednn_gflops_per_cpu_second']:.0f}")
+        rows.append(
+            {
+                "shape": f"(4096, {n_in}) x ({n_in}, {n_out})",
+                **{f"{k}_gflops_per_cpu_second": flops / m["cpu"] / 1e9 for k, m in medians.items()},
+            }
+        )
+        print(
+            f"linear {rows[-1]['shape']}, GFLOP per CPU-second: PyTorch default {rows[-1]['mkl_gflops_per_cpu_second']:.0f}, "
+            f"oneDNN {rows[-1]['onednn_gflops_per_cpu_second']:.0f}"
+        )
     return rows
 
 
@@ -354,7 +416,10 @@ def markdown_table(rows: list[dict], key: str) -> str:
     for row in rows:
         times = row[key]
         published = times.get("published")
-        cells = [f"{times[n]:.1f}" + (f" ({published / times[n]:.2f}x)" if published and n != "published" else "") for n in names]
+        cells = [
+            f"{times[n]:.1f}" + (f" ({published / times[n]:.2f}x)" if published and n != "published" else "")
+            for n in names
+        ]
         lines.append(f"| {row['shape']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -364,9 +429,13 @@ def main() -> None:
     parser.add_argument("--published-code", type=Path, default=None, help="a checkout of github.com/m97j/har-safety-ai")
     parser.add_argument("--threads", type=int, default=2, help="torch (and onnxruntime) threads")
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile on 2 cores)")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time torch.compile (minutes to compile on 2 cores)"
+    )
     parser.add_argument("--onnx", action="store_true", help="also time onnxruntime, float and int8 (exports the model)")
-    parser.add_argument("--int8-data", type=Path, default=None, help="Penn Action labels folder: int8 on the bundled model")
+    parser.add_argument(
+        "--int8-data", type=Path, default=None, help="Penn Action labels folder: int8 on the bundled model"
+    )
     parser.add_argument("--skip-attention", action="store_true", help="skip the factorized vs joint attention table")
     parser.add_argument("--json", type=Path, default=None, help="also write every number to this JSON file")
     args = parser.parse_args()

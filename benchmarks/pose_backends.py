@@ -14,6 +14,7 @@
 Frames are decoded beforehand; times cover pose estimation only. Prints a markdown table and the machine.
 Targets on a 2-core CPU: one person no slower than MediaPipe 0.10.21; three people >= 15 frames/s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,7 +66,9 @@ def run_mediapipe(frames: np.ndarray) -> tuple[list[np.ndarray | None], float]:
             if result.pose_landmarks is None:
                 found.append(None)
             else:
-                found.append(np.array([(p.x * width, p.y * height, p.visibility) for p in result.pose_landmarks.landmark]))
+                found.append(
+                    np.array([(p.x * width, p.y * height, p.visibility) for p in result.pose_landmarks.landmark])
+                )
         elapsed = time.perf_counter() - start
     return found, 1000 * elapsed / len(frames)
 
@@ -94,18 +97,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for LiteRT (the machine has 2 cores)")
     parser.add_argument("--shared", type=Path, default=SHARED, help="folder with the MMAction2 demo clips")
-    parser.add_argument("--clips", type=Path, nargs="*", default=[],
-                        help="more videos with several people (e.g. tests/data/videos/sports2d_demo_walk_jumping_jacks_2_people.mp4)")
+    parser.add_argument(
+        "--clips",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="more videos with several people (e.g. tests/data/videos/sports2d_demo_walk_jumping_jacks_2_people.mp4)",
+    )
     args = parser.parse_args()
     has_mediapipe = importlib.util.find_spec("mediapipe") is not None
 
-    rows = ["| clip | backend | ms/frame | frames/s | people/frame (mean, max) | vs MediaPipe: mean dist / torso | PCK@0.1 |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| clip | backend | ms/frame | frames/s | people/frame (mean, max) | vs MediaPipe: mean dist / torso | PCK@0.1 |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     frames, _ = read_frames(SINGLE)
     reference, mediapipe_ms = run_mediapipe(frames) if has_mediapipe else (None, None)
     if reference is not None:
         seen = sum(p is not None for p in reference)
-        rows.append(f"| {SINGLE.name} | mediapipe 0.10.21 full | {mediapipe_ms:.1f} | {1000 / mediapipe_ms:.0f} | {seen / len(frames):.2f}, 1 | - | - |")
+        rows.append(
+            f"| {SINGLE.name} | mediapipe 0.10.21 full | {mediapipe_ms:.1f} | {1000 / mediapipe_ms:.0f} | {seen / len(frames):.2f}, 1 | - | - |"
+        )
     for model in ("full", "lite"):
         people, ms = run_blazepose(frames, model=model, num_threads=args.threads)
         counts = [len(p) for p in people]
@@ -123,10 +135,14 @@ def main() -> None:
         if has_mediapipe:
             found, ms = run_mediapipe(frames)
             seen = sum(p is not None for p in found)
-            rows.append(f"| {name} | mediapipe 0.10.21 full | {ms:.1f} | {1000 / ms:.0f} | {seen / len(frames):.2f}, 1 | - | - |")
+            rows.append(
+                f"| {name} | mediapipe 0.10.21 full | {ms:.1f} | {1000 / ms:.0f} | {seen / len(frames):.2f}, 1 | - | - |"
+            )
         people, ms = run_blazepose(frames, num_threads=args.threads)
         counts = [len(p) for p in people]
-        rows.append(f"| {name} | blazepose full | {ms:.1f} | {1000 / ms:.0f} | {np.mean(counts):.2f}, {max(counts)} | - | - |")
+        rows.append(
+            f"| {name} | blazepose full | {ms:.1f} | {1000 / ms:.0f} | {np.mean(counts):.2f}, {max(counts)} | - | - |"
+        )
         del frames
 
     print("\n".join(rows))

@@ -16,6 +16,7 @@
 Usage:  python benchmarks/streaming.py [--video PATH] [--image-stride 4] [--image-size 112] [--skip-live]
                                       [--live-runs 3] [--live-only]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,8 @@ from unihar.loading import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEO_CANDIDATES = [
-    REPO / "examples" / "clean_and_jerk.mp4", REPO / "tests" / "data" / "videos" / "clean_and_jerk.mp4",
+    REPO / "examples" / "clean_and_jerk.mp4",
+    REPO / "tests" / "data" / "videos" / "clean_and_jerk.mp4",
     REPO.parent / "shared" / "data" / "mmskeleton-videos" / "clean_and_jerk.mp4",
 ]
 
@@ -66,20 +68,28 @@ def live(video: Path, model, image_stride: int, image_size: int | None, max_peop
     @contextlib.contextmanager
     def timed_estimator():
         with pipeline.pose_backend.frame_estimator() as estimate:
+
             def timed(frame):
                 start = time.perf_counter()
                 people = estimate(frame)
                 pose_seconds.append(time.perf_counter() - start)
                 return people
+
             yield timed
 
     load = os.getloadavg()[0]
     cpu = _cpu_seconds()
-    summary = run_source(source, timed_estimator, pipeline.tracker(fps), engine, windows.extend, live=True, pace_fps=fps)
+    summary = run_source(
+        source, timed_estimator, pipeline.tracker(fps), engine, windows.extend, live=True, pace_fps=fps
+    )
     handled = summary.frames - summary.dropped
     return {
-        "source_fps": fps, **summary.to_dict(), "predictions": len(windows), "dropped_pct": 100 * summary.dropped / summary.frames,
-        "cpu_ms_per_frame": 1000 * (_cpu_seconds() - cpu) / max(handled, 1), "pose_ms": 1000 * statistics.median(pose_seconds),
+        "source_fps": fps,
+        **summary.to_dict(),
+        "predictions": len(windows),
+        "dropped_pct": 100 * summary.dropped / summary.frames,
+        "cpu_ms_per_frame": 1000 * (_cpu_seconds() - cpu) / max(handled, 1),
+        "pose_ms": 1000 * statistics.median(pose_seconds),
         "load": load,
     }
 
@@ -97,7 +107,9 @@ def window_latency(frames: np.ndarray, model, controls: list[tuple[str, int, int
     """Per-window cost once the stream is warm: the direct implementation vs the streaming predictor."""
     prep = model.prep
     rng = np.random.default_rng(0)
-    kpts = np.concatenate([rng.uniform(0, 300, (len(frames), 17, 2)), rng.uniform(0.5, 1, (len(frames), 17, 1))], -1).astype(np.float32)
+    kpts = np.concatenate(
+        [rng.uniform(0, 300, (len(frames), 17, 2)), rng.uniform(0.5, 1, (len(frames), 17, 1))], -1
+    ).astype(np.float32)
     window = prep.clips * prep.clip_len  # 30 fps video: span = clip_len
     rows = []
 
@@ -111,7 +123,9 @@ def window_latency(frames: np.ndarray, model, controls: list[tuple[str, int, int
     ends = [e for e in ends if e <= len(frames)]
     direct_ms = median_ms(lambda: direct(ends[0]), max(2, min(3, repeats)))
     exact_probs = direct(ends[-1])
-    rows.append({"mode": "direct (recompute 120 frames + 4 clips)", "ms": direct_ms, "speedup": 1.0, "max_prob_diff": 0.0})
+    rows.append(
+        {"mode": "direct (recompute 120 frames + 4 clips)", "ms": direct_ms, "speedup": 1.0, "max_prob_diff": 0.0}
+    )
     for name, image_stride, image_size in controls:
         predictor = StreamingPredictor(model, 30.0, image_stride=image_stride, image_size=image_size, device="cpu")
         times, out = [], None
@@ -121,10 +135,14 @@ def window_latency(frames: np.ndarray, model, controls: list[tuple[str, int, int
             if i + 1 in ends[1:]:  # warm windows: everything but the newest clip is cached
                 times.append(time.perf_counter() - start)
         ms = 1000 * statistics.median(times)
-        rows.append({
-            "mode": name, "ms": ms, "speedup": direct_ms / ms,
-            "max_prob_diff": float(np.abs(out.probs - exact_probs).max()),
-        })
+        rows.append(
+            {
+                "mode": name,
+                "ms": ms,
+                "speedup": direct_ms / ms,
+                "max_prob_diff": float(np.abs(out.probs - exact_probs).max()),
+            }
+        )
     return rows
 
 
@@ -133,7 +151,9 @@ def feature_similarity(frames: np.ndarray, model, image_size: int) -> float:
     prep = model.prep
     sample = frames[:: max(1, len(frames) // 16)][:16]
     full = image_window(sample, PreprocessConfig(**{**prep.to_dict(), "clips": 1, "clip_len": len(sample)}))[0]
-    small = image_window(sample, PreprocessConfig(**{**prep.to_dict(), "clips": 1, "clip_len": len(sample), "image_size": image_size}))[0]
+    small = image_window(
+        sample, PreprocessConfig(**{**prep.to_dict(), "clips": 1, "clip_len": len(sample), "image_size": image_size})
+    )[0]
     with torch.inference_mode():
         a, b = model.encode_frames(full), model.encode_frames(small)
     return float(torch.nn.functional.cosine_similarity(a, b).mean())
@@ -146,15 +166,19 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--repeats", type=int, default=4, help="warm windows timed per mode")
     parser.add_argument("--skip-live", action="store_true")
-    parser.add_argument("--live-runs", type=int, default=3, help="live runs of the pose-only model (the machine is noisy)")
+    parser.add_argument(
+        "--live-runs", type=int, default=3, help="live runs of the pose-only model (the machine is noisy)"
+    )
     parser.add_argument("--live-only", action="store_true", help="only the live runs of the pose-only model")
     args = parser.parse_args()
     video = args.video or next((p for p in VIDEO_CANDIDATES if p.is_file()), None)
     if video is None:
         raise SystemExit("no video: pass --video PATH")
     torch.manual_seed(0)
-    print(f"machine: {torch.get_num_threads()} torch threads, torch {torch.__version__}, bf16 kernels: "
-          f"{'yes' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'not supported by this CPU'}")
+    print(
+        f"machine: {torch.get_num_threads()} torch threads, torch {torch.__version__}, bf16 kernels: "
+        f"{'yes' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'not supported by this CPU'}"
+    )
     print(f"video: {video}")
     if not args.skip_live:
         pose_only = load_model()  # the bundled model
@@ -162,18 +186,22 @@ def main() -> None:
         for run in range(args.live_runs):
             r = live(video, pose_only, 1, None)
             drops.append(r["dropped_pct"])
-            print(f"live, bundled pose-only model, run {run + 1}: {r['frames']} frames at {r['source_fps']:.2f} fps, "
-                  f"dropped {r['dropped']} ({r['dropped_pct']:.1f}%), {r['fps']:.1f} fps handled, {r['predictions']} predictions; "
-                  f"{r['cpu_ms_per_frame']:.1f} ms CPU per handled frame, pose stage {r['pose_ms']:.1f} ms median; "
-                  f"load average {r['load']:.2f}")
+            print(
+                f"live, bundled pose-only model, run {run + 1}: {r['frames']} frames at {r['source_fps']:.2f} fps, "
+                f"dropped {r['dropped']} ({r['dropped_pct']:.1f}%), {r['fps']:.1f} fps handled, {r['predictions']} predictions; "
+                f"{r['cpu_ms_per_frame']:.1f} ms CPU per handled frame, pose stage {r['pose_ms']:.1f} ms median; "
+                f"load average {r['load']:.2f}"
+            )
         print(f"live, bundled pose-only model: median {statistics.median(drops):.1f}% dropped over {len(drops)} runs")
     if args.live_only:
         return
     mm = multimodal_model()
     if not args.skip_live:
         r = live(video, mm, args.image_stride, args.image_size)
-        print(f"live, multimodal (image stride {args.image_stride}, {args.image_size} px): {r['frames']} frames, "
-              f"dropped {r['dropped']} ({r['dropped_pct']:.1f}%), {r['fps']:.1f} fps handled")
+        print(
+            f"live, multimodal (image stride {args.image_stride}, {args.image_size} px): {r['frames']} frames, "
+            f"dropped {r['dropped']} ({r['dropped_pct']:.1f}%), {r['fps']:.1f} fps handled"
+        )
 
     frames = np.stack(list(open_video(video)))
     controls = [
@@ -187,7 +215,9 @@ def main() -> None:
     for row in window_latency(frames, mm, controls, args.repeats + 1):
         print(f"| {row['mode']} | {row['ms']:.0f} | {row['speedup']:.1f}x | {row['max_prob_diff']:.2e} |")
     sim = feature_similarity(frames, mm, args.image_size)
-    print(f"\nimage features at {args.image_size} px vs 224 px: mean cosine similarity {sim:.3f} (random-weight ResNet-18)")
+    print(
+        f"\nimage features at {args.image_size} px vs 224 px: mean cosine similarity {sim:.3f} (random-weight ResNet-18)"
+    )
 
 
 if __name__ == "__main__":

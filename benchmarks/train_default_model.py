@@ -14,6 +14,7 @@
     python benchmarks/train_default_model.py [--weights DIR] [--data-root ../shared/data] [--clips /work/clips]
         [--skip-video] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,11 @@ def score_datasets(model, specs: list[str], batch_size: int) -> dict:
             open_set = evaluate(model, data, batch_size=batch_size).metrics()
             closed = evaluate(model, data, batch_size=batch_size, closed_set=True).metrics()
         report[dataset_key(data)] = {
-            "n": open_set["n"], "top1_open": open_set["top1"], "top1_closed": closed["top1"],
-            "mean_class_acc_closed": closed["mean_class_acc"], "ece_open": open_set["ece"],
+            "n": open_set["n"],
+            "top1_open": open_set["top1"],
+            "top1_closed": closed["top1"],
+            "mean_class_acc_closed": closed["mean_class_acc"],
+            "ece_open": open_set["ece"],
             **({"negative_false_alarm": open_set["negative_false_alarm"]} if "negatives" in open_set else {}),
             "seconds": round(time.perf_counter() - t0, 1),
         }
@@ -82,9 +86,12 @@ def fall_detection(model, spec: str, batch_size: int) -> dict:
         by_top1.append(bool((logits.argmax(axis=1) == fall).any()))
     report = {"falls": int(is_fall.sum()), "adl": int((~is_fall).sum()), "threshold": FALL_THRESHOLD}
     for rule, flagged in (("", np.asarray(by_threshold)), ("top1_", np.asarray(by_top1))):
-        report |= {f"{rule}recall": float(flagged[is_fall].mean()), f"{rule}false_alarm": float(flagged[~is_fall].mean()),
-                   f"{rule}missed": [n for n, f, y in zip(data.names, flagged, is_fall) if y and not f],
-                   f"{rule}false_alarms": [n for n, f, y in zip(data.names, flagged, is_fall) if f and not y]}
+        report |= {
+            f"{rule}recall": float(flagged[is_fall].mean()),
+            f"{rule}false_alarm": float(flagged[~is_fall].mean()),
+            f"{rule}missed": [n for n, f, y in zip(data.names, flagged, is_fall) if y and not f],
+            f"{rule}false_alarms": [n for n, f, y in zip(data.names, flagged, is_fall) if f and not y],
+        }
     return report
 
 
@@ -98,15 +105,26 @@ def video_report(model, video: Path, topk: int = 3) -> dict:
     for person in prediction.people:
         if person.topk is None:
             continue
-        people.append({
-            "id": person.id, "frames": [person.start_frame, person.end_frame],
-            "top3": [(s.label, round(s.prob, 3)) for s in person.topk],
-            "windows": [(w.start_frame, w.end_frame, w.topk[0].label, round(w.topk[0].prob, 2)) for w in person.windows],
-        })
+        people.append(
+            {
+                "id": person.id,
+                "frames": [person.start_frame, person.end_frame],
+                "top3": [(s.label, round(s.prob, 3)) for s in person.topk],
+                "windows": [
+                    (w.start_frame, w.end_frame, w.topk[0].label, round(w.topk[0].prob, 2)) for w in person.windows
+                ],
+            }
+        )
     main = prediction.main
-    return {"video": video.name, "fps": round(prediction.fps, 2), "frames": prediction.frames,
-            "main_top1": main.topk[0].label, "main_top3": [(s.label, round(s.prob, 3)) for s in main.topk],
-            "people": people, "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "video": video.name,
+        "fps": round(prediction.fps, 2),
+        "frames": prediction.frames,
+        "main_top1": main.topk[0].label,
+        "main_top3": [(s.label, round(s.prob, 3)) for s in main.topk],
+        "people": people,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def main() -> None:
@@ -127,8 +145,12 @@ def main() -> None:
     from unihar.loading import load_model
 
     model = load_model(args.weights)
-    report: dict = {"weights": args.weights or "bundled", "labels": len(model.labels),
-                    "temperature": model.config.classifier.temperature, "load_before": os.getloadavg()[0]}
+    report: dict = {
+        "weights": args.weights or "bundled",
+        "labels": len(model.labels),
+        "temperature": model.config.classifier.temperature,
+        "load_before": os.getloadavg()[0],
+    }
     specs = [s for s in datasets(args.recipe, args.data_root) if Path(s.split(":", 1)[1]).exists()]
     report["datasets"] = score_datasets(model, specs, args.batch_size)
     ur_fall = [s for s in specs if s.startswith("ur-fall")]

@@ -8,6 +8,7 @@ quoted in docs/training.md.
     python benchmarks/train_small_data.py [--data ut-kinect:../shared/data/ut-kinect] [--variants defaults yaw45 ...]
         [--threads 1] [--out /tmp/unihar-small-data] [--json results.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,21 @@ VARIANTS: dict[str, dict] = {
     "samples2x": {"train": {"epochs": "2x"}},
     "samples0.5x": {"train": {"epochs": "0.5x"}},
     "wide": {"model": {"pose_model": {"hidden_dim": 128, "layers": 3, "heads": 8}}},
-    "no_augment": {"augment": {"scale": [1, 1], "aspect": 0, "rotation_deg": 0, "shift": 0, "flip_prob": 0,
-                               "swap_sides_prob": 0, "joint_dropout": 0, "frame_dropout": 0, "noise_std": 0,
-                               "speed": [1, 1], "min_crop": 1}},
+    "no_augment": {
+        "augment": {
+            "scale": [1, 1],
+            "aspect": 0,
+            "rotation_deg": 0,
+            "shift": 0,
+            "flip_prob": 0,
+            "swap_sides_prob": 0,
+            "joint_dropout": 0,
+            "frame_dropout": 0,
+            "noise_std": 0,
+            "speed": [1, 1],
+            "min_crop": 1,
+        }
+    },
     "clips2": {"preprocessing": {"clips": 2, "clip_len": 12}},
     "dropout": {"model": {"regularization": {"short_term_dropout": 0.1}}},
     "no_swap": {"augment": {"swap_sides_prob": 0.0}},
@@ -45,11 +58,19 @@ VARIANTS: dict[str, dict] = {
     # minutes for 433 clips): 4 clips x 30 frames per 4 s window, long-term encoder, dropout 0.1, raw
     # confidences, lr 1e-3, warm-up 2 epochs, 30 epochs, an evaluation after every epoch.
     "old_defaults": {
-        "model": {"pose_model": {"hidden_dim": 64, "layers": 2, "heads": 4, "max_seq_len": 30},
-                  "regularization": {"short_term_dropout": 0.1},
-                  "long_term_model": {"enabled": True, "heads": 4, "layers": 1, "dropout": 0.1}},
-        "preprocessing": {"clips": 4, "clip_len": 30, "window_seconds": 4.0, "stride_seconds": 1.0,
-                          "min_confidence": 0.0, "binarize_confidence": False},
+        "model": {
+            "pose_model": {"hidden_dim": 64, "layers": 2, "heads": 4, "max_seq_len": 30},
+            "regularization": {"short_term_dropout": 0.1},
+            "long_term_model": {"enabled": True, "heads": 4, "layers": 1, "dropout": 0.1},
+        },
+        "preprocessing": {
+            "clips": 4,
+            "clip_len": 30,
+            "window_seconds": 4.0,
+            "stride_seconds": 1.0,
+            "min_confidence": 0.0,
+            "binarize_confidence": False,
+        },
         "train": {"epochs": 30, "lr": 0.001, "warmup_epochs": 2, "eval_every": 1, "calibration_split": 0.0},
     },
 }
@@ -75,9 +96,18 @@ def run_variant(data: str, name: str, overrides: dict, out: Path, threads: int) 
     metrics = train(data, out / name, run, overwrite=True, progress=False)
     seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     chosen = json.loads((out / name / "training_args.json").read_text())
-    return {"data": data.partition(":")[0], "variant": name, "overrides": overrides, "top1": metrics.get("top1"), "mean_class_acc": metrics.get("mean_class_acc"),
-            "ece": metrics.get("ece"), "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "epochs": chosen["run_config"]["train"]["epochs"]
-            or chosen["chosen_from_data"]["train"]["epochs"], "load": os.getloadavg()[0]}
+    return {
+        "data": data.partition(":")[0],
+        "variant": name,
+        "overrides": overrides,
+        "top1": metrics.get("top1"),
+        "mean_class_acc": metrics.get("mean_class_acc"),
+        "ece": metrics.get("ece"),
+        "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
+        "epochs": chosen["run_config"]["train"]["epochs"] or chosen["chosen_from_data"]["train"]["epochs"],
+        "load": os.getloadavg()[0],
+    }
 
 
 def _cpu_seconds() -> float:

@@ -7,6 +7,7 @@ MediaPipe ``clean_and_jerk.mp4`` prediction.
 
     python benchmarks/train_transfer_ablation.py --epochs 15 --out /tmp/unihar-ablation
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,20 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "src" / "unihar" / "training" / "recipes" / "penn_action.json"
 PENN = REPO.parent / "shared" / "data" / "penn-action-labels"
 
-OFF = {"scale": [1.0, 1.0], "aspect": 0.0, "rotation_deg": 0.0, "shift": 0.0, "flip_prob": 0.0,
-       "swap_sides_prob": 0.0, "joint_dropout": 0.0, "frame_dropout": 0.0, "noise_std": 0.0,
-       "confidence_jitter": 0.0, "speed": [1.0, 1.0], "min_crop": 1.0}
+OFF = {
+    "scale": [1.0, 1.0],
+    "aspect": 0.0,
+    "rotation_deg": 0.0,
+    "shift": 0.0,
+    "flip_prob": 0.0,
+    "swap_sides_prob": 0.0,
+    "joint_dropout": 0.0,
+    "frame_dropout": 0.0,
+    "noise_std": 0.0,
+    "confidence_jitter": 0.0,
+    "speed": [1.0, 1.0],
+    "min_crop": 1.0,
+}
 VARIANTS = {
     "recipe": {},
     "no_swap_sides": {"augment": {"swap_sides_prob": 0.0}},
@@ -55,13 +67,41 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (args.out / f"{name}.json").write_text(json.dumps(run, indent=2))
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "unihar.train", "--data", f"penn-action:{PENN}", "--out", str(folder),
-                        "--config", str(args.out / f"{name}.json"), "--overwrite", "--no-progress"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "unihar.train",
+                "--data",
+                f"penn-action:{PENN}",
+                "--out",
+                str(folder),
+                "--config",
+                str(args.out / f"{name}.json"),
+                "--overwrite",
+                "--no-progress",
+            ],
+            check=True,
+        )
         seconds = time.perf_counter() - t0
         report = args.out / f"{name}.report.json"
-        subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_default_model.py"), "--weights", str(folder),
-                        "--recipe", "penn_action", "--json", str(report), "--threads", str(args.threads)],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "benchmarks" / "train_default_model.py"),
+                "--weights",
+                str(folder),
+                "--recipe",
+                "penn_action",
+                "--json",
+                str(report),
+                "--threads",
+                str(args.threads),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         results[name] = {"train_seconds": round(seconds), **json.loads(report.read_text())}
         print(name, json.dumps(results[name]), flush=True)
     (args.out / "ablation.json").write_text(json.dumps(results, indent=2))

@@ -4,6 +4,7 @@ It uses only the state dict and torch.nn.functional (attention written out by ha
 the package), so a wiring mistake in ``unihar.models`` (wrong axis, wrong order, a missing residual)
 shows up as a numerical difference against it.
 """
+
 from __future__ import annotations
 
 import math
@@ -82,7 +83,16 @@ def _resnet_trunk(frames: Tensor, sd: dict, backbone: str) -> Tensor:
     p = "image_encoder.backbone"
 
     def bn(x: Tensor, name: str) -> Tensor:
-        return F.batch_norm(x, sd[f"{name}.running_mean"], sd[f"{name}.running_var"], sd[f"{name}.weight"], sd[f"{name}.bias"], False, 0.0, 1e-5)
+        return F.batch_norm(
+            x,
+            sd[f"{name}.running_mean"],
+            sd[f"{name}.running_var"],
+            sd[f"{name}.weight"],
+            sd[f"{name}.bias"],
+            False,
+            0.0,
+            1e-5,
+        )
 
     x = F.relu(bn(F.conv2d(frames, sd[f"{p}.0.weight"], stride=2, padding=3), f"{p}.1"))
     x = F.max_pool2d(x, 3, 2, 1)
@@ -121,7 +131,13 @@ def reference_logits(sd: dict, cfg: dict, pose: Tensor, images: Tensor | None = 
     for i in range(l):
         frames = images[:, i]
         tt = frames.shape[1]
-        feats = _linear(_resnet_trunk(frames.reshape(b * tt, *frames.shape[2:]), sd, cfg["image_model"].get("backbone", "resnet18")), sd, "image_encoder.fc")
+        feats = _linear(
+            _resnet_trunk(
+                frames.reshape(b * tt, *frames.shape[2:]), sd, cfg["image_model"].get("backbone", "resnet18")
+            ),
+            sd,
+            "image_encoder.fc",
+        )
         per_segment.append(feats.reshape(b, tt, -1).mean(dim=1))
     image_feature = torch.stack(per_segment, dim=1).mean(dim=1)
     if cfg["fusion_model"]["mode"] == "concat":

@@ -1,4 +1,5 @@
 """Skeleton augmentation: off is the identity, flip mirrors x and swaps left/right, dropout hides joints."""
+
 import numpy as np
 import pytest
 

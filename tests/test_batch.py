@@ -1,5 +1,6 @@
 """Batch prediction (``unihar predict DIR --out results.jsonl``): one line per video, resumable, the same
 numbers whichever way a video is predicted (one video, a folder, worker processes, Ray)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -120,7 +121,9 @@ def test_find_videos_recursive_glob_and_errors(videos: Path, tmp_path: Path) -> 
     found = [p.relative_to(videos).as_posix() for p in find_videos([videos])]
     assert found == ["a.mp4", "b.avi", "sub/broken.mp4", "sub/c.mkv", "sub/empty.mp4"]  # no .txt, no hidden folder
     assert [p.relative_to(videos).as_posix() for p in find_videos([str(videos / "**" / "*.mp4")])] == [
-        "a.mp4", "sub/broken.mp4", "sub/empty.mp4"
+        "a.mp4",
+        "sub/broken.mp4",
+        "sub/empty.mp4",
     ]
     same_file = ["./" + os.path.relpath(videos / "a.mp4"), str(videos / "*.mp4"), videos / "sub" / ".." / "a.mp4"]
     assert [p.name for p in find_videos([videos / "a.mp4", *same_file])] == ["a.mp4"]
@@ -169,7 +172,7 @@ def test_second_run_skips_answered_and_retries_failed(
     code, stdout, err = run(capfd, videos, *common)
     assert code == 1 and "1 predicted, 1 failed, 3 already in" in stdout, (stdout, err)
     assert out.read_bytes().startswith(first)  # appended, never rewritten
-    added = read_lines(out)[len(first.splitlines()):]
+    added = read_lines(out)[len(first.splitlines()) :]
     assert [Path(line["source"]).name for line in added] == ["broken.mp4", "empty.mp4"]
     assert "topk" in added[1] and "error" in added[0]
     (videos / "sub" / "broken.mp4").unlink()
@@ -183,7 +186,11 @@ def test_bad_batch_arguments(
     def fails(pattern: str, *args: str) -> None:
         code, out, err = run(capfd, *args)
         lines = err.strip().splitlines()
-        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and pattern in lines[0], (code, out, err)
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and pattern in lines[0], (
+            code,
+            out,
+            err,
+        )
 
     model = ["-w", model_dir, "--pose-backend", "square"]
     (tmp_path / "empty").mkdir()
@@ -226,7 +233,9 @@ def test_torn_last_line_is_removed_and_good_lines_kept(videos: Path, tmp_path: P
     # A last line that is whole but lost its newline is kept, not predicted again.
     out.write_bytes(content[:-1])
     summary = predict_videos(sources, out, settings)
-    assert summary.skipped == 3 and summary.finished == 0 and summary.dropped_tail == b"" and out.read_bytes() == content
+    assert (
+        summary.skipped == 3 and summary.finished == 0 and summary.dropped_tail == b"" and out.read_bytes() == content
+    )
 
 
 def test_results_file_is_locked_while_a_run_writes(tmp_path: Path) -> None:
@@ -253,7 +262,11 @@ def test_killed_run_resumes_without_losing_or_repeating_lines(videos: Path, tmp_
     process = subprocess.Popen([sys.executable, "-c", script, str(out), *map(str, sources)], env=env)
     try:
         deadline = time.monotonic() + 120
-        while (not out.exists() or out.read_text().count("\n") < 2) and time.monotonic() < deadline and process.poll() is None:
+        while (
+            (not out.exists() or out.read_text().count("\n") < 2)
+            and time.monotonic() < deadline
+            and process.poll() is None
+        ):
             time.sleep(0.05)
         os.kill(process.pid, signal.SIGKILL)
     finally:

@@ -1,4 +1,5 @@
 """BlazePose on LiteRT (several people, real frames) and the pose tracker (synthetic keypoints)."""
+
 from __future__ import annotations
 
 import os
@@ -174,8 +175,26 @@ def test_lite_model_finds_the_lifter(lifter_frames: np.ndarray) -> None:
 
 # ------------------------------------------------------------------ tracker on synthetic keypoints
 _SKELETON = np.array(  # 17 joints of a standing person about 100 px tall, centred on (0, 0)
-    [[0, -45], [-4, -48], [4, -48], [-8, -46], [8, -46], [-15, -30], [15, -30], [-20, -10], [20, -10],
-     [-22, 8], [22, 8], [-10, 5], [10, 5], [-11, 28], [11, 28], [-12, 50], [12, 50]], dtype=np.float64
+    [
+        [0, -45],
+        [-4, -48],
+        [4, -48],
+        [-8, -46],
+        [8, -46],
+        [-15, -30],
+        [15, -30],
+        [-20, -10],
+        [20, -10],
+        [-22, 8],
+        [22, 8],
+        [-10, 5],
+        [10, 5],
+        [-11, 28],
+        [11, 28],
+        [-12, 50],
+        [12, 50],
+    ],
+    dtype=np.float64,
 )
 
 

@@ -1,4 +1,5 @@
 """Virtual cameras: pinhole projection, turning a skeleton about its centre, and 3D SkeletonDatasets."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,13 @@ def frontal_skeleton(frames: int = 3, depth: float = 3.0) -> np.ndarray:
     """A person facing the camera ``depth`` metres away (camera axes: x right, y down, z forward): their
     left side is on the image's right, so ``left_*`` has the larger x."""
     xy = {
-        "head": (0.0, -0.75), "left_shoulder": (0.2, -0.5), "right_shoulder": (-0.2, -0.5),
-        "left_hip": (0.15, 0.0), "right_hip": (-0.15, 0.0), "left_ankle": (0.15, 0.85), "right_ankle": (-0.15, 0.85),
+        "head": (0.0, -0.75),
+        "left_shoulder": (0.2, -0.5),
+        "right_shoulder": (-0.2, -0.5),
+        "left_hip": (0.15, 0.0),
+        "right_hip": (-0.15, 0.0),
+        "left_ankle": (0.15, 0.85),
+        "right_ankle": (-0.15, 0.85),
     }
     one = np.array([[*xy[j], depth, 1.0] for j in JOINTS])
     seq = np.repeat(one[None], frames, axis=0)
@@ -91,15 +97,14 @@ def test_pitch_looks_down_roll_turns_the_image_and_distance_moves_the_person():
     # a quarter turn clockwise on screen (y down): (dx, dy) -> (-dy, dx) about the centre
     expected = np.stack([-(upright[0, :, 1] - c[1]), upright[0, :, 0] - c[0]], axis=-1) + c
     np.testing.assert_allclose(rolled[0, :, :2], expected, atol=2.0)
-    heights = [
-        np.ptp(project(seq, Camera(distance=d))[0, [head, JOINTS.index("left_ankle")], 1])
-        for d in (3.0, 6.0)
-    ]
+    heights = [np.ptp(project(seq, Camera(distance=d))[0, [head, JOINTS.index("left_ankle")], 1]) for d in (3.0, 6.0)]
     assert heights[0] == pytest.approx(2 * heights[1], rel=0.05)  # twice as far, half as tall
 
 
 def test_random_camera_is_reproducible_and_within_ranges():
-    ranges = CameraRanges(yaw=(-30.0, 30.0), pitch=(0.0, 10.0), roll=(-1.0, 1.0), distance=(3.0, 4.0), focal=(500.0, 600.0))
+    ranges = CameraRanges(
+        yaw=(-30.0, 30.0), pitch=(0.0, 10.0), roll=(-1.0, 1.0), distance=(3.0, 4.0), focal=(500.0, 600.0)
+    )
     a = random_camera(np.random.default_rng(7), ranges)
     b = random_camera(np.random.default_rng(7), ranges)
     assert a == b

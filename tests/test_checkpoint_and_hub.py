@@ -1,4 +1,5 @@
 """Checkpoint files (published .bin, our .safetensors), strict matching, and the Hub helpers offline."""
+
 from __future__ import annotations
 
 import json
@@ -63,7 +64,9 @@ def _published_entries() -> list[tuple[str, tuple[int, ...], torch.dtype]]:
             continue
         key, rest = line.split(" ", 1)
         shape, dtype = rest.rsplit(" ", 1)
-        entries.append((key, tuple(int(n) for n in shape.strip("()").replace(" ", "").split(",") if n), getattr(torch, dtype)))
+        entries.append(
+            (key, tuple(int(n) for n in shape.strip("()").replace(" ", "").split(",") if n), getattr(torch, dtype))
+        )
     return entries
 
 
@@ -144,8 +147,13 @@ def test_mismatched_checkpoint_lists_missing_unexpected_and_shapes(tmp_path: Pat
     message = str(info.value)
     assert "does not match its config" in message
     assert "missing keys" in message and "long_term.encoder.layers.0.norm1.weight" in message
-    assert "unexpected keys" in message and "image_encoder.fc.* (2 keys)" in message and "fusion.ln.* (2 keys)" in message
-    assert "shape mismatches" in message and "short_seq_model.temporal_pe_param: checkpoint (1, 12, 1, 32) vs model (1, 12, 1, 64)" in message
+    assert (
+        "unexpected keys" in message and "image_encoder.fc.* (2 keys)" in message and "fusion.ln.* (2 keys)" in message
+    )
+    assert (
+        "shape mismatches" in message
+        and "short_seq_model.temporal_pe_param: checkpoint (1, 12, 1, 32) vs model (1, 12, 1, 64)" in message
+    )
     assert isinstance(info.value, ValueError)
 
 
@@ -176,7 +184,11 @@ def test_save_pretrained_round_trip_is_exact(tmp_path: Path) -> None:
     cfg["preprocessing"] = {"layout": "coco17", "clips": 2, "clip_len": 4, "min_confidence": 0.25}
     model = randomize_(build_model(cfg, labels=[f"a{i}" for i in range(7)])).eval()
     save_pretrained(model, tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["class_label.json", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "class_label.json",
+        "config.json",
+        "model.safetensors",
+    ]
     again = from_pretrained(tmp_path / "m")
     assert again.labels == model.labels
     assert again.config == model.config  # our own sections (preprocessing) survive
@@ -262,7 +274,9 @@ def test_readme_example_runs_as_written_offline(tmp_path: Path) -> None:
 
     _warm_cache(tmp_path / "cache", "m97j/uni-har", default_config())
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run([sys.executable, "-c", _readme_example()], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _readme_example()], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "Top-k Predictions:"

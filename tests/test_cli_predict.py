@@ -1,4 +1,5 @@
 """``unihar predict``: table, JSON, annotated video, and one ``error:`` line + exit 2 for every bad input."""
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,11 @@ def assert_one_error_line(code: int, out: str, err: str, pattern: str) -> None:
 def _poses(tmp_path: Path, frames: int = 90) -> Path:
     t = np.arange(frames)[:, None]
     kpts = np.stack(
-        [100 + 10 * np.sin(t / 4 + np.arange(17)), 50 + 8 * np.arange(17)[None].repeat(frames, 0), np.full((frames, 17), 0.9)],
+        [
+            100 + 10 * np.sin(t / 4 + np.arange(17)),
+            50 + 8 * np.arange(17)[None].repeat(frames, 0),
+            np.full((frames, 17), 0.9),
+        ],
         axis=-1,
     ).astype(np.float32)
     np.save(tmp_path / "poses.npy", kpts)
@@ -66,7 +71,9 @@ def test_json_from_keypoints(tmp_path: Path, model_dir: Path, capfd: pytest.Capt
 def test_real_video_json_and_output(tmp_path: Path, model_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
     out_video = tmp_path / "annotated.mp4"
     # --max-people 1: one person through the whole video (the close-up's face and hand as one track)
-    code, out, err = run(capfd, TEST_AVI, "-w", model_dir, "--json", "--output", out_video, "--device", "cpu", "--max-people", "1")
+    code, out, err = run(
+        capfd, TEST_AVI, "-w", model_dir, "--json", "--output", out_video, "--device", "cpu", "--max-people", "1"
+    )
     assert code == 0, err
     data = json.loads(out)
     assert data["source"] == str(TEST_AVI) and data["frames"] == 164 and data["fps"] == 25.0
@@ -81,16 +88,20 @@ def test_real_video_json_and_output(tmp_path: Path, model_dir: Path, capfd: pyte
     "make,pattern",
     [
         (lambda d: d / "missing.mp4", "video not found"),
-        (lambda d: (d / "noise.mp4").write_bytes(np.random.default_rng(1).bytes(40_000)) and d / "noise.mp4", "cannot read video"),
-        (lambda d: (d / "cut.avi").write_bytes(TEST_AVI.read_bytes()[:12_000]) and d / "cut.avi", "no decodable frames"),
+        (
+            lambda d: (d / "noise.mp4").write_bytes(np.random.default_rng(1).bytes(40_000)) and d / "noise.mp4",
+            "cannot read video",
+        ),
+        (
+            lambda d: (d / "cut.avi").write_bytes(TEST_AVI.read_bytes()[:12_000]) and d / "cut.avi",
+            "no decodable frames",
+        ),
         (lambda d: (d / "empty.mkv").write_bytes(b"") or d / "empty.mkv", "cannot read video"),
         (lambda d: blank_video(d / "wall.mp4"), "nobody was detected in any of the 12 frames"),
     ],
     ids=["missing", "corrupt", "zero-frames", "empty-file", "nobody"],
 )
-def test_bad_videos(
-    tmp_path: Path, model_dir: Path, capfd: pytest.CaptureFixture[str], make, pattern: str
-) -> None:
+def test_bad_videos(tmp_path: Path, model_dir: Path, capfd: pytest.CaptureFixture[str], make, pattern: str) -> None:
     video = make(tmp_path)
     assert_one_error_line(*run(capfd, video, "--weights", model_dir), pattern)
 
@@ -103,17 +114,23 @@ def test_existing_output_is_not_overwritten(tmp_path: Path, model_dir: Path, cap
 
 
 def test_other_bad_arguments(tmp_path: Path, model_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    assert_one_error_line(*run(capfd, CLEAN_AND_JERK, "-w", model_dir, "--pose-backend", "yolo"), "unknown pose backend")
+    assert_one_error_line(
+        *run(capfd, CLEAN_AND_JERK, "-w", model_dir, "--pose-backend", "yolo"), "unknown pose backend"
+    )
     assert_one_error_line(*run(capfd, CLEAN_AND_JERK, "-w", model_dir, "--topk", "0"), "topk")
     assert_one_error_line(*run(capfd, CLEAN_AND_JERK, "-w", tmp_path / "nowhere"), "no such model folder")
     assert_one_error_line(*run(capfd, tmp_path / "x.npy", "-w", model_dir, "--pose-backend", "array"), "not found")
     assert_one_error_line(*run(capfd, CLEAN_AND_JERK, "-w", model_dir, "--backend", "tensorrt"), "--backend")
     (tmp_path / "m.onnx").write_bytes(b"not really")
     assert_one_error_line(*run(capfd, CLEAN_AND_JERK, "-w", tmp_path / "m.onnx"), "run it with --backend onnxruntime")
-    assert_one_error_line(*run(capfd, CLEAN_AND_JERK, "-w", model_dir, "--max-people", "0"), "max_people must be an integer >= 1, got 0")
+    assert_one_error_line(
+        *run(capfd, CLEAN_AND_JERK, "-w", model_dir, "--max-people", "0"), "max_people must be an integer >= 1, got 0"
+    )
 
 
-def test_missing_default_model(tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_default_model(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import unihar.assets
 
     monkeypatch.setattr(unihar.assets, "default_model_dir", lambda: tmp_path / "default_model")
@@ -135,7 +152,17 @@ def test_openpose_json_with_its_video(tmp_path: Path, model_dir: Path, capfd: py
         (folder / f"test_{i:012d}_keypoints.json").write_text(json.dumps({"version": 1.3, "people": [person]}))
     out_video = tmp_path / "drawn.avi"
     code, out, err = run(
-        capfd, TEST_AVI, "-w", model_dir, "--pose-backend", "openpose-json", "--poses", folder, "--json", "-o", out_video
+        capfd,
+        TEST_AVI,
+        "-w",
+        model_dir,
+        "--pose-backend",
+        "openpose-json",
+        "--poses",
+        folder,
+        "--json",
+        "-o",
+        out_video,
     )
     assert code == 0, err
     assert json.loads(out)["frames"] == 164

@@ -1,5 +1,6 @@
 """``unihar stream`` (headless JSON lines on a real clip, equal to ``unihar predict``) and ``unihar export`` +
 ``predict --backend onnxruntime``."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,8 @@ import pytest
 
 from unihar.assets import default_model_dir
 from unihar.data.video import read_frames
-from video_helpers import CLEAN_AND_JERK, run_cli as run, small_model_dir, write_video
-
-
+from video_helpers import CLEAN_AND_JERK, small_model_dir, write_video
+from video_helpers import run_cli as run
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +22,17 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_stream_of_a_file_equals_predict_and_keeps_leading_empty_frames(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_stream_of_a_file_equals_predict_and_keeps_leading_empty_frames(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     """The contract of issue 11: a file streamed as fast as possible drops nothing and gives, for every
     window both produce, predict's probabilities; frame numbers are the source's, empty frames included."""
     frames, _ = read_frames(CLEAN_AND_JERK, max_frames=150)
     black = np.zeros((60, *frames.shape[1:]), np.uint8)  # 2 s with nobody in view, then the lifter
     video = write_video(tmp_path / "late.mp4", np.concatenate([black, frames]), rate=Fraction(30000, 1001))
-    every = str(len(json.loads((default_model_dir() / "class_label.json").read_text())))  # all classes: same keys both ways
+    every = str(
+        len(json.loads((default_model_dir() / "class_label.json").read_text()))
+    )  # all classes: same keys both ways
     code, out, err = run(capfd, "stream", video, "--headless", "--json", "--as-fast-as-possible", "-k", every)
     assert code == 0, err
     *lines, last = [json.loads(line) for line in out.strip().splitlines()]
@@ -59,12 +63,17 @@ def test_stream_bad_source(model_dir: Path, capfd: pytest.CaptureFixture[str], t
 
 def _poses(folder: Path) -> Path:
     t = np.arange(60)[:, None]
-    kpts = np.stack([100 + 10 * np.sin(t / 4 + np.arange(17)), 50 + 8 * np.arange(17)[None].repeat(60, 0), np.full((60, 17), 0.9)], -1)
+    kpts = np.stack(
+        [100 + 10 * np.sin(t / 4 + np.arange(17)), 50 + 8 * np.arange(17)[None].repeat(60, 0), np.full((60, 17), 0.9)],
+        -1,
+    )
     np.save(folder / "poses.npy", kpts.astype(np.float32))
     return folder / "poses.npy"
 
 
-def _window_probs(capfd: pytest.CaptureFixture[str], poses: Path, backend: str, *weights: str | Path) -> tuple[list, list]:
+def _window_probs(
+    capfd: pytest.CaptureFixture[str], poses: Path, backend: str, *weights: str | Path
+) -> tuple[list, list]:
     """(ids, probabilities) of every window's top-k, from ``unihar predict --json``."""
     code, out, err = run(capfd, "predict", poses, *weights, "--backend", backend, "--pose-backend", "array", "--json")
     assert code == 0, err
@@ -74,7 +83,9 @@ def _window_probs(capfd: pytest.CaptureFixture[str], poses: Path, backend: str, 
 
 
 @pytest.mark.slow
-def test_export_then_predict_with_onnxruntime(model_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_export_then_predict_with_onnxruntime(
+    model_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     onnx_path, int8_path = tmp_path / "m.onnx", tmp_path / "m-int8.onnx"

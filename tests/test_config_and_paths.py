@@ -1,6 +1,7 @@
 """What a user types that is read before anything runs: ``--weights`` (a local path or a Hub repo id),
 run-config values (type-checked, one error naming the key), and ``--split`` (only the splits a dataset
 format has)."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,19 @@ def test_mistyped_relative_path_is_a_missing_folder_not_a_hub_repo(tmp_path, mon
     assert no_hub == []
 
 
-@pytest.mark.parametrize("text", ["./mine", "../mine", "/no/such/unihar-model", "~/no-such-unihar-model", "a/b/c",
-                                  "checkpoints/best.safetensors", "mine.onnx", "exported/model.bin"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "./mine",
+        "../mine",
+        "/no/such/unihar-model",
+        "~/no-such-unihar-model",
+        "a/b/c",
+        "checkpoints/best.safetensors",
+        "mine.onnx",
+        "exported/model.bin",
+    ],
+)
 def test_anything_that_looks_like_a_path_is_read_locally(tmp_path, monkeypatch, no_hub, text: str) -> None:
     monkeypatch.chdir(tmp_path)
     assert local_reason(text) is not None
@@ -76,8 +88,9 @@ def test_only_what_cannot_be_a_path_goes_to_the_hub(tmp_path, monkeypatch) -> No
 def test_train_command_names_a_run_config_value_of_the_wrong_type(tmp_path, capfd) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"train": {"epochs": "100"}}))
-    code, _, err = run_cli(capfd, "train", "--data", f"skeleton-npz:{tmp_path / 'none'}", "--out", tmp_path / "out",
-                           "--config", bad)
+    code, _, err = run_cli(
+        capfd, "train", "--data", f"skeleton-npz:{tmp_path / 'none'}", "--out", tmp_path / "out", "--config", bad
+    )
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith("error: run config ") and str(bad) in err
     assert 'train.epochs must be an integer or null, got "100" (a string)' in err
@@ -86,12 +99,16 @@ def test_train_command_names_a_run_config_value_of_the_wrong_type(tmp_path, capf
 
 def test_train_config_types_are_checked() -> None:
     with pytest.raises(ConfigError) as info:
-        RunConfig.from_dict({"train": {"epochs": "100", "lr": "4e-3", "freeze_pose": "yes", "dataset_weights": {"ur-fall": "3"}}})
+        RunConfig.from_dict(
+            {"train": {"epochs": "100", "lr": "4e-3", "freeze_pose": "yes", "dataset_weights": {"ur-fall": "3"}}}
+        )
     message = str(info.value)
     assert 'train.epochs must be an integer or null, got "100" (a string)' in message
     assert 'train.lr must be a number, got "4e-3" (a string)' in message
     assert 'train.freeze_pose must be true or false, got "yes" (a string)' in message
-    assert 'train.dataset_weights must be an object mapping names to numbers, got {"ur-fall": "3"} (an object)' in message
+    assert (
+        'train.dataset_weights must be an object mapping names to numbers, got {"ur-fall": "3"} (an object)' in message
+    )
     with pytest.raises(ConfigError, match=r"train.batch_size must be an integer, got true \(a boolean\)"):
         RunConfig.from_dict({"train": {"batch_size": True}})
     with pytest.raises(ConfigError, match=r"train.batch_size must be an integer, got 32.0 \(a number\)"):
@@ -108,9 +125,13 @@ def test_train_config_types_are_checked() -> None:
 def test_augment_config_types_are_checked() -> None:
     with pytest.raises(ConfigError, match=r'augment.flip_prob must be a number, got "0.5" \(a string\)'):
         AugmentConfig.from_dict({"flip_prob": "0.5"})
-    with pytest.raises(ConfigError, match=r'augment.speed must be a \[low, high\] pair of numbers, got \["1", 2\] \(a list\)'):
+    with pytest.raises(
+        ConfigError, match=r'augment.speed must be a \[low, high\] pair of numbers, got \["1", 2\] \(a list\)'
+    ):
         AugmentConfig.from_dict({"speed": ["1", 2]})
-    with pytest.raises(ConfigError, match=r"augment.camera_yaw must be a \[low, high\] pair of numbers, got \[-90, 0, 90\]"):
+    with pytest.raises(
+        ConfigError, match=r"augment.camera_yaw must be a \[low, high\] pair of numbers, got \[-90, 0, 90\]"
+    ):
         AugmentConfig.from_dict({"camera_yaw": [-90, 0, 90]})
     with pytest.raises(ConfigError, match=r"augment.imu must be an object, got 0.1 \(a number\)"):
         AugmentConfig.from_dict({"imu": 0.1})
@@ -166,7 +187,9 @@ def test_training_uses_the_run_configs_signal_augmentation(tmp_path, monkeypatch
         raise Reached
 
     monkeypatch.setattr(trainer, "WindowDataset", window_dataset)
-    run = RunConfig.from_dict({"train": {"epochs": 1, "eval_split": ""}, "augment": {"imu": {"rotation_deg": 0, "gain": 0.25}}})
+    run = RunConfig.from_dict(
+        {"train": {"epochs": 1, "eval_split": ""}, "augment": {"imu": {"rotation_deg": 0, "gain": 0.25}}}
+    )
     with pytest.raises(Reached):
         train(f"skeleton-npz:{_skeleton_npz(tmp_path / 'data')}", tmp_path / "out", run, progress=False)
     assert seen == [SignalAugmentConfig(rotation_deg=0, gain=0.25)]

@@ -1,5 +1,6 @@
 """Dataset loaders, each on files the test writes in the dataset's exact format (and on the real
 Penn Action annotations when ../shared/data is present)."""
+
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,11 +31,20 @@ def write_penn_mat(path: Path, action: str, frames: int, train: int, seed: int =
     vis = (rng.random((frames, 13)) > 0.25).astype(np.uint8)
     x[0, 12] = y[0, 12] = 2 / 3  # an unannotated joint, parked at the corner as in the real files
     vis[0, 12] = 0
-    savemat(path, {
-        "action": np.array([action]), "pose": np.array(["front"]), "x": x, "y": y, "visibility": vis,
-        "train": np.array([[train]], dtype=np.int16), "bbox": np.zeros((frames, 4)),
-        "dimensions": np.array([[360, 480, frames]], dtype=np.uint16), "nframes": np.array([[frames]], dtype=np.uint16),
-    })
+    savemat(
+        path,
+        {
+            "action": np.array([action]),
+            "pose": np.array(["front"]),
+            "x": x,
+            "y": y,
+            "visibility": vis,
+            "train": np.array([[train]], dtype=np.int16),
+            "bbox": np.zeros((frames, 4)),
+            "dimensions": np.array([[360, 480, frames]], dtype=np.uint16),
+            "nframes": np.array([[frames]], dtype=np.uint16),
+        },
+    )
     return {"x": x, "y": y, "visibility": vis}
 
 
@@ -81,6 +91,7 @@ def test_parallel_runs_filling_one_cache_entry_never_read_a_half_written_file(tm
 
 def test_a_failed_cache_write_leaves_nothing_behind(tmp_path):
     target = tmp_path / "entry.npz"
+
     class Unconvertible:
         def __array__(self, *args, **kwargs):
             raise ValueError("cannot be an array")

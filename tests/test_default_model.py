@@ -1,5 +1,6 @@
 """The bundled default model: loads offline, is small, knows the everyday vocabulary, is calibrated, and
 recognises real people in real video through the default pose backend."""
+
 import json
 from pathlib import Path
 
@@ -13,13 +14,43 @@ MODEL = default_model_dir()
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VIDEOS = Path(__file__).resolve().parent / "data" / "videos"
 PENN_CLASSES = [
-    "baseball_pitch", "baseball_swing", "bench_press", "bowl", "clean_and_jerk", "golf_swing", "jump_rope",
-    "jumping_jacks", "pullup", "pushup", "situp", "squat", "strum_guitar", "tennis_forehand", "tennis_serve",
+    "baseball_pitch",
+    "baseball_swing",
+    "bench_press",
+    "bowl",
+    "clean_and_jerk",
+    "golf_swing",
+    "jump_rope",
+    "jumping_jacks",
+    "pullup",
+    "pushup",
+    "situp",
+    "squat",
+    "strum_guitar",
+    "tennis_forehand",
+    "tennis_serve",
 ]
 # The names issue 9 asks for, spelled exactly.
 EVERYDAY_CLASSES = [
-    "walk", "run", "sit_down", "stand_up", "pick_up", "throw", "carry", "push", "pull", "wave", "clap", "catch",
-    "kick", "punch", "bend", "fall", "phone_call", "hug", "shake_hands",
+    "walk",
+    "run",
+    "sit_down",
+    "stand_up",
+    "pick_up",
+    "throw",
+    "carry",
+    "push",
+    "pull",
+    "wave",
+    "clap",
+    "catch",
+    "kick",
+    "punch",
+    "bend",
+    "fall",
+    "phone_call",
+    "hug",
+    "shake_hands",
 ]
 
 
@@ -63,7 +94,9 @@ TEST_SPLIT_TARGETS = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt, folder, n, min_top1, max_ece", TEST_SPLIT_TARGETS, ids=[t[0] for t in TEST_SPLIT_TARGETS])
+@pytest.mark.parametrize(
+    "fmt, folder, n, min_top1, max_ece", TEST_SPLIT_TARGETS, ids=[t[0] for t in TEST_SPLIT_TARGETS]
+)
 def test_standard_test_split_top1_and_calibration(model, fmt, folder, n, min_top1, max_ece) -> None:
     from unihar.data.datasets import load_dataset
     from unihar.training.evaluation import evaluate
@@ -86,7 +119,9 @@ def test_ur_fall_test_split_falls_found_with_few_false_alarms(model) -> None:
     data = eval_view(load_dataset(f"ur-fall:{SHARED_DATA / 'ur-fall-movenet'}", "test"), model.prep.layout)
     fall = model.labels.index("fall")
     # an alarm: some window's calibrated p(fall) >= 0.5 (benchmarks/train_default_model.py)
-    window_probs = [model.probabilities(torch.from_numpy(np.asarray(logits))).numpy() for logits in window_logits(model, data, 256)]
+    window_probs = [
+        model.probabilities(torch.from_numpy(np.asarray(logits))).numpy() for logits in window_logits(model, data, 256)
+    ]
     flagged = np.array([(probs[:, fall] >= 0.5).any() for probs in window_probs])
     is_fall = np.array([data.classes[i] == "fall" for i in data.labels])
     assert is_fall.sum() == 10 and (~is_fall).sum() == 13

@@ -1,5 +1,6 @@
 """Correct on every device and through every fault: one device rule, bounded memory on long sources,
 gaps that never invent joints, and one "main person" rule for training data and prediction."""
+
 from __future__ import annotations
 
 import contextlib
@@ -134,7 +135,11 @@ def test_streaming_memory_is_bounded_however_long_the_stream(image_model) -> Non
     for i in range(n):
         streaming.push(None if 50 <= i < 55 else kpts[i], frames[i])  # a short occlusion, interpolated
         engine = streaming.engine
-        for name, size in (("images", len(engine._images)), ("features", len(engine._feature_cache)), ("clips", len(engine._clip_cache))):
+        for name, size in (
+            ("images", len(engine._images)),
+            ("features", len(engine._feature_cache)),
+            ("clips", len(engine._clip_cache)),
+        ):
             peaks[name] = max(peaks[name], size)
     assert peaks["images"] <= bound and peaks["features"] <= bound, peaks
     assert peaks["clips"] <= bound // engine.geometry.span + engine.prep.clips, peaks
@@ -164,9 +169,16 @@ def test_a_gap_longer_than_max_gap_starts_a_new_stretch_with_frames(image_model,
     kpts, frames = _walk(n), _frames(n)
     detected = np.ones(n, bool)
     detected[45:85] = False
-    poses = PoseSequence(fill_missing(kpts * detected[:, None, None], detected), LAYOUTS["coco17"], (32, 24),
-                         int((~detected).sum()), detected)
-    result = VideoPipeline(image_model, pose_backend="array", device="cpu").classify(poses, FPS, topk=2, frames=iter(frames))
+    poses = PoseSequence(
+        fill_missing(kpts * detected[:, None, None], detected),
+        LAYOUTS["coco17"],
+        (32, 24),
+        int((~detected).sum()),
+        detected,
+    )
+    result = VideoPipeline(image_model, pose_backend="array", device="cpu").classify(
+        poses, FPS, topk=2, frames=iter(frames)
+    )
     spans = [(w.start_frame, w.end_frame) for w in result.windows]
     assert all(end <= 45 or start >= 85 for start, end in spans), spans
     assert (25, 45) in spans and spans[-1] == (100, 120) and min(s for s, _ in spans if s >= 85) == 85
@@ -216,7 +228,9 @@ def test_the_engine_never_sees_a_joint_sliding_to_the_origin(pose_model) -> None
     filled = fill_missing(filled, detected)
     window = next(w for w in got if w.end_frame == 20)
     with torch.no_grad():
-        expected = pose_model.probabilities(pose_model(torch.from_numpy(pose_window(filled, pose_model.prep))[None]))[0].numpy()
+        expected = pose_model.probabilities(pose_model(torch.from_numpy(pose_window(filled, pose_model.prep))[None]))[
+            0
+        ].numpy()
     np.testing.assert_allclose(window.probs, expected, atol=1e-5)
 
 

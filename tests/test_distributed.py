@@ -1,4 +1,5 @@
 """torchrun with 2 CPU processes (gloo): DistributedDataParallel training through ``-m unihar.train``."""
+
 import csv
 import json
 import os
@@ -20,10 +21,27 @@ def test_torchrun_two_gloo_processes(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "unihar.train", "--data", f"skeleton-npz:{data}", "--out", str(out), "--config", str(config),
-         "--no-progress"],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "unihar.train",
+            "--data",
+            f"skeleton-npz:{data}",
+            "--out",
+            str(out),
+            "--config",
+            str(config),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 process(es)" in proc.stderr

@@ -1,5 +1,6 @@
 """Evaluation: metrics checked by hand (top-k, ECE, negatives, closed set), labels matched through the
 taxonomy, temperature fitting, 3D data seen frontally, and image models through the windowing engine."""
+
 import numpy as np
 import pytest
 import torch
@@ -26,12 +27,14 @@ PENN = get_layout("penn13")
 
 
 def test_topk_mean_class_accuracy_and_ece_by_hand():
-    probs = np.array([
-        [0.50, 0.20, 0.10, 0.08, 0.06, 0.04, 0.02],  # label 0: top-1 right (conf 0.5)
-        [0.50, 0.20, 0.10, 0.08, 0.06, 0.04, 0.02],  # label 1: 2nd
-        [0.02, 0.04, 0.06, 0.08, 0.10, 0.20, 0.50],  # label 0: last (7th) -> not in the top 5
-        [0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.70],  # label 6: right (conf 0.7)
-    ])
+    probs = np.array(
+        [
+            [0.50, 0.20, 0.10, 0.08, 0.06, 0.04, 0.02],  # label 0: top-1 right (conf 0.5)
+            [0.50, 0.20, 0.10, 0.08, 0.06, 0.04, 0.02],  # label 1: 2nd
+            [0.02, 0.04, 0.06, 0.08, 0.10, 0.20, 0.50],  # label 0: last (7th) -> not in the top 5
+            [0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.70],  # label 6: right (conf 0.7)
+        ]
+    )
     result = EvalResult(probs, np.array([0, 1, 0, 6]), [f"c{i}" for i in range(7)])
     assert result.topk(1) == 0.5 and result.topk(2) == 0.75 and result.topk(5) == 0.75 and result.topk(7) == 1.0
     assert result.metrics()["mean_class_acc"] == pytest.approx((0.5 + 0.0 + 1.0) / 3)
@@ -55,8 +58,10 @@ def test_negative_labels_are_scored_apart():
 
 def nw_ucla_like(labels, classes, name="nw-ucla/test", frames=12) -> SkeletonDataset:
     rng = np.random.default_rng(0)
-    seqs = [np.concatenate([rng.uniform(0, 100, (frames, 13, 2)), np.ones((frames, 13, 1))], -1).astype(np.float32)
-            for _ in labels]
+    seqs = [
+        np.concatenate([rng.uniform(0, 100, (frames, 13, 2)), np.ones((frames, 13, 1))], -1).astype(np.float32)
+        for _ in labels
+    ]
     return SkeletonDataset(seqs, np.asarray(labels), list(classes), PENN, fps=15.0, name=name)
 
 
@@ -125,21 +130,34 @@ def test_image_models_are_evaluated_through_the_engine_like_a_direct_forward(tmp
     cfg["long_term_model"].update(heads=2, layers=1)
     cfg["image_model"].update(feature_dim=8)
     cfg["fusion_model"].update(output_dim=8)
-    cfg["preprocessing"] = {"layout": "penn13", "clips": 2, "clip_len": 4, "window_seconds": 1.2,
-                            "stride_seconds": 0.5, "image_size": 32}
+    cfg["preprocessing"] = {
+        "layout": "penn13",
+        "clips": 2,
+        "clip_len": 4,
+        "window_seconds": 1.2,
+        "stride_seconds": 0.5,
+        "image_size": 32,
+    }
     torch.manual_seed(0)
     model = build_model(cfg, labels=list("abcd")).eval()
     poses = np.concatenate([rng.uniform(0, 60, (23, 13, 2)), np.ones((23, 13, 1))], -1).astype(np.float32)
-    data = SkeletonDataset([poses], np.array([1]), list("abcd"), PENN, fps=10.0, name="video-folder/test",
-                           videos=[(str(video), 23)])
+    data = SkeletonDataset(
+        [poses], np.array([1]), list("abcd"), PENN, fps=10.0, name="video-folder/test", videos=[(str(video), 23)]
+    )
     got = window_logits(model, data)[0]
     spans = window_ranges(23, 10.0, model.prep)
     assert len(got) == len(spans) == 4
     images = decoded
     with torch.no_grad():
-        expected = torch.cat([
-            model(torch.from_numpy(pose_window(poses[s:e], model.prep))[None],
-                  images=image_window(images[s:e], model.prep)[None]) for s, e in spans])
+        expected = torch.cat(
+            [
+                model(
+                    torch.from_numpy(pose_window(poses[s:e], model.prep))[None],
+                    images=image_window(images[s:e], model.prep)[None],
+                )
+                for s, e in spans
+            ]
+        )
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
     result = evaluate(model, data)
     assert result.probs.shape == (1, 4) and np.isclose(result.probs.sum(), 1.0)

@@ -1,6 +1,7 @@
 """The everyday-action skeleton datasets: each loader on tiny files written here in that dataset's exact
 on-disk format (shapes, labels, splits, missing joints, frame rate, bad input), and on the real data in
 ../shared/data when it is present."""
+
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ import pytest
 from unihar.data.datasets import VARIANTS, load_dataset, parse_data_spec
 from unihar.data.layouts import get_layout
 from unihar.errors import InputError
+
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
@@ -88,10 +90,7 @@ def write_ut_kinect(root: Path) -> dict:
     ids = [100, 102, 104, 104, 110, 112, 120, 130, 140, 152, 160]
     s02 = write_ut_recording(folder, "s02_e01", ids, seed=1)
     write_ut_recording(folder, "s01_e01", [10, 14, 18, 22, 26, 30], seed=2)
-    labels = (
-        "s02_e01\nwalk: 100 140\nsitDown: 150 160\ncarry:  NaN NaN\n"
-        "s01_e01\nwaveHands: 10 30\n"
-    )
+    labels = "s02_e01\nwalk: 100 140\nsitDown: 150 160\ncarry:  NaN NaN\ns01_e01\nwaveHands: 10 30\n"
     (folder / "actionLabel_modified.txt").write_text(labels)
     (folder / "actionLabel.txt").write_text(labels.replace("walk: 100 140", "walk: 100 104"))  # the wrong one
     return {"ids": ids, "s02": s02}
@@ -144,10 +143,15 @@ def write_msr(folder: Path, name: str, frames: np.ndarray) -> None:
 
 def msr_frames(count: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    frames = np.stack([
-        rng.integers(60, 260, (count, 20)), rng.integers(30, 230, (count, 20)),
-        rng.integers(500, 800, (count, 20)), np.round(rng.uniform(0, 1, (count, 20)), 6),
-    ], axis=-1).astype(np.float64)
+    frames = np.stack(
+        [
+            rng.integers(60, 260, (count, 20)),
+            rng.integers(30, 230, (count, 20)),
+            rng.integers(500, 800, (count, 20)),
+            np.round(rng.uniform(0, 1, (count, 20)), 6),
+        ],
+        axis=-1,
+    ).astype(np.float64)
     return frames
 
 
@@ -250,9 +254,23 @@ def sbu_person(frames: int, x: float, seed: int) -> np.ndarray:
     """One standing person in SBU's normalised units around image column ``x``, ``(frames, 15, 3)``."""
     rng = np.random.default_rng(seed)
     layout = get_layout("sbu15")
-    height = {"head": 0.30, "neck": 0.38, "spine": 0.50, "left_shoulder": 0.40, "right_shoulder": 0.40,
-              "left_elbow": 0.52, "right_elbow": 0.52, "left_hand": 0.62, "right_hand": 0.62, "left_hip": 0.62,
-              "right_hip": 0.62, "left_knee": 0.80, "right_knee": 0.80, "left_foot": 0.98, "right_foot": 0.98}
+    height = {
+        "head": 0.30,
+        "neck": 0.38,
+        "spine": 0.50,
+        "left_shoulder": 0.40,
+        "right_shoulder": 0.40,
+        "left_elbow": 0.52,
+        "right_elbow": 0.52,
+        "left_hand": 0.62,
+        "right_hand": 0.62,
+        "left_hip": 0.62,
+        "right_hip": 0.62,
+        "left_knee": 0.80,
+        "right_knee": 0.80,
+        "left_foot": 0.98,
+        "right_foot": 0.98,
+    }
     base = np.array([[x + rng.uniform(-0.03, 0.03), height[j], 2.0] for j in layout.joints])
     return np.repeat(base[None], frames, axis=0) + rng.normal(0, 0.002, (frames, 15, 3))
 
@@ -283,17 +301,27 @@ def test_sbu_folds_and_actor(tmp_path):
     assert test.names == ["s01s02/01/001/B", "s01s02/03/001/A"]
     assert [test.classes[i] for i in test.labels] == ["approaching", "kicking"]
     assert train.names == ["s02s03/06/001/A", "s02s03/06/001/B"] and (train.labels == 5).all()
-    assert test.fps == 15.0 and test.dims == 3 and test.layout.name == "sbu15" and test.sequences[0].shape == (frames, 15, 4)
+    assert (
+        test.fps == 15.0
+        and test.dims == 3
+        and test.layout.name == "sbu15"
+        and test.sequences[0].shape == (frames, 15, 4)
+    )
     # normalised (x, y, z) -> metres: x = 2.56 x - 1.28, y = 1.92 y - 0.96, z = 1.28 z
-    raw_b = np.loadtxt(tmp_path / "s01s02" / "01" / "001" / "skeleton_pos.txt", delimiter=",")[:, 46:].reshape(frames, 15, 3)
-    np.testing.assert_allclose(test.sequences[0][..., :3], raw_b * [2.56, 1.92, 1.28] - [1.28, 0.96, 0.0], rtol=1e-5, atol=1e-6)
+    raw_b = np.loadtxt(tmp_path / "s01s02" / "01" / "001" / "skeleton_pos.txt", delimiter=",")[:, 46:].reshape(
+        frames, 15, 3
+    )
+    np.testing.assert_allclose(
+        test.sequences[0][..., :3], raw_b * [2.56, 1.92, 1.28] - [1.28, 0.96, 0.0], rtol=1e-5, atol=1e-6
+    )
     # the other folds: s02s03 is in fold 2
     assert load_dataset(f"sbu@2:{tmp_path}", "test").names == train.names
     # no wrists in SBU: the model's wrist comes from the hand
     with pytest.warns(UserWarning):
         penn = test.to_layout("penn13")
-    np.testing.assert_array_equal(penn.sequences[0][:, get_layout("penn13").index("left_wrist")],
-                                  test.sequences[0][:, layout.index("left_hand")])
+    np.testing.assert_array_equal(
+        penn.sequences[0][:, get_layout("penn13").index("left_wrist")], test.sequences[0][:, layout.index("left_hand")]
+    )
 
 
 def test_sbu_bad_input(tmp_path):
@@ -402,7 +430,9 @@ def test_utd_mhad_bad_input(tmp_path):
     from scipy.io import savemat
 
     savemat(tmp_path / "Skeleton" / "a2_s7_t1_skeleton.mat", {"d_skel": np.zeros((25, 3, 4))})
-    with pytest.raises(InputError, match=r"a2_s7_t1_skeleton\.mat: 'd_skel' has shape \(25, 3, 4\), expected \(20, 3, frames\)"):
+    with pytest.raises(
+        InputError, match=r"a2_s7_t1_skeleton\.mat: 'd_skel' has shape \(25, 3, 4\), expected \(20, 3, frames\)"
+    ):
         load_dataset(f"utd-mhad:{tmp_path}", "test")
     savemat(tmp_path / "Skeleton" / "a2_s7_t1_skeleton.mat", {"skeleton": np.zeros((20, 3, 4))})
     with pytest.raises(InputError, match="has no 'd_skel'"):
@@ -466,8 +496,9 @@ def test_real_data_totals_and_pitfalls(shared_data):
     assert sum(len(d) for d in mall) == 1179 and mall[0].class_counts().min() > 0  # every class in train
 
 
-@pytest.mark.parametrize("fmt,folder", [("utd-mhad", "utd-mhad-train"), ("msr-action3d", "msr-action3d"),
-                                        ("ut-kinect", "ut-kinect")])
+@pytest.mark.parametrize(
+    "fmt,folder", [("utd-mhad", "utd-mhad-train"), ("msr-action3d", "msr-action3d"), ("ut-kinect", "ut-kinect")]
+)
 def test_real_3d_data_seen_frontally_is_upright_and_not_mirrored(shared_data, fmt, folder):
     """Subjects face the camera: through the recording camera the head is above the knees and the
     person's left shoulder is on the image's right, as a pose estimator reports a real person."""

@@ -1,6 +1,7 @@
 """Faults of real files and of the machinery around them: a worker process that dies mid-video, the same
 unexpected error on every video, a damaged stretch in a video, an absurd frame rate, a variable frame rate,
 and the file extensions that folder searches take as videos."""
+
 from __future__ import annotations
 
 import contextlib
@@ -114,7 +115,11 @@ def test_worker_killed_mid_video_gets_an_error_line_and_the_others_go_on(tmp_pat
 
 
 def test_same_unexpected_error_on_many_videos_stops_the_run(
-    tmp_path: Path, model_dir: Path, square_backend: None, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    model_dir: Path,
+    square_backend: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     folder = tmp_path / "videos"
     folder.mkdir()
@@ -129,8 +134,11 @@ def test_same_unexpected_error_on_many_videos_stops_the_run(
     monkeypatch.setattr("unihar.inference.pipeline.open_video", lost_share)
     code, _, err = run_cli(capfd, *command)
     assert_one_error_line(
-        code, err, "stopped: 5 videos failed with the same unexpected error",
-        "unexpected OSError: [Errno 5] Input/output error: 'VIDEO'", str(out),
+        code,
+        err,
+        "stopped: 5 videos failed with the same unexpected error",
+        "unexpected OSError: [Errno 5] Input/output error: 'VIDEO'",
+        str(out),
     )
     lines = read_lines(out)
     assert len(lines) == 5 and all(line["error"].startswith("unexpected OSError") for line in lines)
@@ -147,7 +155,9 @@ def test_input_errors_never_stop_the_run(tmp_path: Path, model_dir: Path) -> Non
     folder.mkdir()
     for index in range(7):
         (folder / f"broken{index}.mp4").write_bytes(b"not a video at all")
-    summary = predict_videos(find_videos([folder]), tmp_path / "r.jsonl", BatchSettings(weights=str(model_dir), pose_backend=SquarePose()))
+    summary = predict_videos(
+        find_videos([folder]), tmp_path / "r.jsonl", BatchSettings(weights=str(model_dir), pose_backend=SquarePose())
+    )
     assert summary.failed == 7
     assert all("cannot read video" in line["error"] for line in read_lines(tmp_path / "r.jsonl"))
 
@@ -192,7 +202,9 @@ def test_predict_goes_through_a_corrupt_stretch_and_says_so(
     line = PoseClassifier(settings, settings.model())(estimate_poses(damaged, SquarePose())).line
     assert line["corrupt_frames"] == result["corrupt_frames"] and line["frames"] == 60
     # An undamaged video's JSON has no such key.
-    code, out, err = run_cli(capfd, "predict", tmp_path / "clip.mp4", "--json", "-w", model_dir, "--pose-backend", "square")
+    code, out, err = run_cli(
+        capfd, "predict", tmp_path / "clip.mp4", "--json", "-w", model_dir, "--pose-backend", "square"
+    )
     assert code == 0 and "corrupt_frames" not in json.loads(out), err
 
 
@@ -235,14 +247,18 @@ def test_absurd_frame_rate_is_a_clear_error(
     tmp_path: Path, rate: Fraction | int, model_dir: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     path = write_video(tmp_path / "absurd.mp4", np.full((20, 64, 64, 3), 120, np.uint8), rate=rate)
-    with pytest.raises(VideoError, match="cannot tell the frame rate of .*absurd.mp4'.*expected 1 to 240 frames per second"):
+    with pytest.raises(
+        VideoError, match="cannot tell the frame rate of .*absurd.mp4'.*expected 1 to 240 frames per second"
+    ):
         open_video(path)
     assert_one_error_line(*run_cli(capfd, "predict", path, "-w", model_dir)[::2], "cannot tell the frame rate")
 
 
 def test_absurd_header_rate_is_measured_from_the_timestamps(tmp_path: Path) -> None:
     """A header claiming 1000 fps over frames 1/15 s apart (mkv, 1 ms time base): the timestamps rule."""
-    path = clip_with_timestamps(tmp_path / "clip.mkv", [round(i * 1000 / 15) for i in range(30)], Fraction(1, 1000), 1000)
+    path = clip_with_timestamps(
+        tmp_path / "clip.mkv", [round(i * 1000 / 15) for i in range(30)], Fraction(1, 1000), 1000
+    )
     with av.open(str(path)) as container:
         assert float(container.streams.video[0].average_rate) > 240  # what the header says
     info = open_video(path).info
@@ -259,7 +275,11 @@ def test_variable_frame_rate_video_with_imported_poses(
     def poses(frames: int) -> Path:
         t = np.arange(frames)[:, None]
         keypoints = np.stack(
-            [20 + 5 * np.sin(t / 4 + np.arange(17)), 10 + 2 * np.arange(17)[None].repeat(frames, 0), np.full((frames, 17), 0.9)],
+            [
+                20 + 5 * np.sin(t / 4 + np.arange(17)),
+                10 + 2 * np.arange(17)[None].repeat(frames, 0),
+                np.full((frames, 17), 0.9),
+            ],
             axis=-1,
         ).astype(np.float32)
         np.save(tmp_path / f"poses{frames}.npy", keypoints)

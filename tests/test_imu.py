@@ -1,5 +1,6 @@
 """The inertial-sensor modality: the model with any subset of modalities, a sensor missing at inference,
 the engine's signal attachment, the sensor files, and one clear error for every bad input."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ import torch
 
 from conftest import randomize_, small_config
 from reference_forward import reference_logits
-from video_helpers import run_cli
 from unihar import build_model
 from unihar.config import IMU_CHANNELS, ModelConfig
 from unihar.data.layouts import get_layout
@@ -31,21 +31,36 @@ from unihar.inference.engine import WindowEngine, run_sequences
 from unihar.inference.pipeline import VideoPipeline
 from unihar.models import UniHAR
 from unihar.training.signal_augment import SignalAugment, SignalAugmentConfig
+from video_helpers import run_cli
 
 FPS = 10.0  # window 2.4 s = 24 frames = 3 clips of 8 frames (0.8 s); at 25 Hz a sensor clip is 20 samples
 RATE = 25.0
 
 
 def _config(modalities: tuple[str, ...] = ("skeleton", "imu"), mode: str = "concat", missing: bool = True) -> dict:
-    cfg = small_config(image_model={"enabled": "rgb" in modalities},
-                       fusion_model={"mode": mode, "missing_embeddings": missing, "modality_dropout": 0.3})
+    cfg = small_config(
+        image_model={"enabled": "rgb" in modalities},
+        fusion_model={"mode": mode, "missing_embeddings": missing, "modality_dropout": 0.3},
+    )
     if "skeleton" not in modalities:
         cfg["pose_model"] = {"enabled": False}
     if "imu" in modalities:
-        cfg["imu_model"] = {"rate": RATE, "hidden_dim": 16, "layers": 1, "heads": 2, "mean": [0.0, 0, 1, 0, 0, 0],
-                            "std": [0.5, 0.5, 0.5, 90, 90, 90]}
-    cfg["preprocessing"] = {"layout": "coco17", "clips": 3, "clip_len": 6, "window_seconds": 2.4, "stride_seconds": 0.8,
-                            "image_size": 32}
+        cfg["imu_model"] = {
+            "rate": RATE,
+            "hidden_dim": 16,
+            "layers": 1,
+            "heads": 2,
+            "mean": [0.0, 0, 1, 0, 0, 0],
+            "std": [0.5, 0.5, 0.5, 90, 90, 90],
+        }
+    cfg["preprocessing"] = {
+        "layout": "coco17",
+        "clips": 3,
+        "clip_len": 6,
+        "window_seconds": 2.4,
+        "stride_seconds": 0.8,
+        "image_size": 32,
+    }
     return cfg
 
 
@@ -97,15 +112,18 @@ def test_config_round_trip_and_modalities() -> None:
     assert ModelConfig.from_dict(small_config()).imu_model is None  # absent section: no sensor branch
 
 
-@pytest.mark.parametrize("change,pattern", [
-    ({"channels": ["acc_x", "acc_x"]}, "imu_model.channels"),
-    ({"rate": 0}, "imu_model.rate"),
-    ({"mean": [0.0] * 5}, r"imu_model.mean' must be 6 numbers"),
-    ({"std": [1, 1, 1, 1, 1, 0]}, "imu_model.std"),
-    ({"hidden_dim": 15}, "divisible"),
-    ({"kernel_size": 4}, "odd"),
-    ({"layers": "2"}, "imu_model.layers"),
-])
+@pytest.mark.parametrize(
+    "change,pattern",
+    [
+        ({"channels": ["acc_x", "acc_x"]}, "imu_model.channels"),
+        ({"rate": 0}, "imu_model.rate"),
+        ({"mean": [0.0] * 5}, r"imu_model.mean' must be 6 numbers"),
+        ({"std": [1, 1, 1, 1, 1, 0]}, "imu_model.std"),
+        ({"hidden_dim": 15}, "divisible"),
+        ({"kernel_size": 4}, "odd"),
+        ({"layers": "2"}, "imu_model.layers"),
+    ],
+)
 def test_bad_imu_config_is_named(change: dict, pattern: str) -> None:
     cfg = _config()
     cfg["imu_model"].update(change)
@@ -163,7 +181,9 @@ def test_without_stand_ins_only_a_modality_with_its_own_classifier_answers_alone
         torch.testing.assert_close(model(pose), reference_logits(model.state_dict(), cfg, pose), rtol=1e-4, atol=1e-4)
     imu = torch.randn(1, 3, 20, 6)
     with torch.no_grad():  # the sensor alone: its own classifier on its own feature
-        torch.testing.assert_close(model(imu=imu), model.classifier_imu(model.forward_features(imu=imu).tokens["imu"].mean(dim=(1, 2))))
+        torch.testing.assert_close(
+            model(imu=imu), model.classifier_imu(model.forward_features(imu=imu).tokens["imu"].mean(dim=(1, 2)))
+        )
     image_model = _model(("skeleton", "rgb"), missing=False)  # the published image branch has no classifier of its own
     with pytest.raises(InputError, match=r"cannot answer without \['skeleton'\]"):
         image_model(images=torch.randn(1, 3, 2, 3, 32, 32))
@@ -223,8 +243,13 @@ def test_three_modalities_answer_from_any_subset() -> None:
     pose, images, imu = torch.randn(1, 3, 6, 17, 3), torch.randn(1, 3, 2, 3, 32, 32), torch.randn(1, 3, 20, 6)
     outputs = []
     with torch.no_grad():
-        for given in ({"pose": pose, "images": images, "imu": imu}, {"pose": pose, "imu": imu}, {"pose": pose, "images": images},
-                      {"pose": pose}, {"imu": imu}):
+        for given in (
+            {"pose": pose, "images": images, "imu": imu},
+            {"pose": pose, "imu": imu},
+            {"pose": pose, "images": images},
+            {"pose": pose},
+            {"imu": imu},
+        ):
             outputs.append(model(**given))
     assert all(o.shape == (1, 7) for o in outputs)
     assert len({tuple(o.flatten().round(decimals=5).tolist()) for o in outputs}) == len(outputs)
@@ -238,7 +263,9 @@ def test_segment_mask_ignores_padded_clips_of_every_modality(mode: str) -> None:
     padded_imu = torch.cat([imu, torch.randn(1, 1, 20, 6) * 50], dim=1)
     mask = torch.tensor([[True, True, False]])
     with torch.no_grad():
-        torch.testing.assert_close(model(padded_pose, imu=padded_imu, segment_mask=mask), model(pose, imu=imu), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            model(padded_pose, imu=padded_imu, segment_mask=mask), model(pose, imu=imu), rtol=1e-4, atol=1e-5
+        )
 
 
 def test_modality_dropout_trains_on_subsets_never_on_nothing() -> None:
@@ -393,8 +420,14 @@ def _write_npz(path: Path, **arrays) -> Path:
 def test_sensor_files_npz_and_csv(tmp_path: Path) -> None:
     recording = _recording(3.0)
     in_si = np.concatenate([recording.samples[:, :3] * 9.80665, np.deg2rad(recording.samples[:, 3:])], 1)
-    npz = _write_npz(tmp_path / "watch.npz", samples=in_si, rate=50, channels=np.array(IMU_CHANNELS), start=0.25,
-                     units=np.array(["m/s^2"] * 3 + ["rad/s"] * 3))
+    npz = _write_npz(
+        tmp_path / "watch.npz",
+        samples=in_si,
+        rate=50,
+        channels=np.array(IMU_CHANNELS),
+        start=0.25,
+        units=np.array(["m/s^2"] * 3 + ["rad/s"] * 3),
+    )
     read = read_signal_file(npz)
     assert read.rate == 50.0 and read.start == 0.25 and read.channels == IMU_CHANNELS
     np.testing.assert_allclose(read.samples, recording.samples, rtol=1e-5, atol=1e-5)  # converted to g and deg/s
@@ -410,11 +443,20 @@ def test_sensor_files_npz_and_csv(tmp_path: Path) -> None:
 
 
 BAD_FILES = {
-    "channel count": (dict(samples=np.zeros((100, 5)), rate=50, channels=np.array(IMU_CHANNELS)), r"'samples' must be \(N, 6\)"),
+    "channel count": (
+        dict(samples=np.zeros((100, 5)), rate=50, channels=np.array(IMU_CHANNELS)),
+        r"'samples' must be \(N, 6\)",
+    ),
     "rate zero": (dict(samples=np.zeros((100, 6)), rate=0, channels=np.array(IMU_CHANNELS)), "positive number of Hz"),
-    "rate text": (dict(samples=np.zeros((100, 6)), rate=np.array("fast"), channels=np.array(IMU_CHANNELS)), "'rate' must be one number"),
+    "rate text": (
+        dict(samples=np.zeros((100, 6)), rate=np.array("fast"), channels=np.array(IMU_CHANNELS)),
+        "'rate' must be one number",
+    ),
     "no rate": (dict(samples=np.zeros((100, 6)), channels=np.array(IMU_CHANNELS)), r"lacks \['rate'\]"),
-    "unit": (dict(samples=np.zeros((100, 6)), rate=50, channels=np.array(IMU_CHANNELS), units=np.array(["ft/s^2"] * 6)), r"unknown unit 'ft/s\^2'"),
+    "unit": (
+        dict(samples=np.zeros((100, 6)), rate=50, channels=np.array(IMU_CHANNELS), units=np.array(["ft/s^2"] * 6)),
+        r"unknown unit 'ft/s\^2'",
+    ),
     "nan": (dict(samples=np.full((100, 6), np.nan), rate=50, channels=np.array(IMU_CHANNELS)), "NaN"),
 }
 
@@ -485,7 +527,9 @@ def test_pipeline_classifies_keypoints_with_a_recording() -> None:
     pose_only = VideoPipeline(_model(("skeleton",)), pose_backend="array").classify(_sequence(), FPS)
     assert "modalities" not in pose_only.to_dict()["windows"][0]  # the published JSON, unchanged
     with pytest.raises(InputError, match="no 'imu' sensor modality"):
-        VideoPipeline(_model(("skeleton",)), pose_backend="array").classify(_sequence(), FPS, signals={"imu": _recording(4.0)})
+        VideoPipeline(_model(("skeleton",)), pose_backend="array").classify(
+            _sequence(), FPS, signals={"imu": _recording(4.0)}
+        )
 
 
 @pytest.fixture(scope="module")
@@ -503,8 +547,19 @@ def test_cli_predict_with_imu(tmp_path: Path, fused_dir: Path, capfd: pytest.Cap
     np.save(tmp_path / "poses.npy", _poses(40))
     recording = _recording(4.0)
     np.savez(tmp_path / "imu.npz", samples=recording.samples, rate=50.0, channels=np.array(IMU_CHANNELS))
-    code, out, err = _cli(capfd, tmp_path / "poses.npy", "--pose-backend", "array", "--fps", FPS, "-w", fused_dir,
-                          "--imu", tmp_path / "imu.npz", "--json")
+    code, out, err = _cli(
+        capfd,
+        tmp_path / "poses.npy",
+        "--pose-backend",
+        "array",
+        "--fps",
+        FPS,
+        "-w",
+        fused_dir,
+        "--imu",
+        tmp_path / "imu.npz",
+        "--json",
+    )
     assert code == 0, err
     assert {tuple(w["modalities"]) for w in json.loads(out)["windows"]} == {("skeleton", "imu")}
     code, out, err = _cli(capfd, tmp_path / "poses.npy", "--pose-backend", "array", "--fps", FPS, "-w", fused_dir)
@@ -512,7 +567,9 @@ def test_cli_predict_with_imu(tmp_path: Path, fused_dir: Path, capfd: pytest.Cap
 
 
 @pytest.mark.parametrize("case", ["too short", "channels", "no imu branch", "wearer"])
-def test_cli_bad_sensor_input_is_one_error_line(tmp_path: Path, fused_dir: Path, capfd: pytest.CaptureFixture[str], case: str) -> None:
+def test_cli_bad_sensor_input_is_one_error_line(
+    tmp_path: Path, fused_dir: Path, capfd: pytest.CaptureFixture[str], case: str
+) -> None:
     np.save(tmp_path / "poses.npy", _poses(40))
     recording = _recording(1.0 if case == "too short" else 4.0)
     samples = recording.samples[:, :5] if case == "channels" else recording.samples
@@ -525,10 +582,25 @@ def test_cli_bad_sensor_input_is_one_error_line(tmp_path: Path, fused_dir: Path,
         _model(("skeleton",)).save_pretrained(weights)
     if case == "wearer":
         extra = ["--wearer", 3]
-    code, out, err = _cli(capfd, tmp_path / "poses.npy", "--pose-backend", "array", "--fps", FPS, "-w", weights,
-                          "--imu", tmp_path / "imu.npz", *extra)
-    expected = {"too short": "shorter than one window", "channels": "missing ['gyro_z']",
-                "no imu branch": "no 'imu' sensor modality", "wearer": "wearer 3 does not exist"}[case]
+    code, out, err = _cli(
+        capfd,
+        tmp_path / "poses.npy",
+        "--pose-backend",
+        "array",
+        "--fps",
+        FPS,
+        "-w",
+        weights,
+        "--imu",
+        tmp_path / "imu.npz",
+        *extra,
+    )
+    expected = {
+        "too short": "shorter than one window",
+        "channels": "missing ['gyro_z']",
+        "no imu branch": "no 'imu' sensor modality",
+        "wearer": "wearer 3 does not exist",
+    }[case]
     assert code == 2, (out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
@@ -582,4 +654,5 @@ def test_video_recording_goes_to_the_wearer() -> None:
     assert modalities == {0: {("skeleton",)}, 1: {("skeleton", "imu")}}
     with pytest.raises(InputError, match="max_people=1"):
         VideoPipeline(_model(), pose_backend=_TwoPeople(40), max_people=1).predict_frames(
-            iter(frames), _video_info(40), signals={"imu": recording}, wearer=2)
+            iter(frames), _video_info(40), signals={"imu": recording}, wearer=2
+        )

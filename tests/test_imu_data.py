@@ -1,5 +1,6 @@
 """Sensor data on disk: UTD-MHAD's inertial files next to its skeletons, and the sensor-npz format
 (files written here in the exact formats; the real UTD-MHAD copy is read when ../shared is there)."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,9 @@ from unihar.errors import InputError
 from video_helpers import run_cli
 
 
-def _write_utd(root: Path, name: str, frames: int, samples: int, seed: int = 0, inertial: np.ndarray | None = None) -> np.ndarray:
+def _write_utd(
+    root: Path, name: str, frames: int, samples: int, seed: int = 0, inertial: np.ndarray | None = None
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     (root / "Skeleton").mkdir(parents=True, exist_ok=True)
     (root / "Inertial").mkdir(parents=True, exist_ok=True)
@@ -52,11 +55,14 @@ def test_utd_mhad_without_inertial_folder_has_no_signals(tmp_path: Path) -> None
     assert load_dataset(f"utd-mhad:{tmp_path}", "train").signals is None
 
 
-@pytest.mark.parametrize("case,pattern", [
-    ("missing", r"a1_s1_t1_inertial.mat is missing"),
-    ("channels", r"'d_iner' has shape \(50, 5\), expected \(samples, 6\)"),
-    ("key", "has no 'd_iner' array"),
-])
+@pytest.mark.parametrize(
+    "case,pattern",
+    [
+        ("missing", r"a1_s1_t1_inertial.mat is missing"),
+        ("channels", r"'d_iner' has shape \(50, 5\), expected \(samples, 6\)"),
+        ("key", "has no 'd_iner' array"),
+    ],
+)
 def test_utd_mhad_bad_inertial_files(tmp_path: Path, case: str, pattern: str) -> None:
     _write_utd(tmp_path, "a1_s1_t1", 30, 50, inertial=np.zeros((50, 5)) if case == "channels" else None)
     _write_utd(tmp_path, "a2_s7_t1", 30, 50)
@@ -73,9 +79,15 @@ def test_utd_mhad_bad_inertial_files(tmp_path: Path, case: str, pattern: str) ->
 JOINTS = ["nose", "left_shoulder", "right_shoulder", "left_hip", "right_hip"]
 
 
-def _write_sensor_npz(root: Path, meta_changes: dict | None = None, frames: int = 60, samples: int = 100, **overrides) -> Path:
-    meta = {"joints": JOINTS, "classes": ["wave", "clap"], "fps": 30,
-            "signals": {"imu": {"rate": 50, "channels": list(IMU_CHANNELS)}}}
+def _write_sensor_npz(
+    root: Path, meta_changes: dict | None = None, frames: int = 60, samples: int = 100, **overrides
+) -> Path:
+    meta = {
+        "joints": JOINTS,
+        "classes": ["wave", "clap"],
+        "fps": 30,
+        "signals": {"imu": {"rate": 50, "channels": list(IMU_CHANNELS)}},
+    }
     meta.update(meta_changes or {})
     root.mkdir(parents=True, exist_ok=True)
     (root / "dataset.json").write_text(json.dumps(meta))
@@ -100,8 +112,20 @@ def test_sensor_npz_loads_keypoints_and_recordings(tmp_path: Path) -> None:
     recording = data.signals["imu"][0]
     assert recording.rate == 50 and recording.start == pytest.approx(0.1) and recording.duration == pytest.approx(2.0)
     # units converted, relative alignment stretches the recording over the keypoints
-    root = _write_sensor_npz(tmp_path / "si", {"signals": {"imu": {"rate": 50, "channels": list(IMU_CHANNELS), "align": "relative",
-                                                                    "units": ["m/s^2"] * 3 + ["rad/s"] * 3}}}, samples=150)
+    root = _write_sensor_npz(
+        tmp_path / "si",
+        {
+            "signals": {
+                "imu": {
+                    "rate": 50,
+                    "channels": list(IMU_CHANNELS),
+                    "align": "relative",
+                    "units": ["m/s^2"] * 3 + ["rad/s"] * 3,
+                }
+            }
+        },
+        samples=150,
+    )
     data = load_dataset(f"sensor-npz:{root}", "test")
     stretched = data.signals["imu"][0]
     assert stretched.duration == pytest.approx(2.0) and stretched.rate == pytest.approx(75.0)
@@ -110,16 +134,19 @@ def test_sensor_npz_loads_keypoints_and_recordings(tmp_path: Path) -> None:
     np.testing.assert_allclose(stretched.samples[:, 3], np.rad2deg(raw[:, 3]), rtol=1e-5)
 
 
-@pytest.mark.parametrize("case,pattern", [
-    ("channel count", r"clip0.npz: 'imu' must be \(samples, 6\) numbers"),
-    ("no signals", "needs 'signals'"),
-    ("no fps", "needs 'fps'"),
-    ("bad rate", r"signals.imu.rate must be a positive number"),
-    ("unknown sensor", "unknown sensor 'depth'"),
-    ("short recording", r"covers 25% of the keypoints"),
-    ("missing array", r"lacks the arrays \['imu'\]"),
-    ("units", r"signals.imu.units must list one unit per channel"),
-])
+@pytest.mark.parametrize(
+    "case,pattern",
+    [
+        ("channel count", r"clip0.npz: 'imu' must be \(samples, 6\) numbers"),
+        ("no signals", "needs 'signals'"),
+        ("no fps", "needs 'fps'"),
+        ("bad rate", r"signals.imu.rate must be a positive number"),
+        ("unknown sensor", "unknown sensor 'depth'"),
+        ("short recording", r"covers 25% of the keypoints"),
+        ("missing array", r"lacks the arrays \['imu'\]"),
+        ("units", r"signals.imu.units must list one unit per channel"),
+    ],
+)
 def test_sensor_npz_bad_input_is_one_clear_error(tmp_path: Path, case: str, pattern: str) -> None:
     meta: dict = {}
     overrides: dict = {}
@@ -174,8 +201,14 @@ def _tiny_utd(root: Path) -> Path:
         for subject in (1, 3, 7):
             for trial in (1, 2, 3):
                 t = np.arange(40) / 30
-                xyz = rng.normal(0, 0.02, size=(20, 3, 40)) + np.linspace(-0.4, 0.4, 20)[:, None, None] + np.array([0, 0, 2.5])[None, :, None]
-                xyz[10, 0] += (0.3 if action == 1 else -0.3) * np.sin(3 * t)  # the right wrist swipes one way or the other
+                xyz = (
+                    rng.normal(0, 0.02, size=(20, 3, 40))
+                    + np.linspace(-0.4, 0.4, 20)[:, None, None]
+                    + np.array([0, 0, 2.5])[None, :, None]
+                )
+                xyz[10, 0] += (0.3 if action == 1 else -0.3) * np.sin(
+                    3 * t
+                )  # the right wrist swipes one way or the other
                 savemat_dir = root / "Skeleton"
                 savemat_dir.mkdir(parents=True, exist_ok=True)
                 savemat(savemat_dir / f"a{action}_s{subject}_t{trial}_skeleton.mat", {"d_skel": xyz})
@@ -187,13 +220,13 @@ def _tiny_utd(root: Path) -> Path:
     return root
 
 
-
-
 def test_train_and_eval_with_modalities(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     data = f"utd-mhad:{_tiny_utd(tmp_path / 'utd')}"
     for modalities in ("skeleton,imu", "imu"):
         out = tmp_path / modalities.replace(",", "+")
-        code, _, err = run_cli(capfd, "train", "--data", data, "--modalities", modalities, "--epochs", 2, "--out", out, "--no-progress")
+        code, _, err = run_cli(
+            capfd, "train", "--data", data, "--modalities", modalities, "--epochs", 2, "--out", out, "--no-progress"
+        )
         assert code == 0, err
         config = json.loads((out / "config.json").read_text())
         assert config["imu_model"]["channels"] == list(IMU_CHANNELS)
@@ -211,16 +244,32 @@ def test_train_and_eval_with_modalities(tmp_path: Path, capfd: pytest.CaptureFix
     run_config = tmp_path / "head.json"
     run_config.write_text(json.dumps({"model": {"fusion_model": {"answer": "head"}}}))
     out = tmp_path / "head"
-    code, _, err = run_cli(capfd, "train", "--data", data, "--modalities", "skeleton,imu", "--config", run_config, "--epochs", 1,
-                           "--out", out, "--no-progress")
+    code, _, err = run_cli(
+        capfd,
+        "train",
+        "--data",
+        data,
+        "--modalities",
+        "skeleton,imu",
+        "--config",
+        run_config,
+        "--epochs",
+        1,
+        "--out",
+        out,
+        "--no-progress",
+    )
     assert code == 0, err
     assert json.loads((out / "config.json").read_text())["fusion_model"]["answer"] == "head"
 
 
-@pytest.mark.parametrize("case,pattern", [
-    ("unknown", "--modalities: expected distinct names"),
-    ("no recordings", "the model reads ['imu'] but the data has no such recordings"),
-])
+@pytest.mark.parametrize(
+    "case,pattern",
+    [
+        ("unknown", "--modalities: expected distinct names"),
+        ("no recordings", "the model reads ['imu'] but the data has no such recordings"),
+    ],
+)
 def test_train_modalities_bad_input(tmp_path: Path, capfd: pytest.CaptureFixture[str], case: str, pattern: str) -> None:
     root = _tiny_utd(tmp_path / "utd")
     if case == "no recordings":
@@ -228,8 +277,19 @@ def test_train_modalities_bad_input(tmp_path: Path, capfd: pytest.CaptureFixture
             f.unlink()
         (root / "Inertial").rmdir()
     modalities = "skeleton,gps" if case == "unknown" else "imu"
-    code, out, err = run_cli(capfd, "train", "--data", f"utd-mhad:{root}", "--modalities", modalities, "--epochs", 1,
-                          "--out", tmp_path / "out", "--no-progress")
+    code, out, err = run_cli(
+        capfd,
+        "train",
+        "--data",
+        f"utd-mhad:{root}",
+        "--modalities",
+        modalities,
+        "--epochs",
+        1,
+        "--out",
+        tmp_path / "out",
+        "--no-progress",
+    )
     assert code == 2, (out, err)
     lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and pattern in lines[0], err

@@ -1,4 +1,5 @@
 """Keypoint layouts: the built-in tables, conversion by name, derived joints and left/right pairs."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,11 @@ def _random_pose(layout: KeypointLayout, frames: int = 5, seed: int = 0) -> np.n
 
 def test_builtin_layout_sizes() -> None:
     assert {name: layout.num_joints for name, layout in LAYOUTS.items()} == {
-        "coco17": 17, "body25": 25, "coco18": 18, "mediapipe33": 33, "penn13": 13,
+        "coco17": 17,
+        "body25": 25,
+        "coco18": 18,
+        "mediapipe33": 33,
+        "penn13": 13,
     }
 
 
@@ -73,8 +78,15 @@ def test_edges_reference_layout_joints(name: str) -> None:
 
 @pytest.mark.parametrize(
     "src,via",
-    [("coco17", "body25"), ("coco17", "mediapipe33"), ("coco18", "body25"), ("penn13", "coco17"),
-     ("penn13", "mediapipe33"), ("body25", "mediapipe33"), ("mediapipe33", "coco17")],
+    [
+        ("coco17", "body25"),
+        ("coco17", "mediapipe33"),
+        ("coco18", "body25"),
+        ("penn13", "coco17"),
+        ("penn13", "mediapipe33"),
+        ("body25", "mediapipe33"),
+        ("mediapipe33", "coco17"),
+    ],
 )
 def test_round_trip_keeps_every_shared_joint(src: str, via: str) -> None:
     kpts = _random_pose(LAYOUTS[src])
@@ -175,11 +187,22 @@ def test_layouts_by_num_joints() -> None:
 # --------------------------------------------------------------------- skeleton-dataset layouts
 def test_dataset_layouts_and_their_published_orders() -> None:
     assert {name: layout.num_joints for name, layout in DATASET_LAYOUTS.items()} == {
-        "kinect_v1": 20, "utd_mhad": 20, "msr_action3d": 20, "sbu15": 15, "movenet13": 13,
+        "kinect_v1": 20,
+        "utd_mhad": 20,
+        "msr_action3d": 20,
+        "sbu15": 15,
+        "movenet13": 13,
     }
     # Kinect SDK v1: 1 hip_center, 3 shoulder_center, 8 left_hand, 20 right_foot (1-based)
     kinect = get_layout("kinect_v1")
-    assert [kinect.joints[i - 1] for i in (1, 2, 3, 4, 8, 20)] == ["mid_hip", "spine", "neck", "head", "left_hand", "right_foot"]
+    assert [kinect.joints[i - 1] for i in (1, 2, 3, 4, 8, 20)] == [
+        "mid_hip",
+        "spine",
+        "neck",
+        "head",
+        "left_hand",
+        "right_foot",
+    ]
     assert get_layout("utd_mhad").joints[:4] == ("head", "neck", "spine", "mid_hip")
     msr = get_layout("msr_action3d")
     assert [msr.joints[i - 1] for i in (1, 3, 7, 13, 20)] == ["left_shoulder", "neck", "mid_hip", "right_hand", "head"]

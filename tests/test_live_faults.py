@@ -1,6 +1,7 @@
 """``unihar stream`` on live sources that misbehave: a network camera that stalls, disconnects or never
 answers (served on 127.0.0.1 from the real clip as MJPEG over HTTP), the window's q key, a failure after
 the source was opened, and the tracker's clock when frames are skipped."""
+
 from __future__ import annotations
 
 import contextlib
@@ -83,7 +84,11 @@ class _Camera:
                         continue
                     part = camera.jpegs[index]
                     try:
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(part) + part + b"\r\n")
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(part)
+                            + part
+                            + b"\r\n"
+                        )
                     except OSError:
                         return  # the client went away
                     sent.append(index)
@@ -136,7 +141,15 @@ def test_a_camera_that_disconnects_is_reconnected_and_the_lost_time_counts(
     outage = threading.Thread(target=unplug_for_a_second, daemon=True)
     outage.start()
     code, out, err = run_cli(
-        capfd, "stream", camera.url, "--weights", model_dir, "--json", "--headless", "--reconnect-attempts", "2",
+        capfd,
+        "stream",
+        camera.url,
+        "--weights",
+        model_dir,
+        "--json",
+        "--headless",
+        "--reconnect-attempts",
+        "2",
     )
     outage.join(5)
     assert code == 0, err
@@ -176,7 +189,9 @@ def test_a_stalled_stream_is_given_up_on_and_opened_again(jpegs: list[bytes]) ->
     assert "404" in source.gave_up and "gave up after 2 reconnection attempts" in source.gave_up
 
 
-def test_a_camera_that_never_answers_is_an_error_after_the_retries(capfd: pytest.CaptureFixture[str], model_dir: Path) -> None:
+def test_a_camera_that_never_answers_is_an_error_after_the_retries(
+    capfd: pytest.CaptureFixture[str], model_dir: Path
+) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/video.mjpg"
     started = time.monotonic()
     code, out, err = run_cli(capfd, "stream", url, "--weights", model_dir, "--headless", "--reconnect-attempts", "1")

@@ -1,5 +1,6 @@
 """Contracts of issue 11 that are about resources: memory bounded whatever the video length, and a
 command line that starts without torch."""
+
 from __future__ import annotations
 
 import subprocess
@@ -32,7 +33,9 @@ def test_import_and_help_load_no_torch() -> None:
     assert result.returncode == 0 and "predict" in result.stdout and "stream" in result.stdout, result.stderr
     assert "loaded: []" in result.stdout
     # the public API still resolves (lazily)
-    result = _python("import unihar; print(unihar.HARPredictor.__name__, unihar.VideoPipeline.__name__, unihar.build_model.__name__)")
+    result = _python(
+        "import unihar; print(unihar.HARPredictor.__name__, unihar.VideoPipeline.__name__, unihar.build_model.__name__)"
+    )
     assert result.stdout.split() == ["HARPredictor", "VideoPipeline", "build_model"], result.stderr
 
 
@@ -41,7 +44,9 @@ def _long_1080p_video(path: Path, seconds: int = 30) -> Path:
     clip, _ = read_frames(CLEAN_AND_JERK)
     scale = 3
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(30000, 1001), options={"preset": "ultrafast", "crf": "30"})
+        stream = container.add_stream(
+            "libx264", rate=Fraction(30000, 1001), options={"preset": "ultrafast", "crf": "30"}
+        )
         stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
         canvas = np.full((1080, 1920, 3), 90, np.uint8)
         for i in range(int(seconds * 30000 / 1001)):

@@ -1,4 +1,5 @@
 """The network against the published checkpoint layout and forward pass (docs/checkpoint-format.md)."""
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,7 @@ def _published_keys(variant: str | None = None) -> dict[str, tuple[int, ...]]:
     xattn: dict[str, tuple[int, ...]] = {}
     target = base
     for line in (TEST_DATA / "checkpoint-keys.txt").read_text().splitlines():
-        if line.startswith("# VARIANT fusion_model.mode=\"xattn\""):
+        if line.startswith('# VARIANT fusion_model.mode="xattn"'):
             target = xattn
         if not line.strip() or line.startswith("#"):
             continue
@@ -37,8 +38,13 @@ def _published_keys(variant: str | None = None) -> dict[str, tuple[int, ...]]:
 # Entries of the key list that are buffers, not parameters (BatchNorm statistics, the fixed sin/cos table).
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked", "temporal_pe.pe")
 # Each published part and the prefix of its keys.
-PARTS = {"pose encoder": "short_seq_model.", "long-term": "long_term.", "classifier_pose": "classifier_pose.",
-         "image encoder": "image_encoder.", "fusion": "fusion."}
+PARTS = {
+    "pose encoder": "short_seq_model.",
+    "long-term": "long_term.",
+    "classifier_pose": "classifier_pose.",
+    "image encoder": "image_encoder.",
+    "fusion": "fusion.",
+}
 
 
 def _published_parameters(keys: dict[str, tuple[int, ...]], prefix: str = "") -> int:
@@ -102,7 +108,11 @@ def test_variants_change_the_layout_as_documented() -> None:
 
 CASES = {
     "published-layout": {},
-    "pose-only-25-joints-no-long-term": {"pose_model": {"joints": 25}, "long_term_model": {"enabled": False}, "image_model": {"enabled": False}},
+    "pose-only-25-joints-no-long-term": {
+        "pose_model": {"joints": 25},
+        "long_term_model": {"enabled": False},
+        "image_model": {"enabled": False},
+    },
     "sinusoidal-pe": {"pose_model": {"use_sinusoidal_pe": True}},
     "xattn": {"fusion_model": {"mode": "xattn"}},
     "no-temporal-attention": {"pose_model": {"enable_temporal_attention": False}},
@@ -125,7 +135,9 @@ def test_forward_matches_the_spec(case: str) -> None:
         torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(ours.softmax(-1), ref.softmax(-1), rtol=0, atol=1e-5)
         if images is not None:  # the pose-only path of a multimodal model uses classifier_pose
-            torch.testing.assert_close(model(pose), reference_logits(sd, model.config.to_dict(), pose), rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(
+                model(pose), reference_logits(sd, model.config.to_dict(), pose), rtol=1e-4, atol=1e-4
+            )
 
 
 def test_cpu_inference_path_equals_the_plain_modules(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,7 +179,9 @@ def test_segment_mask_ignores_padded_clips() -> None:
         padded_images = torch.cat([images, torch.randn(1, 1, 2, 3, 32, 32) * 50], dim=1)
         mask = torch.tensor([[True, True, False]])
         with torch.no_grad():
-            torch.testing.assert_close(model(padded_pose, padded_images, mask), model(pose, images), rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(
+                model(padded_pose, padded_images, mask), model(pose, images), rtol=1e-4, atol=1e-5
+            )
             assert not torch.allclose(model(padded_pose, padded_images), model(pose, images), atol=1e-3)
 
 
@@ -182,9 +196,15 @@ def test_building_never_touches_the_network(monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.mark.parametrize(
     "section,key",
-    [("pose_model", "hidden_dim"), ("pose_model", "joints"), ("classifier", "num_classes"),
-     ("regularization", "short_term_dropout"), ("long_term_model", "layers"), ("image_model", "feature_dim"),
-     ("fusion_model", "mode")],
+    [
+        ("pose_model", "hidden_dim"),
+        ("pose_model", "joints"),
+        ("classifier", "num_classes"),
+        ("regularization", "short_term_dropout"),
+        ("long_term_model", "layers"),
+        ("image_model", "feature_dim"),
+        ("fusion_model", "mode"),
+    ],
 )
 def test_config_missing_key_is_named(section: str, key: str) -> None:
     cfg = default_config()

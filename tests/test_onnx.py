@@ -1,5 +1,6 @@
 """ONNX export and the onnxruntime backend: the window graph third parties call, and the parts
 (encoders, head) the windowing engine calls, agree with PyTorch."""
+
 from __future__ import annotations
 
 import json
@@ -149,7 +150,10 @@ def test_pose_only_export_of_a_multimodal_model(tmp_path: Path) -> None:
     with torch.no_grad():
         _close(runtime(pose), model(pose))  # classifier_pose, as PyTorch without images
         tokens = model.encode_clips(pose.flatten(0, 1)).unflatten(0, (2, 3))
-        _close(runtime.forward_head(UniHARFeatures({"skeleton": tokens})), model.forward_head(UniHARFeatures({"skeleton": tokens})))
+        _close(
+            runtime.forward_head(UniHARFeatures({"skeleton": tokens})),
+            model.forward_head(UniHARFeatures({"skeleton": tokens})),
+        )
 
 
 @pytest.mark.parametrize("answer", ["head", "product"])
@@ -182,7 +186,9 @@ def test_int8_export_is_smaller_and_close(tmp_path: Path) -> None:
         clips = pose.flatten(0, 1)
         tokens = quantized.encode_clips(clips)
         assert tokens.shape == (8, 8, 32)
-        assert torch.nn.functional.cosine_similarity(tokens.flatten(1), model.encode_clips(clips).flatten(1)).min() > 0.99
+        assert (
+            torch.nn.functional.cosine_similarity(tokens.flatten(1), model.encode_clips(clips).flatten(1)).min() > 0.99
+        )
     assert "DynamicQuantizeLinear" in {node.op_type for node in onnx.load(str(tmp_path / "q.onnx")).graph.node}
 
 
@@ -196,12 +202,20 @@ def test_gemms_that_share_a_weight_quantize_with_their_own_copies(tmp_path: Path
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array(rng.standard_normal((5, 4)).astype(np.float32), "w")
     bias = numpy_helper.from_array(np.zeros(5, np.float32), "b")
-    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y1"], name="first", transB=1),
-             helper.make_node("Gemm", ["x", "w", "b"], ["y2"], name="second", transB=1)]
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["y1"], name="first", transB=1),
+        helper.make_node("Gemm", ["x", "w", "b"], ["y2"], name="second", transB=1),
+    ]
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])
     outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", 5]) for name in ("y1", "y2")]
-    graph = helper.make_graph(nodes, "shared", [x], outputs, initializer=[weight, bias],
-                              value_info=[helper.make_tensor_value_info("w", TensorProto.FLOAT, [5, 4])])
+    graph = helper.make_graph(
+        nodes,
+        "shared",
+        [x],
+        outputs,
+        initializer=[weight, bias],
+        value_info=[helper.make_tensor_value_info("w", TensorProto.FLOAT, [5, 4])],
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     quantized = _quantized(onnx, proto)
     session = ort.InferenceSession(quantized.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -224,7 +238,9 @@ def test_missing_foreign_and_old_files(tmp_path: Path) -> None:
     pose = helper.make_tensor_value_info("pose", TensorProto.FLOAT, ["batch", "clips", 8, 17, 3])
     logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 7])
     shape = helper.make_node("Constant", [], ["shape"], value=helper.make_tensor("s", TensorProto.INT64, [2], [0, -1]))
-    graph = helper.make_graph([shape, helper.make_node("Reshape", ["pose", "shape"], ["logits"])], "old", [pose], [logits])
+    graph = helper.make_graph(
+        [shape, helper.make_node("Reshape", ["pose", "shape"], ["logits"])], "old", [pose], [logits]
+    )
     old = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     entry = old.metadata_props.add()
     entry.key, entry.value = "unihar.config", json.dumps(_model(False).config.to_dict())

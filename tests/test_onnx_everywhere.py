@@ -1,6 +1,7 @@
 """The onnxruntime backend wherever a model runs: windows without a sensor answered as PyTorch answers
 them, and ``--backend onnxruntime`` on ``stream``, ``serve``, ``eval`` and batch ``predict``, each giving
 what the PyTorch model gives."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,6 @@ import pytest
 import torch
 
 from conftest import randomize_, small_config
-from video_helpers import run_cli, small_model_dir
-from web.helpers import short_clip
 from unihar import build_model
 from unihar.config import IMU_CHANNELS
 from unihar.data.layouts import get_layout
@@ -22,6 +21,8 @@ from unihar.errors import CheckpointError, InputError
 from unihar.inference.engine import WindowEngine
 from unihar.loading import from_pretrained
 from unihar.models import UniHARFeatures
+from video_helpers import run_cli, small_model_dir
+from web.helpers import short_clip
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -49,15 +50,23 @@ def _recording(seconds: float, rate: float = 50.0) -> SignalRecording:
     t = np.arange(int(round(seconds * rate))) / rate
     acc = np.stack([np.sin(2 * np.pi * 1.3 * t), np.cos(2 * np.pi * 0.7 * t), 1 + 0.1 * np.sin(5 * t)], 1)
     gyro = 100 * np.stack([np.sin(3 * t + k) for k in range(3)], 1)
-    return SignalRecording(np.concatenate([acc, gyro], 1).astype(np.float32), rate, IMU_CHANNELS, source="test recording")
+    return SignalRecording(
+        np.concatenate([acc, gyro], 1).astype(np.float32), rate, IMU_CHANNELS, source="test recording"
+    )
 
 
 @pytest.fixture(scope="module")
 def fused(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """A skeleton + wearable-sensor model with stand-ins for a missing modality: (model, its folder, its ONNX file)."""
     cfg = small_config(image_model={"enabled": False}, fusion_model={"missing_embeddings": True})
-    cfg["imu_model"] = {"rate": 25.0, "hidden_dim": 16, "layers": 1, "heads": 2, "mean": [0.0, 0, 1, 0, 0, 0],
-                        "std": [0.5, 0.5, 0.5, 90, 90, 90]}
+    cfg["imu_model"] = {
+        "rate": 25.0,
+        "hidden_dim": 16,
+        "layers": 1,
+        "heads": 2,
+        "mean": [0.0, 0, 1, 0, 0, 0],
+        "std": [0.5, 0.5, 0.5, 90, 90, 90],
+    }
     cfg["preprocessing"] = {"layout": "coco17", "clips": 3, "clip_len": 6, "window_seconds": 2.4, "stride_seconds": 0.8}
     model = randomize_(build_model(cfg, labels=[f"a{i}" for i in range(7)])).eval()
     folder = tmp_path_factory.mktemp("fused")
@@ -86,14 +95,24 @@ def test_windows_without_sensor_tokens_are_answered_as_pytorch_answers_them(fuse
     assert len(got) == len(expected) >= 6
     assert {("skeleton", "imu"), ("skeleton",)} <= {w.modalities for w in got}
     for a, b in zip(got, expected):
-        assert (a.track, a.start_frame, a.end_frame, a.modalities) == (b.track, b.start_frame, b.end_frame, b.modalities)
+        assert (a.track, a.start_frame, a.end_frame, a.modalities) == (
+            b.track,
+            b.start_frame,
+            b.end_frame,
+            b.modalities,
+        )
         assert np.abs(a.probs - b.probs).max() <= TOLERANCE
 
     # The same through the model protocol: any subset of the inputs, padded clips left out.
     pose, imu = torch.randn(2, 3, 6, 17, 3), torch.randn(2, 3, 20, 6)
     mask = torch.tensor([[True, False, True], [True, True, True]])
     with torch.no_grad():
-        for inputs in ({"pose": pose}, {"imu": imu}, {"pose": pose, "segment_mask": mask}, {"imu": imu, "segment_mask": mask}):
+        for inputs in (
+            {"pose": pose},
+            {"imu": imu},
+            {"pose": pose, "segment_mask": mask},
+            {"imu": imu, "segment_mask": mask},
+        ):
             _close(runtime(**inputs), model(**inputs))
         tokens = model.forward_features(pose, imu=imu).tokens
         for present in (["skeleton"], ["imu"]):
@@ -124,7 +143,10 @@ def test_an_export_without_the_head_for_a_subset_says_why(fused, tmp_path: Path)
     with pytest.raises(CheckpointError, match=r"older unihar.*without \['skeleton'\].*export it again"):
         old.forward_head(imu_only)
     tokens = torch.randn(1, 3, 6, 32), torch.randn(1, 3, 5, 16)
-    assert old.forward_head(UniHARFeatures(dict(zip(["skeleton", "imu"], tokens)))).shape == (1, 7)  # every modality: still runs
+    assert old.forward_head(UniHARFeatures(dict(zip(["skeleton", "imu"], tokens)))).shape == (
+        1,
+        7,
+    )  # every modality: still runs
 
 
 def test_cli_predict_onnx_with_a_recording_that_covers_part_of_the_video(
@@ -188,8 +210,12 @@ def test_stream_with_onnxruntime(small, clip: Path, capfd: pytest.CaptureFixture
     for a, b in zip(got, expected):
         want = {s["label"]: s["prob"] for s in b["topk"]}
         assert max(abs(s["prob"] - want[s["label"]]) for s in a["topk"]) <= TOLERANCE
-    _one_error_line(*run_cli(capfd, "stream", clip, "--headless", "--weights", path)[::2], "run it with --backend onnxruntime")
-    _one_error_line(*run_cli(capfd, "stream", clip, "--headless", "--backend", "tensorrt")[::2], "--backend: expected one of")
+    _one_error_line(
+        *run_cli(capfd, "stream", clip, "--headless", "--weights", path)[::2], "run it with --backend onnxruntime"
+    )
+    _one_error_line(
+        *run_cli(capfd, "stream", clip, "--headless", "--backend", "tensorrt")[::2], "--backend: expected one of"
+    )
 
 
 def test_eval_with_onnxruntime(small, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
@@ -197,7 +223,9 @@ def test_eval_with_onnxruntime(small, tmp_path: Path, capfd: pytest.CaptureFixtu
     data = tmp_path / "data"
     (data / "test").mkdir(parents=True)
     classes = ["squat", "bowling"]  # two of the small model's classes
-    (data / "dataset.json").write_text(json.dumps({"joints": list(get_layout("coco17").joints), "classes": classes, "fps": 15}))
+    (data / "dataset.json").write_text(
+        json.dumps({"joints": list(get_layout("coco17").joints), "classes": classes, "fps": 15})
+    )
     for i in range(4):
         poses = _poses(40, seed=i) * np.array([1.0, 1.0, 0.0], np.float32) + np.array([0, 0, 0.9], np.float32)
         np.savez(data / "test" / f"s{i}.npz", keypoints=poses, label=np.int64(i % 2))
@@ -210,7 +238,9 @@ def test_eval_with_onnxruntime(small, tmp_path: Path, capfd: pytest.CaptureFixtu
     expected = json.loads(out)
     assert got["n"] == expected["n"] == 4 and got["top1"] == expected["top1"]
     assert abs(got["ece"] - expected["ece"]) <= TOLERANCE and expected["ece"] > 0  # ECE moves with every probability
-    _one_error_line(*run_cli(capfd, "eval", "--data", spec, "--json", "--weights", path)[::2], "run it with --backend onnxruntime")
+    _one_error_line(
+        *run_cli(capfd, "eval", "--data", spec, "--json", "--weights", path)[::2], "run it with --backend onnxruntime"
+    )
 
 
 def test_serve_with_onnxruntime(small, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
@@ -244,14 +274,21 @@ def test_batch_predict_with_onnxruntime(small, clip: Path, tmp_path: Path, capfd
     videos.mkdir()
     shutil.copy(clip, videos / clip.name)
     options = [videos, "--max-people", "1", "--workers", "0"]
-    code, _, err = run_cli(capfd, "predict", *options, "--out", tmp_path / "onnx.jsonl", "--backend", "onnxruntime", "-w", path)
+    code, _, err = run_cli(
+        capfd, "predict", *options, "--out", tmp_path / "onnx.jsonl", "--backend", "onnxruntime", "-w", path
+    )
     assert code == 0, err
     code, _, err = run_cli(capfd, "predict", *options, "--out", tmp_path / "torch.jsonl", "-w", folder)
     assert code == 0, err
-    (got,), (expected,) = ([json.loads(line) for line in (tmp_path / name).read_text().splitlines()] for name in ("onnx.jsonl", "torch.jsonl"))
+    (got,), (expected,) = (
+        [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+        for name in ("onnx.jsonl", "torch.jsonl")
+    )
     assert "error" not in got, got
     _same_windows(got["windows"], expected["windows"])
     # An ONNX file without the backend is refused before the results file is made.
-    _one_error_line(*run_cli(capfd, "predict", *options, "--out", tmp_path / "x.jsonl", "-w", path)[::2],
-                    "run it with --backend onnxruntime")
+    _one_error_line(
+        *run_cli(capfd, "predict", *options, "--out", tmp_path / "x.jsonl", "-w", path)[::2],
+        "run it with --backend onnxruntime",
+    )
     assert not (tmp_path / "x.jsonl").exists()

@@ -1,4 +1,5 @@
 """Video -> poses -> windows -> probabilities, and the annotated video, with small real models."""
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -63,7 +64,9 @@ def test_json_schema(tmp_path: Path, pose_model) -> None:
     result = VideoPipeline(pose_model, pose_backend="array", device="cpu")(_synthetic_poses(tmp_path), topk=2)
     data = json.loads(json.dumps(result.to_dict()))
     assert set(data) == {"source", "frames", "fps", "topk", "windows", "people"}
-    assert data["people"] == [{"id": 0, "start_frame": 0, "end_frame": 74, "topk": data["topk"], "windows": data["windows"]}]
+    assert data["people"] == [
+        {"id": 0, "start_frame": 0, "end_frame": 74, "topk": data["topk"], "windows": data["windows"]}
+    ]
     assert data["frames"] == 75 and data["fps"] == 30.0  # a pose file alone: 30 fps unless told
     assert all(set(item) == {"id", "label", "prob"} for item in data["topk"])
     assert isinstance(data["topk"][0]["id"], int) and isinstance(data["topk"][0]["prob"], float)
@@ -189,7 +192,9 @@ def test_window_shown_at_each_frame(tmp_path: Path, pose_model) -> None:
     frames = np.arange(160)
     brute = np.array([int(np.argmin(np.abs(centres - f))) for f in frames])  # argmin: first of ties
     np.testing.assert_array_equal(result.main.window_index(frames), brute)
-    assert result.main.window_for_frame(0) is result.windows[0] and result.main.window_for_frame(159) is result.windows[-1]
+    assert (
+        result.main.window_for_frame(0) is result.windows[0] and result.main.window_for_frame(159) is result.windows[-1]
+    )
 
 
 @pytest.mark.slow
@@ -255,7 +260,9 @@ def test_everyone_in_view_gets_a_track_and_the_longest_is_the_main_person(pose_m
     from unihar.data.video import VideoInfo
 
     info = VideoInfo("scripted.mp4", 560, 240, 25.0, 80)
-    result = VideoPipeline(pose_model, pose_backend=_ScriptedPeople(), device="cpu").predict_frames(_numbered_frames(80), info, topk=2)
+    result = VideoPipeline(pose_model, pose_backend=_ScriptedPeople(), device="cpu").predict_frames(
+        _numbered_frames(80), info, topk=2
+    )
     spans = {p.id: (p.start_frame, p.end_frame) for p in result.people}
     # a new track counts from its third detection (MIN_HITS): a one-frame false detection is no one
     assert sorted(spans.values()) == [(2, 79), (12, 59), (32, 33)]
@@ -265,7 +272,9 @@ def test_everyone_in_view_gets_a_track_and_the_longest_is_the_main_person(pose_m
     assert result.main is by_start[2] and result.topk == by_start[2].topk
     data = result.to_dict()
     assert [set(p) for p in data["people"]] == [
-        {"id", "start_frame", "end_frame", "topk", "windows"} if p.topk is not None else {"id", "start_frame", "end_frame", "reason"}
+        {"id", "start_frame", "end_frame", "topk", "windows"}
+        if p.topk is not None
+        else {"id", "start_frame", "end_frame", "reason"}
         for p in result.people
     ]
     # --max-people 1: one person through the whole video, today's single-person behaviour

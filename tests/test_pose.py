@@ -1,4 +1,5 @@
 """Pose backends: MediaPipe on real clips, OpenPose JSON written here, arrays, gap filling, main actor."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ from unihar.data.pose import (
     select_main_actor,
 )
 from unihar.errors import InputError, NoPersonError
-from video_helpers import needs_mediapipe, CLEAN_AND_JERK, blank_video
+from video_helpers import CLEAN_AND_JERK, blank_video, needs_mediapipe
 
 
 # ------------------------------------------------------------------ gap filling
@@ -74,7 +75,8 @@ def _write_openpose(folder: Path, frames: list[list[np.ndarray]]) -> Path:
         data = {
             "version": 1.3,
             "people": [
-                {"person_id": [-1], "pose_keypoints_2d": p.reshape(-1).tolist(), "face_keypoints_2d": []} for p in people
+                {"person_id": [-1], "pose_keypoints_2d": p.reshape(-1).tolist(), "face_keypoints_2d": []}
+                for p in people
             ],
         }
         (folder / f"clip_{i:012d}_keypoints.json").write_text(json.dumps(data))

@@ -8,6 +8,7 @@ below is a tenth of a pixel on the joints the model sees (visibility >= 0.5); th
 (8-bit, 1/32-pixel positions before OpenCV 5, exact positions from 5.0) move the same joints by
 pixels, and some unseen joints by tens of pixels.
 """
+
 from __future__ import annotations
 
 import sys
@@ -71,7 +72,9 @@ def test_crops_are_exact_bilinear_samples() -> None:
         x0, y0 = int(np.floor(sx)), int(np.floor(sy))
         ax, ay = sx - x0, sy - y0
         f = frame.astype(np.float64)
-        expected = (1 - ay) * ((1 - ax) * f[y0, x0] + ax * f[y0, x0 + 1]) + ay * ((1 - ax) * f[y0 + 1, x0] + ax * f[y0 + 1, x0 + 1])
+        expected = (1 - ay) * ((1 - ax) * f[y0, x0] + ax * f[y0, x0 + 1]) + ay * (
+            (1 - ax) * f[y0 + 1, x0] + ax * f[y0 + 1, x0 + 1]
+        )
         np.testing.assert_allclose(crop[y, x], expected, atol=1e-2)
     # outside the frame: black for the detector's letterbox, the nearest edge pixel for the landmark crop
     far = crop_matrix(np.array([200.0, 20.0, 10.0, 0.0], np.float32), 4)

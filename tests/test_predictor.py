@@ -1,4 +1,5 @@
 """HARPredictor: the published inference API."""
+
 from __future__ import annotations
 
 import json
@@ -94,5 +95,7 @@ def test_checkpoint_that_does_not_match_the_config(checkpoint) -> None:
     folder, cfg, _ = checkpoint
     cfg = json.loads(json.dumps(cfg))
     cfg["pose_model"]["joints"] = 25
-    with pytest.raises(CheckpointError, match=r"short_seq_model.joint_type_emb.weight: checkpoint \(17, 32\) vs model \(25, 32\)"):
+    with pytest.raises(
+        CheckpointError, match=r"short_seq_model.joint_type_emb.weight: checkpoint \(17, 32\) vs model \(25, 32\)"
+    ):
         HARPredictor(folder / "pytorch_model.bin", cfg)

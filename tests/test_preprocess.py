@@ -1,4 +1,5 @@
 """The shared preprocessing path (contract 3): temporal sampling, windows, normalisation, images."""
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +8,6 @@ from conftest import small_config
 from unihar.config import ModelConfig
 from unihar.data.preprocess import (
     PreprocessConfig,
-    WindowGeometry,
     frame_indices,
     image_window,
     normalize_pose,
@@ -80,7 +80,12 @@ def test_pose_window_shape_and_checks():
 def test_config_roundtrip_and_defaults_from_model_config():
     prep = PreprocessConfig(layout="penn13", clips=1, clip_len=20, window_seconds=3.0, min_confidence=0.3)
     assert PreprocessConfig.from_dict(prep.to_dict()) == prep
-    assert PreprocessConfig.from_model_config({**small_config(pose_model={"max_seq_len": 20}), "preprocessing": prep.to_dict()}) == prep
+    assert (
+        PreprocessConfig.from_model_config(
+            {**small_config(pose_model={"max_seq_len": 20}), "preprocessing": prep.to_dict()}
+        )
+        == prep
+    )
     # The published config has no preprocessing section: it is derived from pose_model.
     published = small_config(pose_model={"joints": 25, "max_seq_len": 16})
     derived = PreprocessConfig.from_model_config(published)
@@ -105,8 +110,10 @@ def test_confidence_rule():
     binary = read_confidence(kpts, PreprocessConfig(min_confidence=0.3, binarize_confidence=True))
     assert binary[0, :, 2].tolist() == [0.0, 0.0, 1.0, 1.0]
     # A joint below the threshold is missing for the normalisation too: x = y = 0 after it.
-    window = pose_window(np.repeat(kpts[:, [0, 1, 2, 3] * 4][:, :13], 5, axis=0),
-                         PreprocessConfig(layout="penn13", clips=1, clip_len=5, min_confidence=0.3))
+    window = pose_window(
+        np.repeat(kpts[:, [0, 1, 2, 3] * 4][:, :13], 5, axis=0),
+        PreprocessConfig(layout="penn13", clips=1, clip_len=5, min_confidence=0.3),
+    )
     assert np.all(window[..., 1, :2] == 0) and np.any(window[..., 2, :2] != 0)
 
 

@@ -3,6 +3,7 @@
 Everything talks to 127.0.0.1 only; every loop is bounded in rounds and in time, and every socket and the
 server are closed at the end, whatever happens.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -10,8 +11,8 @@ import errno
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -70,9 +71,13 @@ class SlowClient:
     def __init__(self, port: int, video: bytes, slow_head: bool) -> None:
         boundary = "----unihar-slow-client"
         body = (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.mp4\"\r\n"
-            f"Content-Type: video/mp4\r\n\r\n"
-        ).encode() + video + f"\r\n--{boundary}--\r\n".encode()
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.mp4"\r\n'
+                f"Content-Type: video/mp4\r\n\r\n"
+            ).encode()
+            + video
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         head = (
             f"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -152,7 +157,9 @@ def test_slow_clients_are_cut_off_and_health_keeps_answering(tmp_path: Path) -> 
             answer = httpx.get(f"{url}/healthz", timeout=HEALTH_TIMEOUT_S)
             health_seconds.append(time.monotonic() - started)
             assert answer.status_code == 200
-            busy = httpx.post(f"{url}/v1/predict", files={"file": ("real.mp4", video, "video/mp4")}, timeout=HEALTH_TIMEOUT_S)
+            busy = httpx.post(
+                f"{url}/v1/predict", files={"file": ("real.mp4", video, "video/mp4")}, timeout=HEALTH_TIMEOUT_S
+            )
             assert busy.status_code == 503 and int(busy.headers["Retry-After"]) >= 1
             for client in clients:
                 client.step()
@@ -184,8 +191,10 @@ def test_slow_clients_are_cut_off_and_health_keeps_answering(tmp_path: Path) -> 
         finally:
             for client in clients:
                 client.sock.close()
-    print(f"slow clients cut within {cut_after:.1f} s; /healthz answered {len(health_seconds)} times during the flood, "
-          f"slowest in {max(health_seconds) * 1e3:.0f} ms; body statuses {sorted(statuses, key=str)}")
+    print(
+        f"slow clients cut within {cut_after:.1f} s; /healthz answered {len(health_seconds)} times during the flood, "
+        f"slowest in {max(health_seconds) * 1e3:.0f} ms; body statuses {sorted(statuses, key=str)}"
+    )
 
 
 @pytest.mark.slow
@@ -208,21 +217,26 @@ def test_steady_upload_and_long_answer_are_not_cut(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(service, "predict_video", slow_predict)
     boundary = "----unihar-steady-client"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\n".encode() + b"x" * 800_000
-        + f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"steady.mp4\"\r\n"
-        f"Content-Type: video/mp4\r\n\r\n".encode() + clip.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\n'.encode()
+        + b"x" * 800_000
+        + f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="steady.mp4"\r\n'
+        f"Content-Type: video/mp4\r\n\r\n".encode()
+        + clip.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
     )
     piece = 16_384
 
     def steady() -> Iterator[bytes]:
         """About 330 kB/s in small pieces: over 2 s in all, above the minimum rate, never pausing long."""
         for start in range(0, len(body), piece):
-            yield body[start:start + piece]
+            yield body[start : start + piece]
             time.sleep(0.05)
 
     with serving(app, settings) as (url, _):
         answer = httpx.post(
-            f"{url}/v1/predict", content=steady(), timeout=120,
+            f"{url}/v1/predict",
+            content=steady(),
+            timeout=120,
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(len(body))},
         )
     assert answer.status_code == 200, answer.text

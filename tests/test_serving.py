@@ -4,6 +4,7 @@ A small random-weights model (real network, arbitrary outputs) and BlazePose on 
 here depends on how fast the machine is: where a test needs the server busy, the pose stage waits at a
 gate the test opens (:class:`GatedPoses`).
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -18,8 +19,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -73,7 +74,11 @@ def uploads(workdir: Path) -> Path:
 @pytest.fixture(scope="module")
 def client(pipeline, uploads: Path):
     settings = ServeSettings(
-        upload_dir=str(uploads), max_upload_bytes=2_000_000, max_json_bytes=1_000_000, max_keypoints=20_000, max_frames=1_000,
+        upload_dir=str(uploads),
+        max_upload_bytes=2_000_000,
+        max_json_bytes=1_000_000,
+        max_keypoints=20_000,
+        max_frames=1_000,
         max_seconds=20,
     )
     with TestClient(create_app(pipeline, settings)) as test_client:
@@ -177,7 +182,10 @@ def test_keypoints_json_round_trip(video_response: dict, client: TestClient) -> 
     poses = video_response["poses"]
     drawn = next(p for p in poses["people"] if p["id"] == poses["main_person"])
     # Frames where the person was not found go back as "nobody here" (confidence 0), as the engine saw them.
-    keypoints = [frame if found else [[x, y, 0.0] for x, y, _ in frame] for frame, found in zip(drawn["keypoints"], drawn["detected"])]
+    keypoints = [
+        frame if found else [[x, y, 0.0] for x, y, _ in frame]
+        for frame, found in zip(drawn["keypoints"], drawn["detected"])
+    ]
     body = {"keypoints": keypoints, "layout": "mediapipe33", "fps": video_response["fps"], "width": 680, "height": 256}
     response = client.post("/v1/predict", json=body)
     assert response.status_code == 200, response.text
@@ -187,7 +195,10 @@ def test_keypoints_json_round_trip(video_response: dict, client: TestClient) -> 
     _assert_same_topk(data["topk"], video_response["topk"], atol=2e-3)
     # The keypoints start at the person's first frame: the same windows, counted from there.
     first = drawn["start_frame"]
-    shifted = [dict(w, start_frame=w["start_frame"] - first, end_frame=w["end_frame"] - first) for w in video_response["windows"]]
+    shifted = [
+        dict(w, start_frame=w["start_frame"] - first, end_frame=w["end_frame"] - first)
+        for w in video_response["windows"]
+    ]
     _assert_same_windows(data["windows"], shifted, atol=2e-3)
 
 
@@ -272,7 +283,9 @@ def test_keypoints_json(client: TestClient, pipeline) -> None:
     _assert_same_prediction(data, pipeline.classify(sequence, 25.0, topk=2).to_dict())
     pairs = client.post("/v1/predict", json={"keypoints": kpts[..., :2].tolist(), "layout": "coco17"})
     assert pairs.status_code == 200, pairs.text
-    with_poses = client.post("/v1/predict?poses=1", json={"keypoints": kpts.tolist(), "width": 320, "height": 240}).json()
+    with_poses = client.post(
+        "/v1/predict?poses=1", json={"keypoints": kpts.tolist(), "width": 320, "height": 240}
+    ).json()
     assert with_poses["poses"]["frame_size"] == [320, 240] and with_poses["poses"]["layout"] == "coco17"
     assert [p["id"] for p in with_poses["poses"]["people"]] == [0] and with_poses["poses"]["main_person"] == 0
 
@@ -308,7 +321,9 @@ def test_json_refused_before_parsing(client: TestClient, monkeypatch: pytest.Mon
     monkeypatch.setattr(PoseRequest, "model_validate_json", classmethod(spy))
     settings = client.app.state.service.settings
     # Over the byte limit (1 MB here), announced by Content-Length.
-    response = client.post("/v1/predict", content=b"[" + b"0," * 600_000 + b"0]", headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/predict", content=b"[" + b"0," * 600_000 + b"0]", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413 and "at most 1 MB" in response.json()["detail"]
     # Under the byte limit but more keypoints (frames x joints) than the server takes.
     frames = settings.max_keypoints // 17 + settings.max_frames // 17 + 1
@@ -341,8 +356,10 @@ def test_declared_length_refused_without_reading(pipeline, tmp_path: Path) -> No
         port = int(url.rsplit(":", 1)[1])
         for content_type, length in (("application/json", 1001), ("multipart/form-data; boundary=x", 5001)):
             with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
-                head = (f"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
-                        f"Content-Length: {length}\r\n\r\n")
+                head = (
+                    f"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
+                    f"Content-Length: {length}\r\n\r\n"
+                )
                 sock.sendall(head.encode())  # and no body: a server waiting for it would never answer
                 answer = sock.recv(65536).decode("latin-1")
             assert answer.startswith("HTTP/1.1 413"), answer
@@ -376,7 +393,9 @@ def test_upload_too_large(client: TestClient, uploads: Path) -> None:
     boundary = "xyz"
     head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\nContent-Type: video/mp4\r\n\r\n'
     body = (part for part in [head.encode(), *chunked(), f"\r\n--{boundary}--\r\n".encode()])
-    response = client.post("/v1/predict", content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    response = client.post(
+        "/v1/predict", content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
     assert response.status_code == 413
     chunked_json = (b"0," * 1000 for _ in range(600))  # 1.2 MB of JSON without a Content-Length
     response = client.post("/v1/predict", content=chunked_json, headers={"content-type": "application/json"})
@@ -452,7 +471,9 @@ def test_full_queue_gets_503(gated_server, clip: Path) -> None:
         second = pool.submit(_post_video, url, clip)
         _wait_until(lambda: service.videos.held == 2 and len(list(uploads.iterdir())) == 2, "the second video to wait")
 
-        refused = httpx.post(f"{url}/v1/predict", files={"file": ("third.mp4", clip.read_bytes(), "video/mp4")}, timeout=WAIT_S)
+        refused = httpx.post(
+            f"{url}/v1/predict", files={"file": ("third.mp4", clip.read_bytes(), "video/mp4")}, timeout=WAIT_S
+        )
         assert refused.status_code == 503, refused.text
         assert int(refused.headers["Retry-After"]) >= 1
         assert "busy" in refused.json()["detail"]
@@ -477,7 +498,9 @@ def test_busy_video_does_not_block_other_requests(gated_server, clip: Path) -> N
         assert gated.started.acquire(timeout=WAIT_S)
         # An undecodable upload waits behind the held video (the one place in the line) ...
         garbage = pool.submit(
-            lambda: httpx.post(f"{url}/v1/predict", files={"file": ("x.mp4", b"garbage" * 50, "video/mp4")}, timeout=WAIT_S)
+            lambda: httpx.post(
+                f"{url}/v1/predict", files={"file": ("x.mp4", b"garbage" * 50, "video/mp4")}, timeout=WAIT_S
+            )
         )
         assert httpx.get(f"{url}/healthz", timeout=WAIT_S).status_code == 200
         good = [httpx.post(f"{url}/v1/predict", json={"keypoints": kpts}, timeout=WAIT_S) for _ in range(3)]
@@ -571,8 +594,17 @@ def test_serve_command_registers() -> None:
     app.command("noop")(lambda: None)  # a second command so typer keeps "serve" as a subcommand
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0
-    for option in ("--host", "--port", "--weights", "--max-upload-mb", "--max-json-mb", "--max-seconds",
-                   "--max-pending", "--max-people", "--pose-backend"):
+    for option in (
+        "--host",
+        "--port",
+        "--weights",
+        "--max-upload-mb",
+        "--max-json-mb",
+        "--max-seconds",
+        "--max-pending",
+        "--max-people",
+        "--pose-backend",
+    ):
         assert option in result.output
 
 
@@ -619,10 +651,17 @@ def test_serve_access_log_on_stderr(clip: Path, tmp_path: Path) -> None:
             _wait_until(up, "unihar serve to answer")
             video = _post_video(url, clip)
             assert video.status_code == 200, video.text
-            keypoints = httpx.post(f"{url}/v1/predict?topk=3", json={"keypoints": _random_keypoints(45, 17).tolist()}, timeout=WAIT_S)
+            keypoints = httpx.post(
+                f"{url}/v1/predict?topk=3", json={"keypoints": _random_keypoints(45, 17).tolist()}, timeout=WAIT_S
+            )
             assert keypoints.status_code == 200, keypoints.text
             assert httpx.get(f"{url}/no-such-page", timeout=WAIT_S).status_code == 404
-            assert httpx.post(f"{url}/v1/predict", content=b"x", headers={"content-type": "text/plain"}, timeout=WAIT_S).status_code == 415
+            assert (
+                httpx.post(
+                    f"{url}/v1/predict", content=b"x", headers={"content-type": "text/plain"}, timeout=WAIT_S
+                ).status_code
+                == 415
+            )
         finally:
             server.send_signal(signal.SIGINT)
             try:

@@ -1,5 +1,6 @@
 """The windowing engine and the threaded runner: windows equal the model on those frames, each clip is
 encoded once, the timeline is the source's, files drop nothing, live sources drop without queueing."""
+
 from __future__ import annotations
 
 import contextlib
@@ -21,8 +22,15 @@ FPS = 10.0  # window 2.4 s = 24 frames = 3 clips of span 8, each resampled to T 
 
 def _model(image: bool, mode: str = "concat", **prep):
     cfg = small_config(image_model={"enabled": image}, fusion_model={"mode": mode})
-    cfg["preprocessing"] = {"layout": "coco17", "clips": 3, "clip_len": 6, "window_seconds": 2.4, "stride_seconds": 0.8,
-                            "image_size": 32, **prep}
+    cfg["preprocessing"] = {
+        "layout": "coco17",
+        "clips": 3,
+        "clip_len": 6,
+        "window_seconds": 2.4,
+        "stride_seconds": 0.8,
+        "image_size": 32,
+        **prep,
+    }
     return randomize_(build_model(cfg, labels=[f"a{i}" for i in range(7)])).eval()
 
 
@@ -43,7 +51,9 @@ def _direct_probs(model, kpts: np.ndarray, frames: np.ndarray | None) -> np.ndar
         return model.probabilities(model(pose, images))[0].numpy()
 
 
-@pytest.mark.parametrize("image,mode,stride", [(False, "concat", None), (True, "concat", None), (True, "xattn", 4), (False, "concat", 3)])
+@pytest.mark.parametrize(
+    "image,mode,stride", [(False, "concat", None), (True, "concat", None), (True, "xattn", 4), (False, "concat", 3)]
+)
 def test_windows_equal_the_model_on_those_frames(image: bool, mode: str, stride: int | None) -> None:
     model = _model(image, mode)
     kpts, frames = _stream(60)
@@ -260,8 +270,15 @@ def test_a_live_source_drops_the_oldest_frames_and_keeps_the_timeline() -> None:
     pose = _FakePose(lookup, decoded)
     pose.started = taken
     windows = []
-    summary = run_source(source(), pose.open, _one_person, WindowEngine(model, FPS, warmup=True), windows.extend,
-                         live=True, max_pending=3)
+    summary = run_source(
+        source(),
+        pose.open,
+        _one_person,
+        WindowEngine(model, FPS, warmup=True),
+        windows.extend,
+        live=True,
+        max_pending=3,
+    )
     # frame 0 was taken by the pose stage, frames 1..39 queued 3 deep: 36 dropped, the last 3 kept
     assert summary.frames == 40 and summary.dropped == 36 and pose.calls == 4
     assert [w.last_frame for w in windows] == [7, 15, 23, 31, 39]  # dropped frames keep their place

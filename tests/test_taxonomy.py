@@ -1,5 +1,6 @@
 """The action taxonomy: the shipped file covers every loader's classes, merges shared actions, and
 refuses unknown names with a clear error."""
+
 from __future__ import annotations
 
 import json
@@ -21,18 +22,50 @@ from unihar.data.taxonomy import TAXONOMY_FILE, apply_taxonomy, dataset_key, loa
 from unihar.errors import InputError
 
 REQUIRED = (
-    "walk", "run", "sit_down", "stand_up", "pick_up", "throw", "carry", "push", "pull", "wave", "clap", "catch",
-    "kick", "punch", "bend", "fall", "phone_call", "hug", "shake_hands",
+    "walk",
+    "run",
+    "sit_down",
+    "stand_up",
+    "pick_up",
+    "throw",
+    "carry",
+    "push",
+    "pull",
+    "wave",
+    "clap",
+    "catch",
+    "kick",
+    "punch",
+    "bend",
+    "fall",
+    "phone_call",
+    "hug",
+    "shake_hands",
 ) + PENN_ACTION_CLASSES
 # mall-cctv's classes come from its class_map.json, in ID order.
 MALL_CLASSES = (
-    "sitting", "walking_slow", "walking_fast", "standing", "standing_phone_talking", "window_shopping",
-    "walking_phone", "wandering", "walking_phone_talking", "walking_cart", "sitting_phone_talking",
+    "sitting",
+    "walking_slow",
+    "walking_fast",
+    "standing",
+    "standing_phone_talking",
+    "window_shopping",
+    "walking_phone",
+    "wandering",
+    "walking_phone_talking",
+    "walking_cart",
+    "sitting_phone_talking",
 )
 LOADER_CLASSES = {
-    "penn-action": PENN_ACTION_CLASSES, "mpose": MPOSE_CLASSES, "nw-ucla": NW_UCLA_CLASSES,
-    "ut-kinect": UT_KINECT_CLASSES, "msr-action3d": MSR_ACTION3D_CLASSES, "mall-cctv": MALL_CLASSES,
-    "sbu": SBU_CLASSES, "ur-fall": UR_FALL_CLASSES, "utd-mhad": UTD_MHAD_CLASSES,
+    "penn-action": PENN_ACTION_CLASSES,
+    "mpose": MPOSE_CLASSES,
+    "nw-ucla": NW_UCLA_CLASSES,
+    "ut-kinect": UT_KINECT_CLASSES,
+    "msr-action3d": MSR_ACTION3D_CLASSES,
+    "mall-cctv": MALL_CLASSES,
+    "sbu": SBU_CLASSES,
+    "ur-fall": UR_FALL_CLASSES,
+    "utd-mhad": UTD_MHAD_CLASSES,
 }
 
 
@@ -57,13 +90,25 @@ def test_every_loader_class_is_mapped_and_every_canonical_class_is_used():
     assert used == set(taxonomy.classes)
 
 
-@pytest.mark.parametrize("dataset,name,canonical", [
-    ("msr-action3d", "jogging", "run"), ("utd-mhad", "jog", "run"), ("msr-action3d", "tennis_swing", "tennis_forehand"),
-    ("utd-mhad", "bowling", "bowl"), ("utd-mhad", "squat", "squat"), ("mall-cctv", "standing_phone_talking", "phone_call"),
-    ("sbu", "punching", "punch"), ("sbu", "hugging", "hug"), ("sbu", "shaking_hands", "shake_hands"),
-    ("nw-ucla", "walk_around", "walk"), ("ut-kinect", "wave_hands", "wave"), ("utd-mhad", "stand_to_sit", "sit_down"),
-    ("ur-fall", "fall", "fall"), ("ur-fall", "not_fall", "not_fall"),
-])
+@pytest.mark.parametrize(
+    "dataset,name,canonical",
+    [
+        ("msr-action3d", "jogging", "run"),
+        ("utd-mhad", "jog", "run"),
+        ("msr-action3d", "tennis_swing", "tennis_forehand"),
+        ("utd-mhad", "bowling", "bowl"),
+        ("utd-mhad", "squat", "squat"),
+        ("mall-cctv", "standing_phone_talking", "phone_call"),
+        ("sbu", "punching", "punch"),
+        ("sbu", "hugging", "hug"),
+        ("sbu", "shaking_hands", "shake_hands"),
+        ("nw-ucla", "walk_around", "walk"),
+        ("ut-kinect", "wave_hands", "wave"),
+        ("utd-mhad", "stand_to_sit", "sit_down"),
+        ("ur-fall", "fall", "fall"),
+        ("ur-fall", "not_fall", "not_fall"),
+    ],
+)
 def test_chosen_mappings(dataset, name, canonical):
     assert load_taxonomy().canonical(dataset, name) == canonical
 

@@ -1,5 +1,6 @@
 """The training loop and the train / eval / labels commands, end to end on small learnable skeleton sets
 written here in the skeleton-npz format."""
+
 import csv
 import dataclasses
 import json
@@ -22,8 +23,12 @@ JOINTS = ["head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow"
 # Where each class holds its arms: (elbow dx, elbow dy, wrist dx, wrist dy) away from the shoulders, in
 # shoulder widths; the wrists swing left and right around it.
 ARMS = {
-    "wave": (0.0, -2.0, 0.0, -3.0), "swing": (0.0, 1.0, 0.0, 1.5), "clap": (0.5, 0.5, 1.5, 0.0),
-    "spread": (-1.5, 0.0, -3.0, 0.0), "cross": (1.0, 0.0, 3.5, -0.5), "arms_up_out": (-1.0, -1.0, -2.5, -2.5),
+    "wave": (0.0, -2.0, 0.0, -3.0),
+    "swing": (0.0, 1.0, 0.0, 1.5),
+    "clap": (0.5, 0.5, 1.5, 0.0),
+    "spread": (-1.5, 0.0, -3.0, 0.0),
+    "cross": (1.0, 0.0, 3.5, -0.5),
+    "arms_up_out": (-1.0, -1.0, -2.5, -2.5),
 }
 REST = np.array([[0, -2], [-1, -1], [1, -1], [-1.5, 0], [1.5, 0], [-2, 1], [2, 1]], dtype=np.float32)
 
@@ -56,12 +61,22 @@ def make_dataset(root: Path, per_class: int = 12, seed: int = 0, classes=("wave"
 
 
 def tiny_run(epochs: int = 10, **train_overrides) -> RunConfig:
-    return RunConfig.from_dict({
-        "model": {"pose_model": {"hidden_dim": 16, "layers": 1, "heads": 2}},
-        "preprocessing": {"clips": 1, "clip_len": 8, "window_seconds": 1.5, "stride_seconds": 0.5},
-        "train": {"epochs": epochs, "batch_size": 8, "lr": 0.02, "warmup_epochs": 1, "num_threads": 1,
-                  "label_smoothing": 0.0, "eval_every": 1, **train_overrides},
-    })
+    return RunConfig.from_dict(
+        {
+            "model": {"pose_model": {"hidden_dim": 16, "layers": 1, "heads": 2}},
+            "preprocessing": {"clips": 1, "clip_len": 8, "window_seconds": 1.5, "stride_seconds": 0.5},
+            "train": {
+                "epochs": epochs,
+                "batch_size": 8,
+                "lr": 0.02,
+                "warmup_epochs": 1,
+                "num_threads": 1,
+                "label_smoothing": 0.0,
+                "eval_every": 1,
+                **train_overrides,
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +95,14 @@ def test_train_writes_a_pretrained_folder_that_learns(data_dir, tmp_path):
 
     out = tmp_path / "run"
     metrics = train(f"skeleton-npz:{data_dir}", out, tiny_run(), progress=False)
-    for name in ("config.json", "model.safetensors", "class_label.json", "metrics.csv", "training_args.json",
-                 "eval_results.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "class_label.json",
+        "metrics.csv",
+        "training_args.json",
+        "eval_results.json",
+    ):
         assert (out / name).is_file(), name
     assert not (out / "checkpoint.pt").exists()
     config = json.loads((out / "config.json").read_text())
@@ -93,8 +114,17 @@ def test_train_writes_a_pretrained_folder_that_learns(data_dir, tmp_path):
     assert config["pose_model"]["joints"] == 7 and config["classifier"]["num_classes"] == 2
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == list(range(1, 11))
-    assert list(rows[0]) == ["epoch", "lr", "train_loss", "train_acc", "test_top1", "test_top5",
-                             "test_mean_class_acc", "test_ece", "epoch_seconds"]
+    assert list(rows[0]) == [
+        "epoch",
+        "lr",
+        "train_loss",
+        "train_acc",
+        "test_top1",
+        "test_top5",
+        "test_mean_class_acc",
+        "test_ece",
+        "epoch_seconds",
+    ]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert metrics["n"] == 12 and metrics["top1"] >= 0.9  # the two motions are easy to tell apart
     model = from_pretrained(out)
@@ -151,14 +181,17 @@ def test_refuses_to_overwrite_and_init_fine_tunes(data_dir, tmp_path):
     assert not torch.equal(s1["classifier_pose.weight"], ft["classifier_pose.weight"])
     # An image branch needs video data: a clear error, not a crash.
     run = tiny_run(epochs=1)
-    run.model = {"image_model": {"enabled": True, "feature_dim": 8, "backbone": "resnet18"},
-                 "fusion_model": {"mode": "concat", "output_dim": 8}}
+    run.model = {
+        "image_model": {"enabled": True, "feature_dim": 8, "backbone": "resnet18"},
+        "fusion_model": {"mode": "concat", "output_dim": 8},
+    }
     with pytest.raises(InputError, match="needs video data"):
         train(f"skeleton-npz:{data_dir}", tmp_path / "s2", run, init=out, progress=False)
 
 
 def _cli() -> typer.Typer:
-    from unihar.cli import evaluate, labels, train as train_cli
+    from unihar.cli import evaluate, labels
+    from unihar.cli import train as train_cli
 
     app = typer.Typer()
     for module in (train_cli, evaluate, labels):
@@ -174,8 +207,21 @@ def test_cli_train_eval_json_and_labels(tmp_path):
     run["model"]["pose_model"].update(hidden_dim=32, heads=4)
     config.write_text(json.dumps(run))
     out = tmp_path / "cli"
-    result = runner.invoke(_cli(), ["train", "--data", f"skeleton-npz:{six}", "--out", str(out),
-                                    "--config", str(config), "--epochs", "30", "--no-progress"])
+    result = runner.invoke(
+        _cli(),
+        [
+            "train",
+            "--data",
+            f"skeleton-npz:{six}",
+            "--out",
+            str(out),
+            "--config",
+            str(config),
+            "--epochs",
+            "30",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(list(csv.DictReader((out / "metrics.csv").open()))) == 30
     result = runner.invoke(_cli(), ["eval", "--data", f"skeleton-npz:{six}", "--weights", str(out), "--json"])
@@ -204,13 +250,26 @@ def test_mixture_merges_classes_through_the_taxonomy_and_balances_datasets(tmp_p
     first = make_dataset(tmp_path / "first", per_class=20, classes=("wave", "swing"))
     second = make_dataset(tmp_path / "second", per_class=3, classes=("clap", "spread"))
     taxonomy = tmp_path / "taxonomy.json"
-    taxonomy.write_text(json.dumps({
-        "classes": {"wave": "", "swing_arms": "", "clap": "", "spread": ""},
-        "datasets": {"skeleton-npz": {"wave": "wave", "swing": "swing_arms", "clap": "clap", "spread": "spread"}},
-    }))
-    with pytest.raises(ConfigError, match=r"names \['ur-fall'\], which this run does not train on; its datasets are \['skeleton-npz1', 'skeleton-npz2'\]"):
-        train([f"skeleton-npz:{first}", f"skeleton-npz:{second}"], tmp_path / "mix",
-              tiny_run(epochs=4, taxonomy=str(taxonomy), dataset_weights={"ur-fall": 3}), progress=False)
+    taxonomy.write_text(
+        json.dumps(
+            {
+                "classes": {"wave": "", "swing_arms": "", "clap": "", "spread": ""},
+                "datasets": {
+                    "skeleton-npz": {"wave": "wave", "swing": "swing_arms", "clap": "clap", "spread": "spread"}
+                },
+            }
+        )
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"names \['ur-fall'\], which this run does not train on; its datasets are \['skeleton-npz1', 'skeleton-npz2'\]",
+    ):
+        train(
+            [f"skeleton-npz:{first}", f"skeleton-npz:{second}"],
+            tmp_path / "mix",
+            tiny_run(epochs=4, taxonomy=str(taxonomy), dataset_weights={"ur-fall": 3}),
+            progress=False,
+        )
     assert not (tmp_path / "mix").exists()  # refused before anything was written
     run = tiny_run(epochs=4, taxonomy=str(taxonomy), dataset_weights={"skeleton-npz2": 2})
     metrics = train([f"skeleton-npz:{first}", f"skeleton-npz:{second}"], tmp_path / "mix", run, progress=False)
@@ -232,7 +291,9 @@ def test_mixture_merges_classes_through_the_taxonomy_and_balances_datasets(tmp_p
     keys = list(plain)  # natural weights: a permutation, every sequence once
     assert sorted((k.source, k.index) for k in keys) == [(s, i) for s, d in enumerate(sets) for i in range(len(d))]
     halves = [list(BalancedSampler(sets, dataset_balance=0.0, seed=0, rank=r, world=2)) for r in (0, 1)]
-    assert len(halves[0]) == len(halves[1]) == 23 and not {k.position for k in halves[0]} & {k.position for k in halves[1]}
+    assert len(halves[0]) == len(halves[1]) == 23 and not {k.position for k in halves[0]} & {
+        k.position for k in halves[1]
+    }
 
 
 def test_run_config_errors_name_the_key_and_recipes_resolve(tmp_path):
@@ -246,11 +307,15 @@ def test_run_config_errors_name_the_key_and_recipes_resolve(tmp_path):
         RunConfig.from_dict({"train": {"epoch": 3}})
     with pytest.raises(ConfigError, match="calibration_split"):
         RunConfig.from_dict({"train": {"calibration_split": 0.7}})
-    with pytest.raises(ConfigError, match=r"dataset_weights must map dataset names to numbers > 0, got \{'ur-fall': -1\}"):
+    with pytest.raises(
+        ConfigError, match=r"dataset_weights must map dataset names to numbers > 0, got \{'ur-fall': -1\}"
+    ):
         RunConfig.from_dict({"train": {"dataset_weights": {"ur-fall": -1}}})
     weighted = RunConfig.from_dict({"train": {"dataset_weights": {"ur-fall": 3}}}).train
     assert weighted.weights_for(["penn-action", "ur-fall"]) == [1.0, 3.0]
-    with pytest.raises(ConfigError, match=r"names \['nw-ucla'\], which this run does not train on; its datasets are \['penn-action'\]"):
+    with pytest.raises(
+        ConfigError, match=r"names \['nw-ucla'\], which this run does not train on; its datasets are \['penn-action'\]"
+    ):
         RunConfig.from_dict({"train": {"dataset_weights": {"nw-ucla": 2}}}).train.weights_for(["penn-action"])
     with pytest.raises(ConfigError, match="augment.speed must be a"):
         RunConfig.from_dict({"augment": {"speed": 1.2}})
@@ -278,8 +343,8 @@ def test_recipe_data_paths_are_relative_to_data_root(data_dir, tmp_path):
 
 def test_no_config_chooses_a_small_model_and_schedule_from_the_data(data_dir, tmp_path):
     """A few dozen clips: hidden 64, 2 layers, one short clip, many epochs (all recorded), not the published size."""
-    from unihar.training.defaults import default_schedule, summarize
     from unihar.data.datasets import load_dataset
+    from unihar.training.defaults import default_schedule, summarize
 
     train(f"skeleton-npz:{data_dir}", tmp_path / "auto", epochs=1, progress=False)
     config = json.loads((tmp_path / "auto" / "config.json").read_text())
@@ -298,7 +363,11 @@ def test_no_config_chooses_a_small_model_and_schedule_from_the_data(data_dir, tm
 
 @pytest.mark.slow
 def test_module_entry_reports_bad_input_without_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "unihar.train", "--data", "penn-action:/no/such/dir",
-                           "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "unihar.train", "--data", "penn-action:/no/such/dir", "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr

@@ -1,5 +1,6 @@
 """Training samples: balanced sampling across datasets and classes, event-centred windows, random virtual
 cameras for 3D skeletons, the calibration hold-out, the loss for negative labels and the LR schedule."""
+
 import numpy as np
 import pytest
 import torch
@@ -35,10 +36,21 @@ def dataset_2d(labels, frames=40, fps=10.0, classes=("a", "b", "c"), name="toy/t
 
 def standing_3d(frames: int = 30) -> np.ndarray:
     """A person facing the camera 3 m away (camera axes: x right, y down, z forward), ``(frames, 13, 4)``."""
-    joints = {"head": (0, -0.75), "left_shoulder": (0.2, -0.5), "right_shoulder": (-0.2, -0.5),
-              "left_elbow": (0.25, -0.2), "right_elbow": (-0.25, -0.2), "left_wrist": (0.25, 0.05),
-              "right_wrist": (-0.25, 0.05), "left_hip": (0.12, 0.0), "right_hip": (-0.12, 0.0),
-              "left_knee": (0.12, 0.45), "right_knee": (-0.12, 0.45), "left_ankle": (0.12, 0.9), "right_ankle": (-0.12, 0.9)}
+    joints = {
+        "head": (0, -0.75),
+        "left_shoulder": (0.2, -0.5),
+        "right_shoulder": (-0.2, -0.5),
+        "left_elbow": (0.25, -0.2),
+        "right_elbow": (-0.25, -0.2),
+        "left_wrist": (0.25, 0.05),
+        "right_wrist": (-0.25, 0.05),
+        "left_hip": (0.12, 0.0),
+        "right_hip": (-0.12, 0.0),
+        "left_knee": (0.12, 0.45),
+        "right_knee": (-0.12, 0.45),
+        "left_ankle": (0.12, 0.9),
+        "right_ankle": (-0.12, 0.9),
+    }
     one = np.array([[*joints[j], 3.0, 1.0] for j in PENN.joints], dtype=np.float32)
     return np.repeat(one[None], frames, axis=0)
 
@@ -102,8 +114,13 @@ def test_3d_sequences_are_seen_through_the_configured_virtual_camera():
     ls, rs = PENN.index("left_shoulder"), PENN.index("right_shoulder")
 
     def shoulder_width(yaw: float) -> float:
-        cfg = AugmentConfig(camera_yaw=(yaw, yaw), camera_pitch=(0, 0), camera_roll=(0, 0), camera_distance=(3, 3),
-                           camera_focal=(KINECT_V1.focal, KINECT_V1.focal))
+        cfg = AugmentConfig(
+            camera_yaw=(yaw, yaw),
+            camera_pitch=(0, 0),
+            camera_roll=(0, 0),
+            camera_distance=(3, 3),
+            camera_focal=(KINECT_V1.focal, KINECT_V1.focal),
+        )
         pose = WindowDataset(data, prep, seed=1, camera_ranges=cfg.camera_ranges())[0][0].numpy()
         return float(abs(pose[0, 0, ls, 0] - pose[0, 0, rs, 0]))
 
@@ -185,8 +202,18 @@ def test_only_the_dataset_with_a_body_worn_sensor_is_never_mirrored_in_a_mixture
     plain = dataset_2d([0, 1], name="plain/train")
     worn = dataset_2d([0, 1], name="worn/train", seed=1)
     worn.signals = {"imu": [SignalRecording(np.zeros((200, 6), np.float32), 50.0, IMU_CHANNELS) for _ in range(2)]}
-    always = AugmentConfig(flip_prob=1.0, swap_sides_prob=0.0, scale=(1, 1), aspect=0, rotation_deg=0, shift=0,
-                           joint_dropout=0, frame_dropout=0, noise_std=0, confidence_jitter=0)
+    always = AugmentConfig(
+        flip_prob=1.0,
+        swap_sides_prob=0.0,
+        scale=(1, 1),
+        aspect=0,
+        rotation_deg=0,
+        shift=0,
+        joint_dropout=0,
+        frame_dropout=0,
+        noise_std=0,
+        confidence_jitter=0,
+    )
     assert augment_for(always, plain).flip_prob == 1.0
     assert augment_for(always, worn).flip_prob == 0.0 and augment_for(always, worn).swap_sides_prob == 0.0
     prep = PreprocessConfig(layout="penn13", clips=1, clip_len=10, window_seconds=1.0, stride_seconds=1.0)

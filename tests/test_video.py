@@ -1,4 +1,5 @@
 """Video decoding (PyAV) and image folders, on the real clips in tests/data/videos, and every bad input."""
+
 from __future__ import annotations
 
 from fractions import Fraction

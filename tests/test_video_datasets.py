@@ -1,6 +1,7 @@
 """haa500 and video-folder loaders: real video (a trimmed copy of tests/data/videos/clean_and_jerk.mp4)
 laid out in each format, poses extracted with the default pose backend (BlazePose) in parallel workers and
 cached (resumable); a video without poses stops the loading unless it is explicitly skipped."""
+
 import os
 from pathlib import Path
 
@@ -98,7 +99,9 @@ def test_a_video_without_poses_is_an_error_unless_skipped(tmp_path):
     trimmed_clip(root / "train" / "lift" / "lift0.mp4", 4)
     trimmed_clip(root / "test" / "lift" / "lift1.mp4", 4)
     blank_video(root / "test" / "lift" / "empty_room.mp4", frames=4)
-    with pytest.raises(InputError, match=r"no poses could be extracted from 1 of 2 videos: .*empty_room\.mp4.*--skip-failed-videos"):
+    with pytest.raises(
+        InputError, match=r"no poses could be extracted from 1 of 2 videos: .*empty_room\.mp4.*--skip-failed-videos"
+    ):
         load_dataset(f"video-folder:{root}", "test")
     with pytest.warns(UserWarning, match=r"1 of 2 videos left out.*empty_room\.mp4"):
         test = load_dataset(f"video-folder:{root}", "test", skip_failed=True)
@@ -121,17 +124,23 @@ def test_stage2_adds_the_image_branch_on_video_data(tmp_path, monkeypatch):
         for i in range(2):
             trimmed_clip(root / "train" / cls / f"{cls}{i}.mp4", 6, start + 6 * i)
             trimmed_clip(root / "test" / cls / f"{cls}{i}.mp4", 6, start + 40 + 6 * i)
-    stage1 = RunConfig.from_dict({
-        "model": {"pose_model": {"hidden_dim": 16, "layers": 1, "heads": 2}},
-        "preprocessing": {"layout": "coco17", "clips": 1, "clip_len": 4, "window_seconds": 0.2, "image_size": 32},
-        "train": {"epochs": 1, "batch_size": 2, "num_threads": 1},
-    })
+    stage1 = RunConfig.from_dict(
+        {
+            "model": {"pose_model": {"hidden_dim": 16, "layers": 1, "heads": 2}},
+            "preprocessing": {"layout": "coco17", "clips": 1, "clip_len": 4, "window_seconds": 0.2, "image_size": 32},
+            "train": {"epochs": 1, "batch_size": 2, "num_threads": 1},
+        }
+    )
     train(f"video-folder:{root}", tmp_path / "s1", stage1, progress=False)
-    stage2 = RunConfig.from_dict({
-        "model": {"image_model": {"enabled": True, "feature_dim": 8, "backbone": "resnet18"},
-                  "fusion_model": {"mode": "concat", "output_dim": 8}},
-        "train": {"epochs": 1, "batch_size": 2, "num_threads": 1, "freeze_pose": True},
-    })
+    stage2 = RunConfig.from_dict(
+        {
+            "model": {
+                "image_model": {"enabled": True, "feature_dim": 8, "backbone": "resnet18"},
+                "fusion_model": {"mode": "concat", "output_dim": 8},
+            },
+            "train": {"epochs": 1, "batch_size": 2, "num_threads": 1, "freeze_pose": True},
+        }
+    )
     # Workers that decode video never start as a fork of this process (a fork of a process holding PyAV's
     # decoder threads can wait forever on a lock copied in its held state).
     loaders = []
@@ -147,7 +156,10 @@ def test_stage2_adds_the_image_branch_on_video_data(tmp_path, monkeypatch):
     (loader,) = loaders
     assert loader.num_workers > 0 and loader.multiprocessing_context is not None
     assert loader.multiprocessing_context.get_start_method() != "fork"
-    s1, s2 = load_file(str(tmp_path / "s1" / "model.safetensors")), load_file(str(tmp_path / "s2" / "model.safetensors"))
+    s1, s2 = (
+        load_file(str(tmp_path / "s1" / "model.safetensors")),
+        load_file(str(tmp_path / "s2" / "model.safetensors")),
+    )
     assert all(torch.equal(s1[k], s2[k]) for k in s1 if k.startswith("short_seq_model."))
     assert any(k.startswith("image_encoder.") for k in s2) and any(k.startswith("fusion.") for k in s2)
     config = json.loads((tmp_path / "s2" / "config.json").read_text())

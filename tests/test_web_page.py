@@ -9,6 +9,7 @@ Needs Chromium (``apt-get install -y chromium``) and the ``playwright`` Python p
 ``playwright install``: it downloads browsers). The test installs either when it can (as root, with
 apt-get / pip), and skips with the reason when it cannot.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,14 @@ from web.helpers import running_server, small_pipeline, two_lifters_clip, y4m_cl
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 TIMEOUT_MS = 180_000  # pose estimation on a shared 2-core CPU
 
@@ -53,7 +60,9 @@ def _import_playwright():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "playwright"], capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "playwright"], capture_output=True, text=True
+        )
         if done.returncode != 0:
             pytest.skip(f"the playwright package is missing and pip could not install it: {done.stderr.strip()[-300:]}")
         from playwright.sync_api import sync_playwright
@@ -103,7 +112,10 @@ def _canvas_pixels_of(page, colour: str) -> int:
 
 def _bars(page, list_id: str) -> list[tuple[str, float]]:
     items = page.locator(f"#{list_id} li")
-    return [(items.nth(i).get_attribute("data-label"), float(items.nth(i).get_attribute("data-prob"))) for i in range(items.count())]
+    return [
+        (items.nth(i).get_attribute("data-label"), float(items.nth(i).get_attribute("data-prob")))
+        for i in range(items.count())
+    ]
 
 
 def _nearest_window(windows: list[dict], frame: int) -> int:
@@ -143,9 +155,11 @@ def test_upload_a_clip(playwright, server: str, workdir: Path) -> None:
             assert rows.nth(i).evaluate("e => e.style.getPropertyValue('--person')") == drawn[person_id]["colour"]
             assert people[person_id]["topk"][0]["label"] in rows.nth(i).inner_text()
         assert page.locator("#people li.selected").get_attribute("data-person") == str(main["id"])
-        assert _bars(page, "overall-topk") == [(s["label"], s["prob"]) for s in result["topk"]] == [
-            (s["label"], s["prob"]) for s in main["topk"]
-        ]
+        assert (
+            _bars(page, "overall-topk")
+            == [(s["label"], s["prob"]) for s in result["topk"]]
+            == [(s["label"], s["prob"]) for s in main["topk"]]
+        )
         assert page.locator("#overall-topk li .prob").first.inner_text() == f"{100 * result['topk'][0]['prob']:.1f}%"
         assert result["topk"][0]["label"] in page.locator("#status").inner_text()
 
@@ -170,7 +184,10 @@ def test_upload_a_clip(playwright, server: str, workdir: Path) -> None:
             window = people[person_id]["windows"][_nearest_window(people[person_id]["windows"], frame)]
             assert label.inner_text().startswith(f"#{person_id} {window['topk'][0]['label']}")
         left = {pid: page.locator(f"#labels .person-label[data-person='{pid}']").bounding_box()["x"] for pid in drawn}
-        centres = {pid: sum(k[0] for f in p["keypoints"] for k in f) / sum(len(f) for f in p["keypoints"]) for pid, p in drawn.items()}
+        centres = {
+            pid: sum(k[0] for f in p["keypoints"] for k in f) / sum(len(f) for f in p["keypoints"])
+            for pid, p in drawn.items()
+        }
         assert sorted(left, key=left.get) == sorted(centres, key=centres.get)  # each label sits over its own person
 
         # Clicking the other person's last window follows that person and seeks the video there.
@@ -203,7 +220,9 @@ def test_upload_a_clip(playwright, server: str, workdir: Path) -> None:
 def test_webcam_recording(playwright, server: str, workdir: Path) -> None:
     camera = y4m_clip(workdir)
     args = CHROMIUM_ARGS + [
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={camera}",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera}",
     ]
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
     try:

@@ -1,4 +1,5 @@
 """Shared inputs for the video / pose / pipeline / CLI tests (computed once per test session)."""
+
 from __future__ import annotations
 
 import functools
@@ -21,7 +22,7 @@ needs_mediapipe = pytest.mark.skipif(
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def clean_and_jerk_poses(backend: str = "blazepose"):
     """The default pose backend on the whole real clip (a few seconds on a 2-core CPU, once per session)."""
     from unihar.data.pose import get_pose_backend
@@ -53,9 +54,8 @@ def small_model_dir(folder: Path, layout: str = "coco17", image: bool = False, l
     import torch
 
     from unihar.config import default_config
-    from unihar.models import save_pretrained
-    from unihar.models import build_model
     from unihar.data.layouts import get_layout
+    from unihar.models import build_model, save_pretrained
 
     torch.manual_seed(0)
     config = default_config(num_classes=5, joints=get_layout(layout).num_joints, image=image)
@@ -64,7 +64,11 @@ def small_model_dir(folder: Path, layout: str = "coco17", image: bool = False, l
     config["image_model"].update(feature_dim=16)
     config["fusion_model"].update(output_dim=16)
     config["preprocessing"] = {
-        "layout": layout, "clips": 2, "clip_len": 8, "window_seconds": 2.0, "stride_seconds": 1.0,
+        "layout": layout,
+        "clips": 2,
+        "clip_len": 8,
+        "window_seconds": 2.0,
+        "stride_seconds": 1.0,
         "image_size": 32,
     }
     labels = labels or ["clean and jerk", "arm wrestling", "jumping jacks", "squat", "bowling"]

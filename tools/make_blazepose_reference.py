@@ -7,6 +7,7 @@ with it. Reference: ``mediapipe.python.solutions.pose.Pose(static_image_mode=Tru
 (detector + full landmark model on each frame alone, no tracking or smoothing) on frames 0, 150 and
 299 of tests/data/videos/clean_and_jerk.mp4, decoded with unihar's PyAV reader.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -8,6 +8,7 @@ changes there used to move people's keypoints enough to change the actions recog
 the first ``FRAMES`` frames go through one pose stream (detector, landmarks, the stream's own region
 tracking), as ``unihar predict`` runs it; every person found in every frame is stored.
 """
+
 from __future__ import annotations
 
 import platform
@@ -48,7 +49,8 @@ def main() -> None:
         arrays[f"clip{index}_counts"] = np.array([len(p) for p in people])
         arrays[f"clip{index}_keypoints"] = np.concatenate(people).astype(np.float32)
     versions = ", ".join(
-        f"{name} {metadata.version(name)}" for name in ("numpy", "opencv-python-headless", "av", "ai-edge-litert", "torch")
+        f"{name} {metadata.version(name)}"
+        for name in ("numpy", "opencv-python-headless", "av", "ai-edge-litert", "torch")
     )
     note = f"made by tools/make_pose_reference.py on Python {platform.python_version()} with {versions}"
     np.savez_compressed(OUT, clips=np.array(CLIPS), frames=np.array(FRAMES), note=np.array(note), **arrays)

@@ -3,6 +3,7 @@
 The public names below are imported on first use (PEP 562), so ``import unihar`` and the command
 line start without loading torch.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """Where Uni-HAR keeps what it computes once and reuses: parsed datasets, extracted poses, exported models."""
+
 from __future__ import annotations
 
 import os

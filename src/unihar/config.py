@@ -12,13 +12,15 @@ window is, how confidences are read, the image size and normalisation. A model c
 
 This module imports no torch: the command line reads configs before it decides to load a model.
 """
+
 from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from unihar.data.layouts import LAYOUTS_BY_NUM_JOINTS
 from unihar.errors import ConfigError
@@ -75,7 +77,7 @@ class Section:
         return [f.name for f in dataclasses.fields(cls) if _is_required(f)]
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Section":
+    def from_dict(cls, data: Any) -> Section:
         if not isinstance(data, Mapping):
             raise ConfigError(f"config section '{cls.SECTION}' must be a JSON object, got {type(data).__name__}")
         for name in cls.required_fields(data):
@@ -93,7 +95,9 @@ class Section:
         """Value checks beyond the types (override)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items() if v is not None
+        }
 
 
 def _is_required(f: dataclasses.Field) -> bool:
@@ -155,11 +159,17 @@ class PoseModelConfig(Section):
         for key in ("joints", "hidden_dim", "layers", "heads", "max_seq_len", "aux_head_dim"):
             _at_least(self.SECTION, key, getattr(self, key), 1)
         if self.in_channels < 2:
-            raise ConfigError(f"config key 'pose_model.in_channels' must be >= 2 (x, y[, confidence]), got {self.in_channels}")
+            raise ConfigError(
+                f"config key 'pose_model.in_channels' must be >= 2 (x, y[, confidence]), got {self.in_channels}"
+            )
         if self.hidden_dim % self.heads:
-            raise ConfigError(f"'pose_model.hidden_dim' ({self.hidden_dim}) must be divisible by 'pose_model.heads' ({self.heads})")
+            raise ConfigError(
+                f"'pose_model.hidden_dim' ({self.hidden_dim}) must be divisible by 'pose_model.heads' ({self.heads})"
+            )
         if self.use_sinusoidal_pe and self.hidden_dim % 2:
-            raise ConfigError(f"a sinusoidal position embedding needs an even 'pose_model.hidden_dim', got {self.hidden_dim}")
+            raise ConfigError(
+                f"a sinusoidal position embedding needs an even 'pose_model.hidden_dim', got {self.hidden_dim}"
+            )
 
 
 @dataclass
@@ -202,7 +212,9 @@ class LongTermConfig(Section):
 
     def check(self) -> None:
         if self.enabled and (self.layers < 1 or self.heads < 1):
-            raise ConfigError(f"'long_term_model' needs layers >= 1 and heads >= 1, got layers={self.layers}, heads={self.heads}")
+            raise ConfigError(
+                f"'long_term_model' needs layers >= 1 and heads >= 1, got layers={self.layers}, heads={self.heads}"
+            )
 
 
 @dataclass
@@ -267,7 +279,11 @@ class ImuModelConfig(Section):
     def check(self) -> None:
         name = self.SECTION
         self.channels = tuple(self.channels)
-        if not self.channels or not all(isinstance(c, str) and c for c in self.channels) or len(set(self.channels)) != len(self.channels):
+        if (
+            not self.channels
+            or not all(isinstance(c, str) and c for c in self.channels)
+            or len(set(self.channels)) != len(self.channels)
+        ):
             raise ConfigError(f"'{name}.channels' must be distinct non-empty names, got {list(self.channels)}")
         if not self.rate > 0:
             raise ConfigError(f"'{name}.rate' must be > 0 (Hz), got {self.rate}")
@@ -275,8 +291,12 @@ class ImuModelConfig(Section):
             values = getattr(self, key)
             if values is None:
                 continue
-            if len(values) != len(self.channels) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-                raise ConfigError(f"'{name}.{key}' must be {len(self.channels)} numbers (one per channel), got {list(values)}")
+            if len(values) != len(self.channels) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+            ):
+                raise ConfigError(
+                    f"'{name}.{key}' must be {len(self.channels)} numbers (one per channel), got {list(values)}"
+                )
             setattr(self, key, tuple(float(v) for v in values))
         if self.std is not None and min(self.std) <= 0:
             raise ConfigError(f"'{name}.std' must be > 0 for every channel, got {list(self.std)}")
@@ -284,7 +304,9 @@ class ImuModelConfig(Section):
             _at_least(name, key, getattr(self, key), 1)
         _at_least(name, "conv_layers", self.conv_layers, 0)
         if self.hidden_dim % self.heads:
-            raise ConfigError(f"'{name}.hidden_dim' ({self.hidden_dim}) must be divisible by '{name}.heads' ({self.heads})")
+            raise ConfigError(
+                f"'{name}.hidden_dim' ({self.hidden_dim}) must be divisible by '{name}.heads' ({self.heads})"
+            )
         if self.kernel_size % 2 == 0:
             raise ConfigError(f"'{name}.kernel_size' must be odd (centred convolutions), got {self.kernel_size}")
         if not 0.0 <= self.dropout < 1.0:
@@ -365,7 +387,9 @@ class PreprocessConfig(Section):
                 f"got {self.window_seconds} and {self.stride_seconds}"
             )
         if self.normalization not in NORMALIZATIONS:
-            raise ConfigError(f"preprocessing.normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+            raise ConfigError(
+                f"preprocessing.normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}"
+            )
         if int(self.image_size) < 1:
             raise ConfigError(f"preprocessing.image_size must be >= 1, got {self.image_size}")
         if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
@@ -383,22 +407,24 @@ class PreprocessConfig(Section):
         return self.clips * self.clip_len
 
     @classmethod
-    def from_dict(cls, data: Any) -> "PreprocessConfig":
+    def from_dict(cls, data: Any) -> PreprocessConfig:
         if isinstance(data, Mapping):
             known = {f.name for f in dataclasses.fields(cls)}
             unknown = set(data) - known
             if unknown:
-                raise ConfigError(f"preprocessing: unknown keys {sorted(unknown)}; expected a subset of {sorted(known)}")
+                raise ConfigError(
+                    f"preprocessing: unknown keys {sorted(unknown)}; expected a subset of {sorted(known)}"
+                )
         return super().from_dict(data)  # type: ignore[return-value]
 
     @classmethod
-    def from_model_config(cls, config: "ModelConfig | Mapping[str, Any]") -> "PreprocessConfig":
+    def from_model_config(cls, config: ModelConfig | Mapping[str, Any]) -> PreprocessConfig:
         """The preprocessing of a model config (a :class:`ModelConfig` or its dict)."""
         if isinstance(config, ModelConfig):
             return config.preprocessing
         return ModelConfig.from_dict(config).preprocessing
 
-    def replace(self, **changes: Any) -> "PreprocessConfig":
+    def replace(self, **changes: Any) -> PreprocessConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -414,7 +440,12 @@ def _derived_preprocessing(pose: PoseModelConfig) -> PreprocessConfig:
 
 
 _SECTIONS: tuple[type[Section], ...] = (
-    PoseModelConfig, ClassifierConfig, RegularizationConfig, LongTermConfig, ImageModelConfig, FusionConfig,
+    PoseModelConfig,
+    ClassifierConfig,
+    RegularizationConfig,
+    LongTermConfig,
+    ImageModelConfig,
+    FusionConfig,
 )
 # Sections a config may leave out: the modalities beyond the published two. A new modality adds its
 # section class here (and a field of the same name to ModelConfig).
@@ -438,7 +469,7 @@ class ModelConfig:
     imu_model: ImuModelConfig | None = None
 
     @classmethod
-    def from_dict(cls, config: Any) -> "ModelConfig":
+    def from_dict(cls, config: Any) -> ModelConfig:
         """Check a parsed ``config.json``; raises :class:`ConfigError` naming the first bad key."""
         if isinstance(config, ModelConfig):
             return copy.deepcopy(config)
@@ -450,8 +481,10 @@ class ModelConfig:
                 if kind is FusionConfig:
                     sections[kind.SECTION] = FusionConfig()
                     continue
-                raise ConfigError(f"config is missing the section '{kind.SECTION}' (needed for '{kind.SECTION}."
-                                  f"{kind.required_fields({'enabled': True})[0]}')")
+                raise ConfigError(
+                    f"config is missing the section '{kind.SECTION}' (needed for '{kind.SECTION}."
+                    f"{kind.required_fields({'enabled': True})[0]}')"
+                )
             sections[kind.SECTION] = kind.from_dict(config[kind.SECTION])
         for kind in _OPTIONAL_SECTIONS:
             if config.get(kind.SECTION) is not None:
@@ -459,7 +492,9 @@ class ModelConfig:
         pose, image, fusion = sections["pose_model"], sections["image_model"], sections["fusion_model"]
         modalities = [s for s in (sections.get(kind.SECTION) for kind in MODALITY_SECTIONS) if s is not None and s.on]
         if not modalities:
-            raise ConfigError("config has no modality: pose_model is disabled and no other (image_model, imu_model) is on")
+            raise ConfigError(
+                "config has no modality: pose_model is disabled and no other (image_model, imu_model) is on"
+            )
         if image.enabled and not pose.on:
             raise ConfigError("'image_model' is fused with the skeleton: it needs pose_model (enabled)")
         if len(modalities) > 1:
@@ -467,8 +502,10 @@ class ModelConfig:
                 if getattr(fusion, key) is None:
                     raise ConfigError(f"config is missing the required key 'fusion_model.{key}'")
             if fusion.answer == "product" and image.enabled:
-                raise ConfigError("'fusion_model.answer': 'product' multiplies each modality's own classifier; the image "
-                                  "branch has none (use 'head' with image_model)")
+                raise ConfigError(
+                    "'fusion_model.answer': 'product' multiplies each modality's own classifier; the image "
+                    "branch has none (use 'head' with image_model)"
+                )
             # cross-attention runs at the width of the first modality (the skeleton's, as published)
             first = modalities[0]
             if fusion.mode == "xattn" and first.hidden_dim % 4:
@@ -482,10 +519,14 @@ class ModelConfig:
             )
         prep_data = config.get("preprocessing")
         if not prep_data and not pose.on:
-            raise ConfigError("a config without pose_model needs a 'preprocessing' section (window_seconds, clips, ...)")
+            raise ConfigError(
+                "a config without pose_model needs a 'preprocessing' section (window_seconds, clips, ...)"
+            )
         prep = PreprocessConfig.from_dict(prep_data) if prep_data else _derived_preprocessing(pose)
         if pose.on and prep.clip_len > pose.max_seq_len:
-            raise ConfigError(f"preprocessing.clip_len ({prep.clip_len}) exceeds pose_model.max_seq_len ({pose.max_seq_len})")
+            raise ConfigError(
+                f"preprocessing.clip_len ({prep.clip_len}) exceeds pose_model.max_seq_len ({pose.max_seq_len})"
+            )
         known = {kind.SECTION for kind in _SECTIONS + _OPTIONAL_SECTIONS} | {"preprocessing"}
         extra = {k: copy.deepcopy(v) for k, v in config.items() if k not in known}
         return cls(**sections, preprocessing=prep, extra=extra)
@@ -543,7 +584,14 @@ def read_config(path: str | Path) -> ModelConfig:
 def default_config(num_classes: int = 500, joints: int = 17, image: bool = True) -> dict[str, Any]:
     """The config of the published layout in ``checkpoint-keys.txt`` (D=128, 4 layers, 8 heads, Tm=30)."""
     return {
-        "pose_model": {"joints": joints, "in_channels": 3, "hidden_dim": 128, "layers": 4, "heads": 8, "max_seq_len": 30},
+        "pose_model": {
+            "joints": joints,
+            "in_channels": 3,
+            "hidden_dim": 128,
+            "layers": 4,
+            "heads": 8,
+            "max_seq_len": 30,
+        },
         "classifier": {"num_classes": num_classes},
         "regularization": {"short_term_dropout": 0.1},
         "long_term_model": {"enabled": True, "heads": 8, "layers": 2, "dropout": 0.1},

@@ -4,6 +4,7 @@ Every error a user can cause derives from :class:`UniHARError`, so the CLI and t
 them into one clear message (and exit code 2, or a 4xx) instead of a traceback. The concrete classes
 also derive from the built-in a caller would expect (``ValueError``, ``FileNotFoundError``...).
 """
+
 from __future__ import annotations
 
 

@@ -8,6 +8,7 @@ follow its cache and its offline switch (``HF_HUB_OFFLINE=1``); nothing here is 
 asks for the Hub. This module only resolves and reads files: building and loading models is
 :mod:`unihar.loading`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,9 +18,22 @@ from unihar.errors import HubError
 from unihar.jsonfile import read_json
 
 __all__ = [
-    "DEFAULT_REPO_ID", "CONFIG_NAME", "LABELS_NAME", "SAFETENSORS_NAME", "PYTORCH_WEIGHTS_NAME", "WEIGHTS_NAMES",
-    "HubFileMissingError", "HubOfflineError", "FILE_SUFFIXES", "local_reason", "resolve_file", "find_first",
-    "download_model", "load_config", "load_labels", "labels_to_list",
+    "DEFAULT_REPO_ID",
+    "CONFIG_NAME",
+    "LABELS_NAME",
+    "SAFETENSORS_NAME",
+    "PYTORCH_WEIGHTS_NAME",
+    "WEIGHTS_NAMES",
+    "HubFileMissingError",
+    "HubOfflineError",
+    "FILE_SUFFIXES",
+    "local_reason",
+    "resolve_file",
+    "find_first",
+    "download_model",
+    "load_config",
+    "load_labels",
+    "labels_to_list",
 ]
 
 DEFAULT_REPO_ID = "m97j/uni-har"
@@ -117,7 +131,9 @@ def resolve_file(filename: str, repo_or_path: str | Path | None = None, revision
     except GatedRepoError:
         raise HubError(f"{where} is gated on the Hub: log in with `hf auth login` after accepting its terms") from None
     except RepositoryNotFoundError:
-        raise HubError(f"Hub repo {where} not found (or private: log in with `hf auth login`), and {no_folder}") from None
+        raise HubError(
+            f"Hub repo {where} not found (or private: log in with `hf auth login`), and {no_folder}"
+        ) from None
     except RevisionNotFoundError:
         raise HubError(f"revision '{revision}' not found in Hub repo '{repo_id}'") from None
     except EntryNotFoundError:
@@ -149,7 +165,9 @@ def download_model(repo_or_path: str | Path | None = None, revision: str | None 
     """Path of the published weights (``pytorch_model.bin``; ``model.safetensors`` in our folders)."""
     path = find_first((PYTORCH_WEIGHTS_NAME, SAFETENSORS_NAME), repo_or_path, revision)
     if path is None:
-        raise HubFileMissingError(f"no weights ({' or '.join(WEIGHTS_NAMES)}) found in {repo_or_path or DEFAULT_REPO_ID}")
+        raise HubFileMissingError(
+            f"no weights ({' or '.join(WEIGHTS_NAMES)}) found in {repo_or_path or DEFAULT_REPO_ID}"
+        )
     return path
 
 

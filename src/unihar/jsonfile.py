@@ -3,6 +3,7 @@
 One helper, so every such file fails the same way: a missing file or invalid JSON is one error naming
 the file and what it was supposed to be, of the error class the caller's domain uses.
 """
+
 from __future__ import annotations
 
 import json

@@ -8,6 +8,7 @@
 Every command and the server load through :func:`load_model`, and get a :class:`~unihar.models.HARModel`
 whichever backend runs it.
 """
+
 from __future__ import annotations
 
 import hashlib

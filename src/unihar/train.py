@@ -2,6 +2,7 @@
 
 Same options as ``unihar train`` (see :mod:`unihar.cli.train`); the loop is :mod:`unihar.training.trainer`.
 """
+
 from unihar.cli.train import main
 
 if __name__ == "__main__":

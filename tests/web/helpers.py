@@ -1,12 +1,13 @@
 """Shared by the serving tests: a small real model, a short real clip, and a live server on a free port."""
+
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -52,8 +53,8 @@ def y4m_clip(folder: Path, frames: int = 90) -> Path:
 
 def small_pipeline(folder: Path, max_people: int = 6, pose_backend="blazepose"):
     """A VideoPipeline (BlazePose, several people) around a small random-weights pose model in the penn13 layout."""
-    from unihar.loading import from_pretrained
     from unihar.inference.pipeline import VideoPipeline
+    from unihar.loading import from_pretrained
 
     model = from_pretrained(small_model_dir(folder, layout="penn13"))
     return VideoPipeline(model, pose_backend=pose_backend, max_people=max_people, device="cpu")

@@ -1,4 +1,5 @@
 """Files shipped inside the package: the bundled default model (``default_model/``)."""
+
 from __future__ import annotations
 
 from importlib.resources import files

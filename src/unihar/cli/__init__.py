@@ -3,6 +3,7 @@
 Errors the user can cause (:class:`unihar.errors.UniHARError`) end as one line on stderr starting
 ``error:`` and exit code 2, never a traceback. Set ``UNIHAR_DEBUG=1`` to see the traceback anyway.
 """
+
 from __future__ import annotations
 
 import os

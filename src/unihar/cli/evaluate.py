@@ -1,11 +1,11 @@
 """``unihar eval``: score a model on a labelled dataset (top-1, top-5, mean class accuracy, calibration
 error, per class, confusion matrix). Sequences are cut into windows exactly as a video is at inference."""
+
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -19,22 +19,41 @@ DATA_HELP = (
 def eval_command(
     data: str = typer.Option(..., "--data", help=DATA_HELP),
     split: str = typer.Option(
-        "test", "--split", help="Which split to score: train or test; val for haa500, and for skeleton-npz, sensor-npz "
-        "and video-folder data with a val/ folder."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="save_pretrained folder or Hub repo id; default: the bundled model."),
-    backend: str = typer.Option(
-        "torch", "--backend", help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`)."
+        "test",
+        "--split",
+        help="Which split to score: train or test; val for haa500, and for skeleton-npz, sensor-npz "
+        "and video-folder data with a val/ folder.",
     ),
-    as_json: bool = typer.Option(False, "--json", help='Print only {"n", "top1", "top5", "mean_class_acc", "ece"} as one JSON object.'),
+    weights: str | None = typer.Option(
+        None, "--weights", help="save_pretrained folder or Hub repo id; default: the bundled model."
+    ),
+    backend: str = typer.Option(
+        "torch",
+        "--backend",
+        help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`).",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help='Print only {"n", "top1", "top5", "mean_class_acc", "ece"} as one JSON object.'
+    ),
     closed_set: bool = typer.Option(
-        False, "--closed-set", help="Predict only among the dataset's own classes (the dataset's standard protocol, "
-        "for a model that knows more classes)."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Confusion-matrix PNG (default: confusion_matrix.png; none with --json unless given)."),
+        False,
+        "--closed-set",
+        help="Predict only among the dataset's own classes (the dataset's standard protocol, "
+        "for a model that knows more classes).",
+    ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Confusion-matrix PNG (default: confusion_matrix.png; none with --json unless given)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --plot file."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Windows per forward pass."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Processes extracting poses from videos not cached yet (haa500, video-folder)."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Processes extracting poses from videos not cached yet (haa500, video-folder)."
+    ),
     skip_failed_videos: bool = typer.Option(
-        False, "--skip-failed-videos", help="Leave out (and list) videos whose poses cannot be extracted, instead of stopping."),
+        False,
+        "--skip-failed-videos",
+        help="Leave out (and list) videos whose poses cannot be extracted, instead of stopping.",
+    ),
 ) -> None:
     """Evaluate a model on a dataset split."""
     from unihar.data.datasets import check_split, load_dataset, parse_data_spec, split_variant
@@ -80,8 +99,10 @@ def eval_command(
         table.add_row(name, str(support), f"{per_class[i]:.3f}", worst)
     console = Console()
     console.print(table)
-    line = (f"n={metrics['n']}  top-1={metrics['top1']:.4f}  top-5={metrics['top5']:.4f}  "
-            f"mean class accuracy={metrics['mean_class_acc']:.4f}  ECE={metrics['ece']:.4f}")
+    line = (
+        f"n={metrics['n']}  top-1={metrics['top1']:.4f}  top-5={metrics['top5']:.4f}  "
+        f"mean class accuracy={metrics['mean_class_acc']:.4f}  ECE={metrics['ece']:.4f}"
+    )
     if "negatives" in metrics:
         line += f"  negatives={metrics['negatives']} (false alarms {metrics['negative_false_alarm']:.4f})"
     console.print(line)

@@ -9,10 +9,10 @@ The graph takes whole windows (``pose`` [+ ``images``] -> ``logits``, for any on
 also exposes each encoder and the head, which ``unihar predict`` / ``stream`` run so that every clip
 is encoded once (see :mod:`unihar.inference.onnx_backend`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,15 +21,17 @@ from unihar.errors import InputError
 
 def export(
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the .onnx file."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Model folder or Hub id (default: the bundled model)."),
+    weights: str | None = typer.Option(
+        None, "--weights", "-w", help="Model folder or Hub id (default: the bundled model)."
+    ),
     export_format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
     quantize: bool = typer.Option(False, "--quantize", help="Dynamic int8 quantization of the weights (onnxruntime)."),
     pose_only: bool = typer.Option(False, "--pose-only", help="Export only the pose path of a multimodal model."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
 ) -> None:
     """Export a model for onnxruntime: dynamic batch size, clip count and clip length; config and labels inside."""
-    from unihar.loading import load_model
     from unihar.inference.onnx_backend import export_onnx
+    from unihar.loading import load_model
 
     if export_format != "onnx":
         raise InputError(f"--format: only 'onnx' is supported, got {export_format!r}")

@@ -1,15 +1,17 @@
 """``unihar labels``: the classes a model predicts, one per line (or a JSON list)."""
+
 from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
 
 import typer
 
 
 def labels_command(
-    weights: Optional[str] = typer.Option(None, "--weights", help="save_pretrained folder, Hub repo id or .onnx file; default: the bundled model."),
+    weights: str | None = typer.Option(
+        None, "--weights", help="save_pretrained folder, Hub repo id or .onnx file; default: the bundled model."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON list of the class names, in the model's order."),
 ) -> None:
     """Print a model's vocabulary (the class names it can answer), in the order of its outputs."""

@@ -18,10 +18,10 @@ if any failed. Running the same command again skips the videos already in the fi
 Bad input (missing or corrupt video, nobody in view, an existing --output without --overwrite, ...)
 ends with one ``error: ...`` line on stderr and exit code 2 (see :func:`unihar.cli.main`).
 """
+
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -29,52 +29,78 @@ from unihar.errors import InputError
 
 
 def predict(
-    videos: List[Path] = typer.Argument(
-        ..., help="Video file (mp4, avi, mkv, webm, mov, ...) or folder of images; or, with an importing "
+    videos: list[Path] = typer.Argument(
+        ...,
+        help="Video file (mp4, avi, mkv, webm, mov, ...) or folder of images; or, with an importing "
         "--pose-backend and no --poses, the keypoint file/folder itself. With --out: any number of videos, "
-        "folders (searched recursively) and quoted glob patterns.", show_default=False,
+        "folders (searched recursively) and quoted glob patterns.",
+        show_default=False,
     ),
-    weights: Optional[str] = typer.Option(
-        None, "--weights", "-w", help="Model folder or Hugging Face Hub id (e.g. m97j/uni-har). Default: the bundled model."
+    weights: str | None = typer.Option(
+        None,
+        "--weights",
+        "-w",
+        help="Model folder or Hugging Face Hub id (e.g. m97j/uni-har). Default: the bundled model.",
     ),
     topk: int = typer.Option(5, "--topk", "-k", help="How many actions to list."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of a table."),
-    output: Optional[Path] = typer.Option(
+    output: Path | None = typer.Option(
         None, "--output", "-o", help="Write the video with the skeleton and the top-3 actions drawn on it."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --output if it exists."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda if available)."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda if available)."
+    ),
     pose_backend: str = typer.Option(
-        "blazepose", "--pose-backend",
+        "blazepose",
+        "--pose-backend",
         help="blazepose (estimate from the video; several people), mediapipe (legacy, one person), openpose-json or array (import).",
     ),
-    max_people: int = typer.Option(6, "--max-people", help="Most people followed at once; 1 = one person through the whole video."),
-    poses: Optional[Path] = typer.Option(
-        None, "--poses", help="Keypoints for openpose-json (folder) or array (.npy/.npz) when VIDEO is the matching video."
+    max_people: int = typer.Option(
+        6, "--max-people", help="Most people followed at once; 1 = one person through the whole video."
     ),
-    fps: Optional[float] = typer.Option(
+    poses: Path | None = typer.Option(
+        None,
+        "--poses",
+        help="Keypoints for openpose-json (folder) or array (.npy/.npz) when VIDEO is the matching video.",
+    ),
+    fps: float | None = typer.Option(
         None, "--fps", help="Frame rate of an image folder or of keypoints without a video (default 30)."
     ),
     backend: str = typer.Option(
-        "torch", "--backend", help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`)."
+        "torch",
+        "--backend",
+        help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`).",
     ),
-    imu: Optional[Path] = typer.Option(
-        None, "--imu", help="The wearer's inertial sensor recording (.npz or .csv, see docs/sensors.md), on the video's "
+    imu: Path | None = typer.Option(
+        None,
+        "--imu",
+        help="The wearer's inertial sensor recording (.npz or .csv, see docs/sensors.md), on the video's "
         "timeline; for models with an imu branch. Followed person: one (as --max-people 1), or --wearer.",
     ),
-    wearer: Optional[int] = typer.Option(
-        None, "--wearer", min=0, help="With --imu and several people followed: the track id of the person wearing the sensor.",
+    wearer: int | None = typer.Option(
+        None,
+        "--wearer",
+        min=0,
+        help="With --imu and several people followed: the track id of the person wearing the sensor.",
     ),
-    out: Optional[Path] = typer.Option(
-        None, "--out", help="Batch mode: append one JSON line per video to this file; run again to continue where it stopped."
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Batch mode: append one JSON line per video to this file; run again to continue where it stopped.",
     ),
-    workers: Optional[int] = typer.Option(
-        None, "--workers", min=0, show_default=False,
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=0,
+        show_default=False,
         help="Batch mode: processes decoding videos and estimating poses (default: one per CPU core, at most 8; "
         "0: all in this process). With --ray: pose actors (default: one per CPU of the cluster).",
     ),
-    ray_address: Optional[str] = typer.Option(
-        None, "--ray", metavar="ADDRESS",
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
         help="Batch mode on a Ray cluster: auto (the cluster this machine is in), HOST:PORT, ray://HOST:10001, or local.",
     ),
 ) -> None:
@@ -85,13 +111,26 @@ def predict(
         if imu is not None:
             raise InputError("--imu is one video's sensor recording; batch mode (--out) takes none")
         _predict_batch(
-            videos, out, weights=weights, topk=topk, json_output=json_output, output=output, device=device,
-            pose_backend=pose_backend, max_people=max_people, poses=poses, fps=fps, backend=backend,
-            workers=workers, ray_address=ray_address,
+            videos,
+            out,
+            weights=weights,
+            topk=topk,
+            json_output=json_output,
+            output=output,
+            device=device,
+            pose_backend=pose_backend,
+            max_people=max_people,
+            poses=poses,
+            fps=fps,
+            backend=backend,
+            workers=workers,
+            ray_address=ray_address,
         )
         return
     if len(videos) > 1:
-        raise InputError(f"{len(videos)} videos given: to predict several, add --out results.jsonl (one JSON line per video)")
+        raise InputError(
+            f"{len(videos)} videos given: to predict several, add --out results.jsonl (one JSON line per video)"
+        )
     if workers is not None or ray_address is not None:
         raise InputError("--workers and --ray are for batch mode: add --out results.jsonl")
     video = videos[0]
@@ -141,14 +180,18 @@ def predict(
     ) as bar:
         task = bar.add_task("poses", total=None)
 
-        def advance(done: int, total: Optional[int]) -> None:
+        def advance(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
         result = pipeline(video, topk=topk, poses=poses, fps=fps, progress=advance, signals=signals, wearer=wearer)
         if output is not None:
             render_task = bar.add_task("writing video", total=result.frames)
             render_video(
-                video, result, output, overwrite=overwrite, fps=fps,
+                video,
+                result,
+                output,
+                overwrite=overwrite,
+                fps=fps,
                 progress=lambda done, total: bar.update(render_task, completed=done, total=total),
             )
 
@@ -160,7 +203,7 @@ def predict(
     _note_missing_sensor(result, model.config.modalities, model.config.signal_modalities, console)
 
 
-def _note_missing_sensor(result, modalities: List[str], sensors: List[str], console) -> None:
+def _note_missing_sensor(result, modalities: list[str], sensors: list[str], console) -> None:
     """Say how many of the main person's windows a sensor the model reads did not cover (classified without it)."""
     windows = result.windows
     for name in sensors:
@@ -169,7 +212,9 @@ def _note_missing_sensor(result, modalities: List[str], sensors: List[str], cons
             console.print(
                 f"note: {without} of {len(windows)} windows of person {result.main.id} had no {name} data (no recording, or it "
                 f"does not cover them); they were classified from {', '.join(m for m in modalities if m != name)}",
-                soft_wrap=True, highlight=False, markup=False,
+                soft_wrap=True,
+                highlight=False,
+                markup=False,
             )
 
 
@@ -178,7 +223,9 @@ def _suggest_batch_mode(video: Path) -> None:
     from unihar.data.video import GLOB_CHARACTERS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
     if not video.exists() and GLOB_CHARACTERS & set(str(video)):
-        raise InputError(f"{str(video)!r} looks like a glob pattern: to predict every video it matches, add --out results.jsonl")
+        raise InputError(
+            f"{str(video)!r} looks like a glob pattern: to predict every video it matches, add --out results.jsonl"
+        )
     if video.is_dir():
         names = [p.suffix.lower() for p in video.rglob("*")]
         if not any(n in IMAGE_EXTENSIONS for n in names) and any(n in VIDEO_EXTENSIONS for n in names):
@@ -186,15 +233,34 @@ def _suggest_batch_mode(video: Path) -> None:
 
 
 def _predict_batch(
-    specs: List[Path], out: Path, *, weights: Optional[str], topk: int, json_output: bool, output: Optional[Path],
-    device: Optional[str], pose_backend: str, max_people: int, poses: Optional[Path], fps: Optional[float],
-    backend: str, workers: Optional[int], ray_address: Optional[str],
+    specs: list[Path],
+    out: Path,
+    *,
+    weights: str | None,
+    topk: int,
+    json_output: bool,
+    output: Path | None,
+    device: str | None,
+    pose_backend: str,
+    max_people: int,
+    poses: Path | None,
+    fps: float | None,
+    backend: str,
+    workers: int | None,
+    ray_address: str | None,
 ) -> None:
     """``--out``: every video found, one JSON line each (see :mod:`unihar.inference.batch`)."""
     import os
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from unihar.inference.batch import BatchSettings, BatchSummary, find_videos, predict_videos
 
@@ -202,7 +268,9 @@ def _predict_batch(
         if value is not None:
             raise InputError(f"{flag} is for one video; with --out every video gets a JSON line in {str(out)!r}")
     if json_output:
-        raise InputError(f"--json prints one video's JSON on stdout; with --out each video's JSON is a line of {str(out)!r}")
+        raise InputError(
+            f"--json prints one video's JSON on stdout; with --out each video's JSON is a line of {str(out)!r}"
+        )
     settings = BatchSettings(weights, backend.strip().lower(), pose_backend, max_people, device, topk, fps)
     settings.check()
     videos = find_videos(specs)
@@ -226,16 +294,26 @@ def _predict_batch(
 
         def advance(summary: BatchSummary) -> None:
             rate = f"{summary.videos_per_minute:.1f}/min" if summary.finished else ""
-            bar.update(task, completed=summary.finished, total=summary.total - summary.skipped, failed=summary.failed, rate=rate)
+            bar.update(
+                task,
+                completed=summary.finished,
+                total=summary.total - summary.skipped,
+                failed=summary.failed,
+                rate=rate,
+            )
 
         summary = predict_videos(videos, out, settings, workers=workers, ray_address=ray_address, progress=advance)
 
     if summary.dropped_tail:
         console.print(
             f"note: removed an incomplete last line from {out} (a run was stopped while writing it); that video is predicted again",
-            soft_wrap=True, highlight=False, markup=False,
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
         )
-    report = f"{summary.total} video{'s' if summary.total != 1 else ''}: {summary.done} predicted, {summary.failed} failed"
+    report = (
+        f"{summary.total} video{'s' if summary.total != 1 else ''}: {summary.done} predicted, {summary.failed} failed"
+    )
     if summary.skipped:
         report += f", {summary.skipped} already in {out}"
     if summary.finished:
@@ -245,7 +323,7 @@ def _predict_batch(
         raise typer.Exit(1)
 
 
-def _print_table(result, output: Optional[Path]) -> None:
+def _print_table(result, output: Path | None) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -280,7 +358,10 @@ def _print_table(result, output: Optional[Path]) -> None:
         for window in result.windows:
             best = window.topk[0]
             timeline.add_row(
-                f"{window.start_frame / result.fps:.1f}", f"{window.end_frame / result.fps:.1f}", escape(best.label), f"{best.prob:.3f}"
+                f"{window.start_frame / result.fps:.1f}",
+                f"{window.end_frame / result.fps:.1f}",
+                escape(best.label),
+                f"{best.prob:.3f}",
             )
         console.print(timeline)
     if len(result.people) > 1:

@@ -9,10 +9,11 @@ The web page is at ``/``, the API documentation at ``/docs``. Listening on anyth
 127.0.0.1 (e.g. ``--host 0.0.0.0``) makes the server reachable from other machines. Logs, the access
 log included (one line per request), go to stderr.
 """
+
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -22,23 +23,42 @@ from unihar.errors import ConfigError
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="TCP port."),
-    weights: Optional[str] = typer.Option(
-        None, "--weights", "-w", help="Model folder or Hugging Face Hub id (e.g. m97j/uni-har). Default: the bundled model."
+    weights: str | None = typer.Option(
+        None,
+        "--weights",
+        "-w",
+        help="Model folder or Hugging Face Hub id (e.g. m97j/uni-har). Default: the bundled model.",
     ),
     backend: str = typer.Option(
-        "torch", "--backend", help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`)."
+        "torch",
+        "--backend",
+        help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`).",
     ),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda if available)."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda if available)."
+    ),
     pose_backend: str = typer.Option(
         "blazepose", "--pose-backend", help="blazepose (several people) or mediapipe (legacy, one person)."
     ),
-    max_people: int = typer.Option(6, "--max-people", min=1, help="Most people followed at once in a video; 1 = one person."),
-    max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", min=0.001, help="Largest video upload accepted, in MB (413 beyond)."),
-    max_json_mb: float = typer.Option(20.0, "--max-json-mb", min=0.001, help="Largest JSON body accepted, in MB (413 beyond)."),
-    max_seconds: float = typer.Option(120.0, "--max-seconds", min=0.1, help="Longest clip accepted, in seconds (422 beyond)."),
-    workers: int = typer.Option(2, "--workers", min=1, help="Threads classifying keypoint (JSON) requests; videos are analysed one at a time."),
+    max_people: int = typer.Option(
+        6, "--max-people", min=1, help="Most people followed at once in a video; 1 = one person."
+    ),
+    max_upload_mb: float = typer.Option(
+        200.0, "--max-upload-mb", min=0.001, help="Largest video upload accepted, in MB (413 beyond)."
+    ),
+    max_json_mb: float = typer.Option(
+        20.0, "--max-json-mb", min=0.001, help="Largest JSON body accepted, in MB (413 beyond)."
+    ),
+    max_seconds: float = typer.Option(
+        120.0, "--max-seconds", min=0.1, help="Longest clip accepted, in seconds (422 beyond)."
+    ),
+    workers: int = typer.Option(
+        2, "--workers", min=1, help="Threads classifying keypoint (JSON) requests; videos are analysed one at a time."
+    ),
     max_pending: int = typer.Option(
-        16, "--max-pending", min=0,
+        16,
+        "--max-pending",
+        min=0,
         help="Video (and JSON) jobs that may wait for a worker; beyond that, 503 with Retry-After. A waiting video "
         "holds only its upload on disk: at most (1 + N) x --max-upload-mb in all.",
     ),
@@ -60,19 +80,32 @@ def serve(
     # Check everything the user gave before loading the model.
     backend = check_backend(backend, weights)
     settings = ServeSettings(
-        max_upload_bytes=int(max_upload_mb * 1e6), max_json_bytes=int(max_json_mb * 1e6), max_seconds=max_seconds,
-        workers=workers, max_pending=max_pending,
+        max_upload_bytes=int(max_upload_mb * 1e6),
+        max_json_bytes=int(max_json_mb * 1e6),
+        max_seconds=max_seconds,
+        workers=workers,
+        max_pending=max_pending,
     )
     pose = get_pose_backend(pose_backend, max_people=max_people)
     if not pose.needs_video:
-        raise ConfigError(f"--pose-backend: the server estimates poses from videos; {pose_backend!r} only imports keypoint files")
+        raise ConfigError(
+            f"--pose-backend: the server estimates poses from videos; {pose_backend!r} only imports keypoint files"
+        )
     pipeline = VideoPipeline(load_model(weights, backend), pose_backend=pose, device=device, max_people=max_people)
-    with pose.frame_estimator():  # load the pose models once now: their runtime's start-up lines come before the server's
+    with (
+        pose.frame_estimator()
+    ):  # load the pose models once now: their runtime's start-up lines come before the server's
         pass
     app = create_app(pipeline, settings)
     typer.echo(f"Uni-HAR: web page at http://{host}:{port}/ , API docs at http://{host}:{port}/docs", err=True)
     uvicorn.run(
-        app, host=host, port=port, log_level="info", access_log=True, log_config=log_config(), **uvicorn_options(settings)
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=True,
+        log_config=log_config(),
+        **uvicorn_options(settings),
     )
 
 

@@ -17,12 +17,13 @@ A camera or stream that stalls or disconnects is opened again (``--reconnect-att
 frame numbers move on by them. When reconnecting gives up, the stream ends with its summary (exit 0);
 a source that never answers is an error. q (or Esc) in the window ends the stream the same way.
 """
+
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 
@@ -31,29 +32,46 @@ from unihar.errors import InputError, VideoError
 
 def stream(
     source: str = typer.Argument(..., help="Webcam index (0), RTSP/HTTP URL, or a video file."),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Model folder or Hub id (default: the bundled model)."),
+    weights: str | None = typer.Option(
+        None, "--weights", "-w", help="Model folder or Hub id (default: the bundled model)."
+    ),
     model_backend: str = typer.Option(
-        "torch", "--backend", help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`)."
+        "torch",
+        "--backend",
+        help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`).",
     ),
     headless: bool = typer.Option(False, "--headless", help="No window: print predictions instead."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object per line on stdout."),
-    stride: Optional[int] = typer.Option(None, "--stride", help="Frames between predictions (default: the model's stride)."),
+    stride: int | None = typer.Option(
+        None, "--stride", help="Frames between predictions (default: the model's stride)."
+    ),
     topk: int = typer.Option(5, "--topk", "-k", help="Actions per prediction."),
     max_people: int = typer.Option(6, "--max-people", help="Most people followed at once."),
-    pose_backend: str = typer.Option("blazepose", "--pose-backend", help="blazepose (several people) or mediapipe (legacy, one person)."),
-    image_stride: int = typer.Option(1, "--image-stride", help="Multimodal models: image features for every k-th sampled frame."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Multimodal models: ResNet input size (default: the model's)."),
-    realtime: bool = typer.Option(True, "--realtime/--as-fast-as-possible", help="Read a file at its own frame rate, as a camera delivers it."),
+    pose_backend: str = typer.Option(
+        "blazepose", "--pose-backend", help="blazepose (several people) or mediapipe (legacy, one person)."
+    ),
+    image_stride: int = typer.Option(
+        1, "--image-stride", help="Multimodal models: image features for every k-th sampled frame."
+    ),
+    image_size: int | None = typer.Option(
+        None, "--image-size", help="Multimodal models: ResNet input size (default: the model's)."
+    ),
+    realtime: bool = typer.Option(
+        True, "--realtime/--as-fast-as-possible", help="Read a file at its own frame rate, as a camera delivers it."
+    ),
     reconnect_attempts: int = typer.Option(
-        5, "--reconnect-attempts",
+        5,
+        "--reconnect-attempts",
         help="A camera or stream that stalls or disconnects is opened again up to this many times in a row, after "
         "0.5 s, then twice as long each time up to 4 s (0: the stream ends instead).",
     ),
     reconnect_timeout: float = typer.Option(
         30.0, "--reconnect-timeout", help="Seconds an outage may last before reconnecting gives up and the stream ends."
     ),
-    stall_timeout: float = typer.Option(5.0, "--stall-timeout", help="Seconds without data before a network stream counts as lost."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps."),
+    stall_timeout: float = typer.Option(
+        5.0, "--stall-timeout", help="Seconds without data before a network stream counts as lost."
+    ),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps."),
 ) -> None:
     """Recognise everyone's actions live, emitting each person's top-k every STRIDE frames."""
     from unihar.data.pose import get_pose_backend
@@ -75,14 +93,20 @@ def stream(
         raise VideoError(f"video not found: {source}")
     backend = get_pose_backend(pose_backend, max_people=max_people)
     if not backend.needs_video:
-        raise InputError(f"--pose-backend {pose_backend!r} imports keypoint files; a stream needs an estimator (blazepose)")
-    pipeline = VideoPipeline(load_model(weights, model_backend), pose_backend=backend, device=device, max_people=max_people)
+        raise InputError(
+            f"--pose-backend {pose_backend!r} imports keypoint files; a stream needs an estimator (blazepose)"
+        )
+    pipeline = VideoPipeline(
+        load_model(weights, model_backend), pose_backend=backend, device=device, max_people=max_people
+    )
     pipeline.check_topk(topk)
     frames = open_live_source(source, reconnect)
     fps, is_file = frames.fps, frames.is_file
     display = None
     try:  # whatever fails from here on (the engine, the window, the run), the source is closed
-        engine = pipeline.engine(fps, stride=stride, warmup=True, image_stride=image_stride, image_size=image_size, batch_windows=1)
+        engine = pipeline.engine(
+            fps, stride=stride, warmup=True, image_stride=image_stride, image_size=image_size, batch_windows=1
+        )
         display = None if headless else _Display(backend.layout, on_quit=frames.close)
         labels = pipeline.labels
 
@@ -96,13 +120,21 @@ def stream(
                     sys.stdout.flush()
                 elif headless:
                     best = ", ".join(f"{s.label} {s.prob:.2f}" for s in prediction.topk[:3])
-                    typer.echo(f"{prediction.t:8.2f}s  frame {prediction.frame:6d}  person {prediction.person:3d}  {best}")
+                    typer.echo(
+                        f"{prediction.t:8.2f}s  frame {prediction.frame:6d}  person {prediction.person:3d}  {best}"
+                    )
 
         live = not is_file or realtime
         summary = run_source(
-            frames, backend.frame_estimator, pipeline.tracker(fps), engine, emit,
-            live=live, pace_fps=fps if (is_file and realtime) else None,
-            on_frame=display.show if display is not None else None, with_frames=display is not None,
+            frames,
+            backend.frame_estimator,
+            pipeline.tracker(fps),
+            engine,
+            emit,
+            live=live,
+            pace_fps=fps if (is_file and realtime) else None,
+            on_frame=display.show if display is not None else None,
+            with_frames=display is not None,
         )
     finally:
         frames.close()
@@ -113,7 +145,8 @@ def stream(
     else:
         typer.echo(
             f"{summary.frames} frames, {summary.dropped} dropped, {summary.lost} lost in {summary.reconnects} "
-            f"reconnection{'s' if summary.reconnects != 1 else ''}, {summary.fps:.1f} fps", err=True,
+            f"reconnection{'s' if summary.reconnects != 1 else ''}, {summary.fps:.1f} fps",
+            err=True,
         )
     if frames.gave_up:
         typer.echo(f"warning: {frames.gave_up}", err=True)

@@ -3,13 +3,13 @@
 
 Also the body of ``python -m unihar.train`` (for ``torchrun --nproc_per_node N -m unihar.train ...``).
 """
+
 from __future__ import annotations
 
 import os
 import shlex
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -21,26 +21,43 @@ DATA_HELP = (
 
 
 def train_command(
-    data: Optional[List[str]] = typer.Option(None, "--data", help=DATA_HELP),
+    data: list[str] | None = typer.Option(None, "--data", help=DATA_HELP),
     out: Path = typer.Option(..., "--out", help="Output folder (config.json, model.safetensors, labels, metrics.csv)."),
-    config: Optional[str] = typer.Option(
-        None, "--config", help="Run config JSON (sections data, model, preprocessing, train, augment), or the name of a "
-        "recipe shipped with the package (e.g. universal). Without it, sizes and schedule are chosen from the data."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder the relative dataset paths of a recipe are in."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override train.epochs."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Override train.batch_size (per process)."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Start from this save_pretrained folder (stage 2 / fine-tuning)."),
+    config: str | None = typer.Option(
+        None,
+        "--config",
+        help="Run config JSON (sections data, model, preprocessing, train, augment), or the name of a "
+        "recipe shipped with the package (e.g. universal). Without it, sizes and schedule are chosen from the data.",
+    ),
+    data_root: Path | None = typer.Option(
+        None, "--data-root", help="Folder the relative dataset paths of a recipe are in."
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override train.epochs."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Override train.batch_size (per process)."
+    ),
+    init: Path | None = typer.Option(
+        None, "--init", help="Start from this save_pretrained folder (stage 2 / fine-tuning)."
+    ),
     freeze_pose: bool = typer.Option(False, "--freeze-pose", help="Keep the pose encoder fixed (with --init)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Override train.seed."),
+    seed: int | None = typer.Option(None, "--seed", help="Override train.seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of a non-empty OUT."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Processes extracting poses from videos not cached yet (haa500, video-folder)."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Processes extracting poses from videos not cached yet (haa500, video-folder)."
+    ),
     skip_failed_videos: bool = typer.Option(
-        False, "--skip-failed-videos", help="Leave out (and list) videos whose poses cannot be extracted, instead of stopping."),
-    modalities: Optional[str] = typer.Option(
-        None, "--modalities", help="The model's branches, joined by ',': skeleton, imu (a wearable inertial sensor; "
-        "data: utd-mhad, sensor-npz), rgb. E.g. skeleton,imu | imu | skeleton. Default: the run config's (skeleton)."),
+        False,
+        "--skip-failed-videos",
+        help="Leave out (and list) videos whose poses cannot be extracted, instead of stopping.",
+    ),
+    modalities: str | None = typer.Option(
+        None,
+        "--modalities",
+        help="The model's branches, joined by ',': skeleton, imu (a wearable inertial sensor; "
+        "data: utd-mhad, sensor-npz), rgb. E.g. skeleton,imu | imu | skeleton. Default: the run config's (skeleton).",
+    ),
 ) -> None:
     """Train a model (stage 1: pose only; stage 2: --init a stage-1 folder) and evaluate it on the held-out split."""
     from unihar.errors import InputError
@@ -55,9 +72,22 @@ def train_command(
         run.train.freeze_pose = True
     args = sys.argv[1:]
     command = " ".join(shlex.quote(a) for a in ["unihar", *([] if args[:1] == ["train"] else ["train"]), *args])
-    metrics = train(data or None, out, run, init=init, resume=resume, overwrite=overwrite, epochs=epochs,
-                    batch_size=batch_size, progress=progress, command=command, pose_workers=workers,
-                    data_root=data_root, skip_failed_videos=skip_failed_videos, modalities=modalities)
+    metrics = train(
+        data or None,
+        out,
+        run,
+        init=init,
+        resume=resume,
+        overwrite=overwrite,
+        epochs=epochs,
+        batch_size=batch_size,
+        progress=progress,
+        command=command,
+        pose_workers=workers,
+        data_root=data_root,
+        skip_failed_videos=skip_failed_videos,
+        modalities=modalities,
+    )
     if metrics and int(os.environ.get("RANK", "0")) == 0:
         per_dataset = metrics if all(isinstance(v, dict) for v in metrics.values()) else {"": metrics}
         for name, values in per_dataset.items():

@@ -18,6 +18,7 @@ with ``R = Rz(roll) Rx(pitch) Ry(yaw)``: first the person turns about the vertic
 camera rises above them (pitch), then it tilts about its optical axis (roll). All three at 0 and
 ``distance=None`` is the recording camera itself.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,7 +65,9 @@ class Camera:
         if not self.focal > 0:
             raise InputError(f"Camera: focal must be > 0 pixels, got {self.focal}")
         if self.distance is not None and not self.distance > MIN_DEPTH:
-            raise InputError(f"Camera: distance must be > {MIN_DEPTH} m (or None to keep the recorded one), got {self.distance}")
+            raise InputError(
+                f"Camera: distance must be > {MIN_DEPTH} m (or None to keep the recorded one), got {self.distance}"
+            )
 
     @property
     def is_recording_view(self) -> bool:
@@ -110,7 +113,9 @@ class CameraRanges:
             if not low <= high:
                 raise InputError(f"CameraRanges.{name}: expected (low, high) with low <= high, got {(low, high)}")
         if not self.distance[0] > MIN_DEPTH or not self.focal[0] > 0:
-            raise InputError(f"CameraRanges: distance must stay > {MIN_DEPTH} m and focal > 0, got {self.distance}, {self.focal}")
+            raise InputError(
+                f"CameraRanges: distance must stay > {MIN_DEPTH} m and focal > 0, got {self.distance}, {self.focal}"
+            )
 
 
 def random_camera(rng: np.random.Generator, ranges: CameraRanges | None = None) -> Camera:

@@ -16,11 +16,12 @@ Conversion fills a target joint the source lacks in two ways: *derived* joints (
 neck from the shoulders...) and *stand-ins* (:data:`FALLBACK_JOINTS`: the nearest joint the source does
 have, a few centimetres off, e.g. a wrist from SBU's hand), so no data is thrown away for lack of a name.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Sequence
 
 import numpy as np
 
@@ -41,48 +42,153 @@ __all__ = [
 
 # The 17 COCO keypoints, in COCO order; most other layouts are supersets or subsets of these names.
 _COCO17 = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
 )
 
 # OpenPose BODY_25 output order (openpose/doc/02_output.md).
 _BODY25 = (
-    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
-    "left_wrist", "mid_hip", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee",
-    "left_ankle", "right_eye", "left_eye", "right_ear", "left_ear", "left_big_toe", "left_small_toe",
-    "left_heel", "right_big_toe", "right_small_toe", "right_heel",
+    "nose",
+    "neck",
+    "right_shoulder",
+    "right_elbow",
+    "right_wrist",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "mid_hip",
+    "right_hip",
+    "right_knee",
+    "right_ankle",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "right_eye",
+    "left_eye",
+    "right_ear",
+    "left_ear",
+    "left_big_toe",
+    "left_small_toe",
+    "left_heel",
+    "right_big_toe",
+    "right_small_toe",
+    "right_heel",
 )
 
 # OpenPose COCO (18 points) output order: BODY_25 without mid_hip and the feet.
 _COCO18 = (
-    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
-    "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
-    "right_eye", "left_eye", "right_ear", "left_ear",
+    "nose",
+    "neck",
+    "right_shoulder",
+    "right_elbow",
+    "right_wrist",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "right_hip",
+    "right_knee",
+    "right_ankle",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "right_eye",
+    "left_eye",
+    "right_ear",
+    "left_ear",
 )
 
 # MediaPipe Pose / BlazePose landmark order (mediapipe PoseLandmark enum, lower-cased).
 _MEDIAPIPE33 = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
-    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
-    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
-    "left_foot_index", "right_foot_index",
+    "nose",
+    "left_eye_inner",
+    "left_eye",
+    "left_eye_outer",
+    "right_eye_inner",
+    "right_eye",
+    "right_eye_outer",
+    "left_ear",
+    "right_ear",
+    "mouth_left",
+    "mouth_right",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_pinky",
+    "right_pinky",
+    "left_index",
+    "right_index",
+    "left_thumb",
+    "right_thumb",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+    "left_heel",
+    "right_heel",
+    "left_foot_index",
+    "right_foot_index",
 )
 
 # Penn Action annotation order (joint 1..13 of the dataset's README).
 _PENN13 = (
-    "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
 )
 
 # Kinect for Windows SDK v1 skeleton order (NUI_SKELETON_POSITION_INDEX), used by NW-UCLA and UT-Kinect:
 # hip_center, spine, shoulder_center, head, then the left arm, right arm, left leg, right leg.
 _KINECT_V1 = (
-    "mid_hip", "spine", "neck", "head", "left_shoulder", "left_elbow", "left_wrist", "left_hand",
-    "right_shoulder", "right_elbow", "right_wrist", "right_hand", "left_hip", "left_knee", "left_ankle",
-    "left_foot", "right_hip", "right_knee", "right_ankle", "right_foot",
+    "mid_hip",
+    "spine",
+    "neck",
+    "head",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "left_hand",
+    "right_shoulder",
+    "right_elbow",
+    "right_wrist",
+    "right_hand",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "left_foot",
+    "right_hip",
+    "right_knee",
+    "right_ankle",
+    "right_foot",
 )
 
 # UTD-MHAD's Kinect v1 order (its Skeleton_joint_order.txt): the same joints, the trunk listed top-down.
@@ -90,15 +196,45 @@ _UTD_MHAD = ("head", "neck", "spine", "mid_hip") + _KINECT_V1[4:]
 
 # MSR Action3D's 20 joints (the dataset's own order, not the Kinect SDK's).
 _MSR_ACTION3D = (
-    "left_shoulder", "right_shoulder", "neck", "spine", "left_hip", "right_hip", "mid_hip", "left_elbow",
-    "right_elbow", "left_wrist", "right_wrist", "left_hand", "right_hand", "left_knee", "right_knee",
-    "left_ankle", "right_ankle", "left_foot", "right_foot", "head",
+    "left_shoulder",
+    "right_shoulder",
+    "neck",
+    "spine",
+    "left_hip",
+    "right_hip",
+    "mid_hip",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hand",
+    "right_hand",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+    "left_foot",
+    "right_foot",
+    "head",
 )
 
 # SBU Kinect Interaction, per person (OpenNI/NITE's 15 joints: no wrists or ankles; "torso" is the spine).
 _SBU15 = (
-    "head", "neck", "spine", "left_shoulder", "left_elbow", "left_hand", "right_shoulder", "right_elbow",
-    "right_hand", "left_hip", "left_knee", "left_foot", "right_hip", "right_knee", "right_foot",
+    "head",
+    "neck",
+    "spine",
+    "left_shoulder",
+    "left_elbow",
+    "left_hand",
+    "right_shoulder",
+    "right_elbow",
+    "right_hand",
+    "left_hip",
+    "left_knee",
+    "left_foot",
+    "right_hip",
+    "right_knee",
+    "right_foot",
 )
 
 # MoveNet's COCO-17 without the eyes and ears (the UR Fall pose files).
@@ -106,50 +242,101 @@ _MOVENET13 = ("nose",) + _COCO17[5:]
 
 # Bones shared by every layout that has both ends; layouts add their own below.
 _LIMBS = (
-    ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
-    ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"),
-    ("left_hip", "left_knee"), ("left_knee", "left_ankle"),
-    ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
+    ("left_shoulder", "left_elbow"),
+    ("left_elbow", "left_wrist"),
+    ("right_shoulder", "right_elbow"),
+    ("right_elbow", "right_wrist"),
+    ("left_hip", "left_knee"),
+    ("left_knee", "left_ankle"),
+    ("right_hip", "right_knee"),
+    ("right_knee", "right_ankle"),
 )
 _TORSO = (
-    ("left_shoulder", "right_shoulder"), ("left_hip", "right_hip"),
-    ("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"),
+    ("left_shoulder", "right_shoulder"),
+    ("left_hip", "right_hip"),
+    ("left_shoulder", "left_hip"),
+    ("right_shoulder", "right_hip"),
 )
 _FACE = (
-    ("nose", "left_eye"), ("nose", "right_eye"), ("left_eye", "left_ear"), ("right_eye", "right_ear"),
+    ("nose", "left_eye"),
+    ("nose", "right_eye"),
+    ("left_eye", "left_ear"),
+    ("right_eye", "right_ear"),
 )
 _OPENPOSE_TRUNK = (
-    ("neck", "nose"), ("neck", "left_shoulder"), ("neck", "right_shoulder"),
+    ("neck", "nose"),
+    ("neck", "left_shoulder"),
+    ("neck", "right_shoulder"),
 )
 _FEET = (
-    ("left_ankle", "left_heel"), ("left_ankle", "left_big_toe"), ("left_big_toe", "left_small_toe"),
-    ("right_ankle", "right_heel"), ("right_ankle", "right_big_toe"), ("right_big_toe", "right_small_toe"),
+    ("left_ankle", "left_heel"),
+    ("left_ankle", "left_big_toe"),
+    ("left_big_toe", "left_small_toe"),
+    ("right_ankle", "right_heel"),
+    ("right_ankle", "right_big_toe"),
+    ("right_big_toe", "right_small_toe"),
 )
 _MEDIAPIPE_EXTRA = (
-    ("nose", "left_eye_inner"), ("left_eye_inner", "left_eye"), ("left_eye", "left_eye_outer"),
-    ("left_eye_outer", "left_ear"), ("nose", "right_eye_inner"), ("right_eye_inner", "right_eye"),
-    ("right_eye", "right_eye_outer"), ("right_eye_outer", "right_ear"), ("mouth_left", "mouth_right"),
-    ("left_wrist", "left_pinky"), ("left_wrist", "left_index"), ("left_pinky", "left_index"),
-    ("left_wrist", "left_thumb"), ("right_wrist", "right_pinky"), ("right_wrist", "right_index"),
-    ("right_pinky", "right_index"), ("right_wrist", "right_thumb"),
-    ("left_ankle", "left_heel"), ("left_heel", "left_foot_index"), ("left_ankle", "left_foot_index"),
-    ("right_ankle", "right_heel"), ("right_heel", "right_foot_index"), ("right_ankle", "right_foot_index"),
+    ("nose", "left_eye_inner"),
+    ("left_eye_inner", "left_eye"),
+    ("left_eye", "left_eye_outer"),
+    ("left_eye_outer", "left_ear"),
+    ("nose", "right_eye_inner"),
+    ("right_eye_inner", "right_eye"),
+    ("right_eye", "right_eye_outer"),
+    ("right_eye_outer", "right_ear"),
+    ("mouth_left", "mouth_right"),
+    ("left_wrist", "left_pinky"),
+    ("left_wrist", "left_index"),
+    ("left_pinky", "left_index"),
+    ("left_wrist", "left_thumb"),
+    ("right_wrist", "right_pinky"),
+    ("right_wrist", "right_index"),
+    ("right_pinky", "right_index"),
+    ("right_wrist", "right_thumb"),
+    ("left_ankle", "left_heel"),
+    ("left_heel", "left_foot_index"),
+    ("left_ankle", "left_foot_index"),
+    ("right_ankle", "right_heel"),
+    ("right_heel", "right_foot_index"),
+    ("right_ankle", "right_foot_index"),
 )
 _HEAD = (("head", "left_shoulder"), ("head", "right_shoulder"))
 _SPINE = (("neck", "head"), ("neck", "spine"), ("spine", "mid_hip"), ("mid_hip", "left_hip"), ("mid_hip", "right_hip"))
 _HANDS_FEET = (
-    ("left_wrist", "left_hand"), ("right_wrist", "right_hand"), ("left_ankle", "left_foot"), ("right_ankle", "right_foot"),
+    ("left_wrist", "left_hand"),
+    ("right_wrist", "right_hand"),
+    ("left_ankle", "left_foot"),
+    ("right_ankle", "right_foot"),
 )
 # Without wrists and ankles (SBU) the forearm and shin end at the hand and foot.
 _SBU_LIMBS = (
-    ("left_elbow", "left_hand"), ("right_elbow", "right_hand"), ("left_knee", "left_foot"), ("right_knee", "right_foot"),
-    ("spine", "left_hip"), ("spine", "right_hip"),
+    ("left_elbow", "left_hand"),
+    ("right_elbow", "right_hand"),
+    ("left_knee", "left_foot"),
+    ("right_knee", "right_foot"),
+    ("spine", "left_hip"),
+    ("spine", "right_hip"),
 )
 
 # Every bone any built-in layout draws; a custom layout draws those whose two ends it has.
-_ALL_BONES = _LIMBS + _TORSO + _FACE + _OPENPOSE_TRUNK + _FEET + _MEDIAPIPE_EXTRA + _HEAD + (
-    ("neck", "mid_hip"), ("mid_hip", "left_hip"), ("mid_hip", "right_hip"), ("neck", "head"),
-) + _SPINE + _HANDS_FEET
+_ALL_BONES = (
+    _LIMBS
+    + _TORSO
+    + _FACE
+    + _OPENPOSE_TRUNK
+    + _FEET
+    + _MEDIAPIPE_EXTRA
+    + _HEAD
+    + (
+        ("neck", "mid_hip"),
+        ("mid_hip", "left_hip"),
+        ("mid_hip", "right_hip"),
+        ("neck", "head"),
+    )
+    + _SPINE
+    + _HANDS_FEET
+)
 
 # Joints computed from others when a source lacks them: name -> parts (see ``convert_keypoints``).
 DERIVED_JOINTS: dict[str, tuple[str, ...]] = {
@@ -170,7 +357,7 @@ FALLBACK_JOINTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def source_joints(joint: str, src: "KeypointLayout") -> tuple[str, ...]:
+def source_joints(joint: str, src: KeypointLayout) -> tuple[str, ...]:
     """The joints of ``src`` that fill ``joint`` on conversion: itself, its derivation parts, or its
     first stand-in; empty when ``src`` cannot fill it."""
     if joint in src:
@@ -277,14 +464,23 @@ LAYOUTS: dict[str, KeypointLayout] = {
         _BODY25,
         _bones_within(
             _BODY25,
-            _FACE + _OPENPOSE_TRUNK + (("neck", "mid_hip"), ("mid_hip", "left_hip"), ("mid_hip", "right_hip"))
-            + _LIMBS + _FEET,
+            _FACE
+            + _OPENPOSE_TRUNK
+            + (("neck", "mid_hip"), ("mid_hip", "left_hip"), ("mid_hip", "right_hip"))
+            + _LIMBS
+            + _FEET,
         ),
     ),
     "coco18": KeypointLayout(
         "coco18",
         _COCO18,
-        _bones_within(_COCO18, _FACE + _OPENPOSE_TRUNK + (("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"), ("left_hip", "right_hip")) + _LIMBS),
+        _bones_within(
+            _COCO18,
+            _FACE
+            + _OPENPOSE_TRUNK
+            + (("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"), ("left_hip", "right_hip"))
+            + _LIMBS,
+        ),
     ),
     "mediapipe33": KeypointLayout(
         "mediapipe33", _MEDIAPIPE33, _bones_within(_MEDIAPIPE33, _MEDIAPIPE_EXTRA + _TORSO + _LIMBS)
@@ -306,27 +502,44 @@ DATASET_LAYOUTS: dict[str, KeypointLayout] = {
         "utd_mhad", _UTD_MHAD, _bones_within(_UTD_MHAD, _SPINE + _OPENPOSE_TRUNK[1:] + _LIMBS + _HANDS_FEET)
     ),
     "msr_action3d": KeypointLayout(
-        "msr_action3d", _MSR_ACTION3D,
+        "msr_action3d",
+        _MSR_ACTION3D,
         _bones_within(_MSR_ACTION3D, _SPINE + _OPENPOSE_TRUNK[1:] + _LIMBS + _HANDS_FEET),
     ),
     "sbu15": KeypointLayout(
-        "sbu15", _SBU15,
-        _bones_within(_SBU15, (("neck", "head"), ("neck", "spine")) + _OPENPOSE_TRUNK[1:] + _TORSO[:1] + _LIMBS
-                      + _SBU_LIMBS),
+        "sbu15",
+        _SBU15,
+        _bones_within(
+            _SBU15, (("neck", "head"), ("neck", "spine")) + _OPENPOSE_TRUNK[1:] + _TORSO[:1] + _LIMBS + _SBU_LIMBS
+        ),
     ),
     "movenet13": KeypointLayout(
-        "movenet13", _MOVENET13,
+        "movenet13",
+        _MOVENET13,
         _bones_within(_MOVENET13, (("nose", "left_shoulder"), ("nose", "right_shoulder")) + _TORSO + _LIMBS),
     ),
 }
 
 # Other spellings users reach for.
 _ALIASES = {
-    "coco": "coco17", "coco_17": "coco17", "coco-17": "coco17",
-    "body_25": "body25", "body-25": "body25", "openpose": "body25", "openpose_body25": "body25",
-    "coco_18": "coco18", "coco-18": "coco18", "openpose_coco": "coco18", "openpose_coco18": "coco18",
-    "mediapipe": "mediapipe33", "blazepose": "mediapipe33", "mediapipe_33": "mediapipe33",
-    "penn": "penn13", "penn_action": "penn13", "penn-action": "penn13", "penn_action13": "penn13",
+    "coco": "coco17",
+    "coco_17": "coco17",
+    "coco-17": "coco17",
+    "body_25": "body25",
+    "body-25": "body25",
+    "openpose": "body25",
+    "openpose_body25": "body25",
+    "coco_18": "coco18",
+    "coco-18": "coco18",
+    "openpose_coco": "coco18",
+    "openpose_coco18": "coco18",
+    "mediapipe": "mediapipe33",
+    "blazepose": "mediapipe33",
+    "mediapipe_33": "mediapipe33",
+    "penn": "penn13",
+    "penn_action": "penn13",
+    "penn-action": "penn13",
+    "penn_action13": "penn13",
 }
 
 

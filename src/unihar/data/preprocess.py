@@ -22,6 +22,7 @@ Images (:func:`resize_frame`, :func:`normalize_frames`): each frame's shorter si
 long 1080p video never sits in memory at full size; frames become float only per clip, with the
 model's mean/std.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -78,7 +79,7 @@ class WindowGeometry:
     clips: int
 
     @classmethod
-    def at(cls, prep: PreprocessConfig, fps: float, stride: int | None = None) -> "WindowGeometry":
+    def at(cls, prep: PreprocessConfig, fps: float, stride: int | None = None) -> WindowGeometry:
         """The geometry at ``fps``; ``stride`` (frames) overrides the model's ``stride_seconds``."""
         if not fps > 0:
             raise InputError(f"fps must be > 0, got {fps}")
@@ -257,4 +258,3 @@ def image_window(frames: np.ndarray, prep: PreprocessConfig) -> torch.Tensor:
     resized = torch.stack([resize_frame(frames[i], prep.image_size) for i in picked])
     size = prep.image_size
     return normalize_frames(resized, prep).reshape(prep.clips, prep.clip_len, 3, size, size)
-

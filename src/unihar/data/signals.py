@@ -23,14 +23,15 @@ Files (:func:`read_signal_file`):
   one line per sample; ``time`` in seconds on the video's timeline. Slightly irregular sampling (phones)
   is interpolated onto a uniform grid at the median rate.
 """
+
 from __future__ import annotations
 
 import math
 import re
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -87,7 +88,9 @@ class SignalRecording:
             raise InputError(f"{self.source}: expected numeric samples, got dtype {samples.dtype}")
         if not np.isfinite(samples).all():
             raise InputError(f"{self.source}: {int((~np.isfinite(samples)).sum())} samples are NaN or infinite")
-        if isinstance(self.rate, bool) or not (isinstance(self.rate, (int, float, np.number)) and math.isfinite(self.rate) and self.rate > 0):
+        if isinstance(self.rate, bool) or not (
+            isinstance(self.rate, (int, float, np.number)) and math.isfinite(self.rate) and self.rate > 0
+        ):
             raise InputError(f"{self.source}: the sampling rate must be a positive number of Hz, got {self.rate!r}")
         if len(set(self.channels)) != len(self.channels):
             raise InputError(f"{self.source}: channel names repeat: {list(self.channels)}")
@@ -106,7 +109,7 @@ class SignalRecording:
     def end(self) -> float:
         return self.start + self.duration
 
-    def select(self, channels: Sequence[str]) -> "SignalRecording":
+    def select(self, channels: Sequence[str]) -> SignalRecording:
         """The same recording with exactly ``channels``, in that order (matched by name)."""
         channels = tuple(channels)
         if self.channels == channels:
@@ -116,7 +119,9 @@ class SignalRecording:
         if missing or extra:
             raise InputError(
                 f"{self.source}: has {len(self.channels)} channels {list(self.channels)}; the model reads exactly "
-                f"{len(channels)}: {list(channels)}" + (f" (missing {missing})" if missing else "") + (f" (unexpected {extra})" if extra else "")
+                f"{len(channels)}: {list(channels)}"
+                + (f" (missing {missing})" if missing else "")
+                + (f" (unexpected {extra})" if extra else "")
             )
         order = [self.channels.index(c) for c in channels]
         return replace(self, samples=self.samples[:, order], channels=channels)
@@ -139,7 +144,7 @@ class SignalRecording:
         after = np.maximum(position - last, 0.0)[:, None] / self.rate * samples[-1]
         return inside + before + after
 
-    def stretched(self, start: float, duration: float) -> "SignalRecording":
+    def stretched(self, start: float, duration: float) -> SignalRecording:
         """The same samples spread evenly over ``[start, start + duration)``: aligning two recordings of
         one event by relative position when their clocks disagree."""
         if not duration > 0:
@@ -190,11 +195,15 @@ def _read_npz(path: Path) -> SignalRecording:
         raise InputError(f"{path}: 'channels' must be a list of names, got {channels!r}")
     channels = [str(c) for c in channels.tolist()]
     if samples.ndim != 2 or samples.shape[1] != len(channels):
-        raise InputError(f"{path}: 'samples' must be (N, {len(channels)}) for the {len(channels)} channels {channels}, got {samples.shape}")
+        raise InputError(
+            f"{path}: 'samples' must be (N, {len(channels)}) for the {len(channels)} channels {channels}, got {samples.shape}"
+        )
     if samples.dtype.kind not in "iuf":
         raise InputError(f"{path}: 'samples' must be numbers, got dtype {samples.dtype}")
     samples = convert_units(samples, channels, units, str(path))
-    return SignalRecording(samples, float(rate.reshape(())), tuple(channels), float(start.reshape(())), source=str(path))
+    return SignalRecording(
+        samples, float(rate.reshape(())), tuple(channels), float(start.reshape(())), source=str(path)
+    )
 
 
 _HEADER = re.compile(r"^\s*([^\[\]]+?)\s*(?:\[\s*([^\]]*?)\s*\])?\s*$")
@@ -205,20 +214,28 @@ def _read_csv(path: Path) -> SignalRecording:
         header = path.open(encoding="utf-8").readline()
         values = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
     except (OSError, ValueError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read sensor file {path} as CSV (a header 'time,acc_x,...' then numbers): {err}") from None
+        raise InputError(
+            f"cannot read sensor file {path} as CSV (a header 'time,acc_x,...' then numbers): {err}"
+        ) from None
     fields = [_HEADER.match(h) for h in header.strip().split(",")]
     if not fields or any(f is None for f in fields) or fields[0].group(1) != "time":
-        raise InputError(f"{path}: the first line must name the columns, 'time' first (e.g. time,acc_x,acc_y,...), got {header.strip()!r}")
+        raise InputError(
+            f"{path}: the first line must name the columns, 'time' first (e.g. time,acc_x,acc_y,...), got {header.strip()!r}"
+        )
     channels = [f.group(1) for f in fields[1:]]
     units = [f.group(2) or "" for f in fields[1:]]
     if not channels:
         raise InputError(f"{path}: no channel columns after 'time'")
     if values.shape[0] < 2 or values.shape[1] != len(fields):
-        raise InputError(f"{path}: expected at least 2 lines of {len(fields)} numbers under the header, got shape {values.shape}")
+        raise InputError(
+            f"{path}: expected at least 2 lines of {len(fields)} numbers under the header, got shape {values.shape}"
+        )
     time, samples = values[:, 0], values[:, 1:]
     steps = np.diff(time)
     if not (steps > 0).all():
-        raise InputError(f"{path}: 'time' must increase from line to line (line {int(np.argmax(steps <= 0)) + 3} does not)")
+        raise InputError(
+            f"{path}: 'time' must increase from line to line (line {int(np.argmax(steps <= 0)) + 3} does not)"
+        )
     step = float(np.median(steps))
     if np.abs(steps - step).max() > _IRREGULAR * step:  # jittery timestamps: onto a uniform grid
         grid = time[0] + step * np.arange(int(np.floor((time[-1] - time[0]) / step)) + 1)
@@ -286,7 +303,9 @@ def signal_clips(
     return _standardise(np.stack([resample_bins(recording, a, b, n) for a, b in spans]), imu)
 
 
-def channel_statistics(recordings: Sequence[SignalRecording], channels: Sequence[str]) -> tuple[list[float], list[float]]:
+def channel_statistics(
+    recordings: Sequence[SignalRecording], channels: Sequence[str]
+) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation over every sample of ``recordings`` (what
     ``imu_model.mean`` / ``std`` store); a constant channel gets std 1."""
     stacked = np.concatenate([r.select(channels).samples.astype(np.float64) for r in recordings])

@@ -15,6 +15,7 @@ one class (``walk`` gathers NW-UCLA, UT-Kinect, mall CCTV, SBU, UTD-MHAD and MPO
 
 :func:`apply_taxonomy` relabels a :class:`~unihar.data.datasets.SkeletonDataset` with canonical names.
 """
+
 from __future__ import annotations
 
 import json
@@ -84,7 +85,11 @@ def _read(path: Path) -> Taxonomy:
         raise InputError(f"taxonomy file not found: {path}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(f"taxonomy {path} is not valid JSON: {err}") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("classes"), dict) or not isinstance(raw.get("datasets"), dict):
+    if (
+        not isinstance(raw, dict)
+        or not isinstance(raw.get("classes"), dict)
+        or not isinstance(raw.get("datasets"), dict)
+    ):
         raise InputError(
             f"taxonomy {path}: expected an object with 'classes' {{name: description}} and "
             "'datasets' {dataset: {class: name}}"
@@ -98,7 +103,9 @@ def _read(path: Path) -> Taxonomy:
     ):
         raise InputError(f"taxonomy {path}: 'negatives' must map a class name to the list of classes it rules out")
     negatives = {name: tuple(excluded) for name, excluded in negatives.items()}
-    return Taxonomy(dict(raw["classes"]), {k: dict(v) for k, v in datasets.items()}, negatives, source=f"taxonomy {path}")
+    return Taxonomy(
+        dict(raw["classes"]), {k: dict(v) for k, v in datasets.items()}, negatives, source=f"taxonomy {path}"
+    )
 
 
 @lru_cache(maxsize=8)
@@ -116,7 +123,9 @@ def dataset_key(data: SkeletonDataset) -> str:
     return data.name.split("/", 1)[0].split("@", 1)[0]
 
 
-def apply_taxonomy(data: SkeletonDataset, dataset: str | None = None, taxonomy: Taxonomy | None = None) -> SkeletonDataset:
+def apply_taxonomy(
+    data: SkeletonDataset, dataset: str | None = None, taxonomy: Taxonomy | None = None
+) -> SkeletonDataset:
     """``data`` with canonical class names: merged classes share one label, classes are listed in the order
     they first appear in ``data.classes``. ``dataset`` defaults to :func:`dataset_key`."""
     taxonomy = taxonomy or load_taxonomy()

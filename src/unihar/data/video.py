@@ -9,15 +9,16 @@ a long 1080p video does not fit in memory; ``read_frames`` loads everything for 
 Every failure the user can cause (missing path, not a video, corrupt data, no frames) is a
 :class:`~unihar.errors.VideoError` with one clear message.
 """
+
 from __future__ import annotations
 
 import heapq
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -384,7 +385,9 @@ class StreamConnection:
     it states none (MJPEG over HTTP has no rate; FFmpeg then makes one up).
     """
 
-    def __init__(self, url: str, *, stall_timeout: float = STREAM_STALL_TIMEOUT, open_timeout: float = STREAM_OPEN_TIMEOUT) -> None:
+    def __init__(
+        self, url: str, *, stall_timeout: float = STREAM_STALL_TIMEOUT, open_timeout: float = STREAM_OPEN_TIMEOUT
+    ) -> None:
         import av
 
         self.url, self.stall_timeout = url, stall_timeout
@@ -424,6 +427,8 @@ def _stream_reason(exc: Exception, timeout: float) -> str:
     return _ffmpeg_reason(exc)
 
 
-def open_stream(url: str, *, stall_timeout: float = STREAM_STALL_TIMEOUT, open_timeout: float = STREAM_OPEN_TIMEOUT) -> StreamConnection:
+def open_stream(
+    url: str, *, stall_timeout: float = STREAM_STALL_TIMEOUT, open_timeout: float = STREAM_OPEN_TIMEOUT
+) -> StreamConnection:
     """Connect to a network stream (``rtsp://``, ``http://``, ...); raises :class:`VideoError` if it cannot."""
     return StreamConnection(url, stall_timeout=stall_timeout, open_timeout=open_timeout)

@@ -20,6 +20,7 @@ Where the work happens:
   never leave it).
 * a Ray cluster: :mod:`unihar.inference.batch_ray`, with the same stages and the same output file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,10 +33,11 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait as wait_for_any
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,7 +67,9 @@ __all__ = [
     "predict_whole_video",
 ]
 
-LINE_START = b'{"source": '  # how every line of the output file starts (json.dumps of a dict whose first key is "source")
+LINE_START = (
+    b'{"source": '  # how every line of the output file starts (json.dumps of a dict whose first key is "source")
+)
 # How the error of a video starts when the video is not to blame (a bug, a crash): the same error on
 # many videos is the setup's, and stops the run (see predict_videos).
 UNEXPECTED = "unexpected "
@@ -95,9 +99,13 @@ def find_videos(specs: Iterable[str | Path]) -> list[Path]:
             found += videos
         elif GLOB_CHARACTERS & set(str(spec)):
             matches = [Path(m) for m in glob.glob(str(spec), recursive=True)]
-            videos = sorted((v for m in matches for v in ([m] if m.is_file() else _videos_in(m)) if is_video_file(v)), key=_order)
+            videos = sorted(
+                (v for m in matches for v in ([m] if m.is_file() else _videos_in(m)) if is_video_file(v)), key=_order
+            )
             if not videos:
-                raise InputError(f"no videos match {str(spec)!r} (expected files ending in {', '.join(VIDEO_EXTENSIONS)})")
+                raise InputError(
+                    f"no videos match {str(spec)!r} (expected files ending in {', '.join(VIDEO_EXTENSIONS)})"
+                )
             found += videos
         else:
             raise InputError(f"video not found: {str(spec)!r} does not exist")
@@ -149,7 +157,7 @@ class ResultsFile:
         self.dropped_tail = b""  # the torn last line that was removed, if any
         self._fd: int | None = None
 
-    def __enter__(self) -> "ResultsFile":
+    def __enter__(self) -> ResultsFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -177,7 +185,9 @@ class ResultsFile:
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise InputError(f"{str(self.path)!r} is being written by another `unihar predict` run; wait for it or pick another --out") from None
+            raise InputError(
+                f"{str(self.path)!r} is being written by another `unihar predict` run; wait for it or pick another --out"
+            ) from None
 
     def _read_existing(self) -> None:
         size = os.fstat(self._fd).st_size
@@ -225,7 +235,7 @@ class ResultsFile:
         data = (json.dumps(line) + "\n").encode()
         try:
             while data:  # os.write may write less than asked
-                data = data[os.write(self._fd, data):]
+                data = data[os.write(self._fd, data) :]
             os.fsync(self._fd)
         except OSError as err:  # a full disk, a lost network share: stop; the next run repairs and resumes
             raise UniHARError(f"cannot write to --out {str(self.path)!r}: {err.strerror}") from None
@@ -611,7 +621,7 @@ def _local_outcomes(
     try:
         pool.feed(waiting)
         while pool.busy:
-            for source, result in pool.receive():
+            for _source, result in pool.receive():
                 if isinstance(result, VideoPoses):
                     yield classifier(result)
                 elif isinstance(result, VideoOutcome):

@@ -16,12 +16,14 @@ A model that also reads RGB frames runs in one stage (decode, poses and model on
 GPU when there are any), so its frames never cross the network. Install with ``pip install 'unihar[ray]'``
 on every node.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import pickle
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,8 +68,20 @@ class _PoseStage:
         try:
             poses = estimate_poses(source, self.pose, self.settings.fps)
         except Exception as err:
-            return {"source": source, "poses": b"", "line": json.dumps(failure(source, err)), "frames": 0, "seconds": 0.0}
-        return {"source": source, "poses": pickle.dumps(poses), "line": "", "frames": len(poses.people), "seconds": poses.seconds}
+            return {
+                "source": source,
+                "poses": b"",
+                "line": json.dumps(failure(source, err)),
+                "frames": 0,
+                "seconds": 0.0,
+            }
+        return {
+            "source": source,
+            "poses": pickle.dumps(poses),
+            "line": "",
+            "frames": len(poses.people),
+            "seconds": poses.seconds,
+        }
 
 
 class _ModelStage:
@@ -130,7 +144,9 @@ def ray_outcomes(
         try:
             ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as err:
-            raise InputError(f"--ray {address!r}: cannot connect to a Ray cluster ({str(err).splitlines()[0]})") from None
+            raise InputError(
+                f"--ray {address!r}: cannot connect to a Ray cluster ({str(err).splitlines()[0]})"
+            ) from None
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the CLI draws its own
@@ -144,23 +160,34 @@ def ray_outcomes(
             actors = min(max(1, gpus) if gpus else (workers or cpus), len(sources))
             threads = 1 if gpus else max(1, cpus // actors)
             lines = rows.map_batches(
-                _WholeVideoStage, fn_constructor_kwargs={"settings": settings, "threads": threads}, batch_size=1,
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors), num_gpus=1 if gpus else 0, num_cpus=threads,
+                _WholeVideoStage,
+                fn_constructor_kwargs={"settings": settings, "threads": threads},
+                batch_size=1,
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+                num_gpus=1 if gpus else 0,
+                num_cpus=threads,
             )
         else:
             # Pose actors: as many as asked for and the cluster can hold (an autoscaling cluster grows to them).
             # The model stage needs milliseconds per video: without GPUs it shares the CPUs of the pose stage.
             poses = rows.map(
-                _PoseStage, fn_constructor_kwargs={"settings": settings},
+                _PoseStage,
+                fn_constructor_kwargs={"settings": settings},
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(workers or cpus, len(sources))),
                 num_cpus=1,
             )
             lines = poses.map_batches(
-                _ModelStage, fn_constructor_kwargs={"settings": settings}, batch_size=MODEL_BATCH,
-                compute=ray.data.ActorPoolStrategy(size=max(1, gpus)), num_gpus=1 if gpus else 0, num_cpus=1 if gpus else 0,
+                _ModelStage,
+                fn_constructor_kwargs={"settings": settings},
+                batch_size=MODEL_BATCH,
+                compute=ray.data.ActorPoolStrategy(size=max(1, gpus)),
+                num_gpus=1 if gpus else 0,
+                num_cpus=1 if gpus else 0,
             )
         for row in lines.iter_rows():
-            yield VideoOutcome(json.loads(row["line"]), int(row["frames"]), float(row["worker_seconds"]), float(row["model_seconds"]))
+            yield VideoOutcome(
+                json.loads(row["line"]), int(row["frames"]), float(row["worker_seconds"]), float(row["model_seconds"])
+            )
     finally:
         if started_here:
             ray.shutdown()

@@ -12,6 +12,7 @@
 
 A model that is not a PyTorch module (onnxruntime) runs on the CPU.
 """
+
 from __future__ import annotations
 
 from typing import Any

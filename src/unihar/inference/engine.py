@@ -40,11 +40,12 @@ its pose tokens. A window the recording does not cover (``MIN_SIGNAL_COVERAGE``)
 one, is classified from the modalities it has (the sensor dropped out); ``WindowResult.modalities``
 says which.
 """
+
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -59,7 +60,12 @@ from unihar.inference.device import runtime_device
 from unihar.models import HARModel, UniHARFeatures
 
 __all__ = [
-    "WindowResult", "TrackEnd", "WindowEngine", "run_sequences", "max_gap_frames", "MAX_UNSEEN_SECONDS",
+    "WindowResult",
+    "TrackEnd",
+    "WindowEngine",
+    "run_sequences",
+    "max_gap_frames",
+    "MAX_UNSEEN_SECONDS",
 ]
 
 CLIP_BATCH = 256  # clips per encoder call
@@ -269,8 +275,14 @@ class WindowEngine:
         return self.end_track(track_id)
 
     def attach_signal(
-        self, track_id: int, name: str, samples: SignalRecording | np.ndarray, rate: float | None = None, *,
-        channels: tuple[str, ...] | list[str] | None = None, start: float = 0.0,
+        self,
+        track_id: int,
+        name: str,
+        samples: SignalRecording | np.ndarray,
+        rate: float | None = None,
+        *,
+        channels: tuple[str, ...] | list[str] | None = None,
+        start: float = 0.0,
     ) -> None:
         """Give track ``track_id`` (now or before it appears) the ``name`` sensor recording it wears:
         a :class:`~unihar.data.signals.SignalRecording`, or ``samples`` ``(N, C)`` at ``rate`` Hz whose
@@ -288,7 +300,9 @@ class WindowEngine:
         if not isinstance(samples, SignalRecording):
             if rate is None:
                 raise InputError("attach_signal: samples given as an array need their rate (Hz)")
-            samples = SignalRecording(np.asarray(samples), rate, tuple(channels or config.channels), start, source=f"the {name} signal")
+            samples = SignalRecording(
+                np.asarray(samples), rate, tuple(channels or config.channels), start, source=f"the {name} signal"
+            )
         recording = samples.select(config.channels)
         if recording.rate < MIN_RATE_FRACTION * config.rate:
             raise InputError(
@@ -408,7 +422,11 @@ class WindowEngine:
                 continue
             spans = clip_spans(start, end, clips, self.fps)
             keys = [(name, track_id, a, b) for a, b in spans]
-            todo = [(k, span) for k, span in zip(keys, spans) if k not in self._signal_cache and k not in self._pending_signals]
+            todo = [
+                (k, span)
+                for k, span in zip(keys, spans)
+                if k not in self._signal_cache and k not in self._pending_signals
+            ]
             if todo:
                 config = self.model.config.modality_config(name)
                 inputs = signal_clips(recording, [span for _, span in todo], self.prep, config)
@@ -480,17 +498,27 @@ class WindowEngine:
                 batch = group[first : first + HEAD_BATCH]
                 tokens: dict[str, Tensor] = {}
                 if batch[0].clip_keys is not None:
-                    tokens["skeleton"] = torch.stack([torch.stack([self._clip_cache[k] for k in w.clip_keys]) for w in batch])
+                    tokens["skeleton"] = torch.stack(
+                        [torch.stack([self._clip_cache[k] for k in w.clip_keys]) for w in batch]
+                    )
                 if batch[0].image_frames is not None:
-                    tokens["rgb"] = torch.stack([
-                        torch.stack([torch.stack([self._feature_cache[i] for i in frames]) for frames in w.image_frames])
-                        for w in batch
-                    ])
+                    tokens["rgb"] = torch.stack(
+                        [
+                            torch.stack(
+                                [torch.stack([self._feature_cache[i] for i in frames]) for frames in w.image_frames]
+                            )
+                            for w in batch
+                        ]
+                    )
                 for name in batch[0].signal_keys:
-                    tokens[name] = torch.stack([torch.stack([self._signal_cache[k] for k in w.signal_keys[name]]) for w in batch])
+                    tokens[name] = torch.stack(
+                        [torch.stack([self._signal_cache[k] for k in w.signal_keys[name]]) for w in batch]
+                    )
                 logits = self.model.forward_head(UniHARFeatures(tokens))
                 probs = self.model.probabilities(logits).cpu().numpy()
-                results += [WindowResult(w.track, w.start, w.end, w.clips, p, w.modalities) for w, p in zip(batch, probs)]
+                results += [
+                    WindowResult(w.track, w.start, w.end, w.clips, p, w.modalities) for w, p in zip(batch, probs)
+                ]
         self._forget_old_features()
         results.sort(key=lambda r: (r.end_frame, r.track))
         return results
@@ -522,7 +550,9 @@ class WindowEngine:
         indices = list(self._pending_frames)
         for first in range(0, len(indices), FRAME_BATCH):
             chunk = indices[first : first + FRAME_BATCH]
-            batch = normalize_frames(torch.stack([self._pending_frames[i] for i in chunk]), self.image_prep).to(self.device)
+            batch = normalize_frames(torch.stack([self._pending_frames[i] for i in chunk]), self.image_prep).to(
+                self.device
+            )
             if self.device.type == "cpu":
                 batch = batch.contiguous(memory_format=torch.channels_last)
             for index, feature in zip(chunk, self.model.encode_frames(batch)):
@@ -532,15 +562,22 @@ class WindowEngine:
 
 
 def run_sequences(
-    model: HARModel, sequences: Iterable[np.ndarray], fps: float | None, *, pose_layout: KeypointLayout | str | None = None,
-    batch_windows: int = 64, device: str | torch.device | None = None,
+    model: HARModel,
+    sequences: Iterable[np.ndarray],
+    fps: float | None,
+    *,
+    pose_layout: KeypointLayout | str | None = None,
+    batch_windows: int = 64,
+    device: str | torch.device | None = None,
     signals: Mapping[str, Sequence[SignalRecording | None]] | None = None,
 ) -> list[list[WindowResult]]:
     """The windows of each recorded sequence ``(N, J, 3)``, as the engine cuts a video (evaluation).
 
     ``signals``: modality -> one recording per sequence (on the sequence's timeline; None: none for it).
     """
-    engine = WindowEngine(model, fps, pose_layout=pose_layout, batch_windows=batch_windows, min_seconds=0.0, device=device)
+    engine = WindowEngine(
+        model, fps, pose_layout=pose_layout, batch_windows=batch_windows, min_seconds=0.0, device=device
+    )
     per_sequence: dict[int, list[WindowResult]] = {}
     for index, sequence in enumerate(sequences):
         for name, recordings in (signals or {}).items():

@@ -29,6 +29,7 @@ are quantized on the fly; convolutions stay float, onnxruntime's int8 convolutio
 than its float one on the CPU measured). A smaller file, close but not exact; not faster on that CPU
 (benchmarks/model_speed.py has the numbers, and the probability change on a trained model).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -36,8 +37,9 @@ import json
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,20 +80,30 @@ def _unit_example(modality: Modality, prefix: str) -> tuple[Tensor, dict[int, An
         frames = Dim(f"{prefix}_frames", max=cfg.max_seq_len) if cfg.max_seq_len >= 2 else Dim.STATIC
         return torch.zeros(5, min(3, cfg.max_seq_len), cfg.joints, 3), {0: Dim(f"{prefix}_n"), 1: frames}, False
     if modality.name == "rgb":
-        return torch.zeros(5, 3, 32, 34), {0: Dim(f"{prefix}_n"), 2: Dim(f"{prefix}_height"), 3: Dim(f"{prefix}_width")}, True
+        return (
+            torch.zeros(5, 3, 32, 34),
+            {0: Dim(f"{prefix}_n"), 2: Dim(f"{prefix}_height"), 3: Dim(f"{prefix}_width")},
+            True,
+        )
     if modality.name == "imu":
         return torch.zeros(5, modality.samples, len(modality.cfg.channels)), {0: Dim(f"{prefix}_n")}, False
     raise ConfigError(f"the {modality.name!r} modality cannot be exported to ONNX yet (known: skeleton, rgb, imu)")
 
 
-def _graph_inputs(model: UniHAR, modality: Modality, window: tuple[Any, Any]) -> tuple[list[tuple[str, Tensor, dict]], Tensor, bool]:
+def _graph_inputs(
+    model: UniHAR, modality: Modality, window: tuple[Any, Any]
+) -> tuple[list[tuple[str, Tensor, dict]], Tensor, bool]:
     """A modality's window input and units as (name, example, dynamic axes), and an example of its
     window tokens with whether their steps are dynamic. ``window`` is the shared (batch, clips)."""
     Dim = torch.export.Dim
     unit, unit_axes, per_frame = _unit_example(modality, f"{modality.name}_units")
     # A window is (B, L[, frames per clip], the axes of a unit after the first).
     lead = (2, 3, 2) if per_frame else (2, 3)
-    window_axes = {0: window[0], 1: window[1], **({2: Dim(f"{modality.input_name}_frames_per_clip")} if per_frame else {})}
+    window_axes = {
+        0: window[0],
+        1: window[1],
+        **({2: Dim(f"{modality.input_name}_frames_per_clip")} if per_frame else {}),
+    }
     _, axes, _ = _unit_example(modality, modality.input_name)
     window_axes.update({axis + len(lead) - 1: dim for axis, dim in axes.items() if axis})
     # Window tokens are (B, L, steps, D): steps are frames (dynamic), or a fixed count (a sensor's steps).
@@ -127,7 +139,9 @@ def _answered_subsets(model: UniHAR, tokens: dict[str, Tensor]) -> list[tuple[st
     return answered
 
 
-def _token_inputs(heads: list[tuple[str, ...]], examples: dict[str, tuple[Tensor, bool]]) -> list[tuple[str, Tensor, dict]]:
+def _token_inputs(
+    heads: list[tuple[str, ...]], examples: dict[str, tuple[Tensor, bool]]
+) -> list[tuple[str, Tensor, dict]]:
     """The window tokens each head reads, as (name, example, dynamic axes). Every head has inputs and
     dimensions of its own: heads sharing one would let the exporter read a head's batch size off
     another's input, which a session cut for one head does not feed."""
@@ -164,7 +178,9 @@ class _ExportGraph(nn.Module):
         windows, units, tokens = dict(zip(self.inputs, tensors[:n])), tensors[n : 2 * n], iter(tensors[2 * n :])
         logits = self.model(windows.pop("pose", None), windows.pop("images", None), **windows)
         encoded = [self.model.encode(name, x) for name, x in zip(self.names, units)]
-        heads = [self.model.forward_head(UniHARFeatures({name: next(tokens) for name in subset})) for subset in self.heads]
+        heads = [
+            self.model.forward_head(UniHARFeatures({name: next(tokens) for name in subset})) for subset in self.heads
+        ]
         return (logits, *encoded, *heads)
 
 
@@ -192,7 +208,9 @@ def export_onnx(
     model = model.eval()
     config = model.config
     if not with_images and model.has_image_branch:
-        config = ModelConfig.from_dict({**config.to_dict(), "image_model": {**config.image_model.to_dict(), "enabled": False}})
+        config = ModelConfig.from_dict(
+            {**config.to_dict(), "image_model": {**config.image_model.to_dict(), "enabled": False}}
+        )
     modalities = [m for m in modalities_of(model.config) if m.name in config.modalities]
 
     Dim = torch.export.Dim
@@ -203,13 +221,23 @@ def export_onnx(
         heads = [tuple(names), *_answered_subsets(model, {name: tokens for name, (tokens, _) in examples.items()})]
     # Windows, then units, then the tokens of each head.
     inputs = [entries[kind] for kind in range(2) for entries, _, _ in per_modality] + _token_inputs(heads, examples)
-    outputs = ["logits", *(f"{name}_tokens" for name in names), *(f"head_logits{_head_suffix(h, names)}" for h in heads)]
+    outputs = [
+        "logits",
+        *(f"{name}_tokens" for name in names),
+        *(f"head_logits{_head_suffix(h, names)}" for h in heads),
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            _ExportGraph(model, names, heads), tuple(example for _, example, _ in inputs), dynamo=True,
-            input_names=[name for name, _, _ in inputs], output_names=outputs,
-            dynamic_shapes=(tuple(axes for _, _, axes in inputs),), opset_version=OPSET, external_data=False, verbose=False,
+            _ExportGraph(model, names, heads),
+            tuple(example for _, example, _ in inputs),
+            dynamo=True,
+            input_names=[name for name, _, _ in inputs],
+            output_names=outputs,
+            dynamic_shapes=(tuple(axes for _, _, axes in inputs),),
+            opset_version=OPSET,
+            external_data=False,
+            verbose=False,
         )
     proto = program.model_proto
     if quantize:
@@ -220,7 +248,11 @@ def export_onnx(
         if value.name not in window_inputs:
             shape = [d.dim_value if d.HasField("dim_value") else 1 for d in value.type.tensor_type.shape.dim]
             proto.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros(shape, np.float32), value.name))
-    meta = {_CONFIG_KEY: json.dumps(config.to_dict()), _LABELS_KEY: json.dumps(model.labels), _VERSION_KEY: str(EXPORT_VERSION)}
+    meta = {
+        _CONFIG_KEY: json.dumps(config.to_dict()),
+        _LABELS_KEY: json.dumps(model.labels),
+        _VERSION_KEY: str(EXPORT_VERSION),
+    }
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -244,7 +276,10 @@ def _quantized(onnx: Any, proto: Any) -> Any:
         float_path, int8_path = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         onnx.save(proto, str(float_path))
         quantize_dynamic(
-            str(float_path), str(int8_path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
+            str(float_path),
+            str(int8_path),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Gemm"],
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
         return onnx.load(str(int8_path))
@@ -366,10 +401,10 @@ class OnnxModel:
         return torch.softmax(logits.float() / self.config.classifier.temperature, dim=-1)
 
     # The pipeline moves models between devices and modes; onnxruntime has neither here.
-    def eval(self) -> "OnnxModel":
+    def eval(self) -> OnnxModel:
         return self
 
-    def to(self, device: Any) -> "OnnxModel":
+    def to(self, device: Any) -> OnnxModel:
         if torch.device(device).type != "cpu":
             raise ConfigError(f"the onnxruntime backend runs on the CPU here, got device {device}")
         return self
@@ -411,10 +446,15 @@ class OnnxModel:
         if modality == "skeleton":
             j, tm = self.config.pose_model.joints, self.config.pose_model.max_seq_len
             if units.dim() != 4 or units.shape[2] != j or not 1 <= units.shape[1] <= tm or units.shape[3] < 2:
-                raise InputError(f"clips: expected shape (N, T, J, C) with J={j}, 1 <= T <= {tm}, C >= 2, got {tuple(units.shape)}")
+                raise InputError(
+                    f"clips: expected shape (N, T, J, C) with J={j}, 1 <= T <= {tm}, C >= 2, got {tuple(units.shape)}"
+                )
             units = _three_channels(units)
         # A few units at a time, as the PyTorch model does on the CPU: their activations stay in cache.
-        per_run = {"skeleton": CPU_CHUNK_TOKENS // max(1, units.shape[1] * units.shape[2]), "rgb": CPU_CHUNK_FRAMES}.get(modality)
+        per_run = {
+            "skeleton": CPU_CHUNK_TOKENS // max(1, units.shape[1] * units.shape[2]),
+            "rgb": CPU_CHUNK_FRAMES,
+        }.get(modality)
         parts = units.split(max(1, per_run)) if per_run is not None else [units]
         return torch.cat([self._run(f"{modality}_tokens", {f"{modality}_units": _numpy(part)}) for part in parts])
 
@@ -451,7 +491,9 @@ class OnnxModel:
             )
 
         def run(select: tuple[Tensor, Tensor] | None) -> Tensor:
-            return self._run(output, {f"{m}_window_tokens{suffix}": _select(features.tokens[m], select) for m in present})
+            return self._run(
+                output, {f"{m}_window_tokens{suffix}": _select(features.tokens[m], select) for m in present}
+            )
 
         return _by_valid_clips(features.segment_mask, run)
 
@@ -462,7 +504,11 @@ class OnnxModel:
         return tokens.reshape(*x.shape[:lead], *tokens.shape[1:])
 
     def __call__(
-        self, pose: Tensor | None = None, images: Tensor | None = None, segment_mask: Tensor | None = None, **signals: Tensor
+        self,
+        pose: Tensor | None = None,
+        images: Tensor | None = None,
+        segment_mask: Tensor | None = None,
+        **signals: Tensor,
     ) -> Tensor:
         """Whole windows: pose (B, L, T, J, C) [+ images (B, L, T', 3, H, W)] [+ imu (B, L, S, C)] -> logits (B, K)."""
         UniHAR.check_inputs(self, pose, images, segment_mask, **signals)  # same checks, same messages
@@ -470,7 +516,11 @@ class OnnxModel:
         inputs = [MODALITIES[m].input_name for m in self.modalities]
         if any(given.get(key) is None for key in inputs):
             # A modality left out is missing, as in PyTorch: the encoders of the others, then their head.
-            tokens = {m: self._window_tokens(m, given[key]) for m, key in zip(self.modalities, inputs) if given.get(key) is not None}
+            tokens = {
+                m: self._window_tokens(m, given[key])
+                for m, key in zip(self.modalities, inputs)
+                if given.get(key) is not None
+            }
             return self.forward_head(UniHARFeatures(tokens, segment_mask))
         window = {key: _three_channels(given[key]) if key == "pose" else given[key] for key in inputs}
 
@@ -478,4 +528,3 @@ class OnnxModel:
             return self._run("logits", {key: _select(value, select) for key, value in window.items()})
 
         return _by_valid_clips(segment_mask, run)
-

@@ -12,11 +12,13 @@ windowing engine (:mod:`unihar.inference.engine`) classifies each person's windo
 fed by the same threaded runner (:func:`~unihar.inference.streaming.run_source`), as ``unihar stream``
 and the server, so a file gives the same numbers whichever way it is read.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +39,14 @@ from unihar.models import HARModel
 # A sensor recording, as a file (.npz / .csv, see unihar.data.signals) or already read.
 SignalSource = str | Path | SignalRecording
 
-__all__ = ["VideoPipeline", "ProgressCallback", "DEFAULT_MAX_PEOPLE", "single_person_tracker", "multi_person_tracker", "max_gap_frames"]
+__all__ = [
+    "VideoPipeline",
+    "ProgressCallback",
+    "DEFAULT_MAX_PEOPLE",
+    "single_person_tracker",
+    "multi_person_tracker",
+    "max_gap_frames",
+]
 
 # progress(frames_done, frames_expected_or_None), called while decoding / estimating poses
 ProgressCallback = Callable[[int, "int | None"], None]
@@ -53,9 +62,7 @@ def single_person_tracker() -> Tracker:
         if len(people) == 0:
             return {}, []
         visible = people[..., 2] > 0
-        extent = [
-            np.ptp(p[v, :2], axis=0).prod() if v.sum() >= 2 else 0.0 for p, v in zip(people, visible)
-        ]
+        extent = [np.ptp(p[v, :2], axis=0).prod() if v.sum() >= 2 else 0.0 for p, v in zip(people, visible)]
         return {0: people[int(np.argmax(extent))]}, []
 
     return track
@@ -128,11 +135,15 @@ class VideoPipeline:
         self.labels = model.labels
         self.uses_images = model.has_image_branch
         self.max_people = max_people
-        self.pose_backend = get_pose_backend(pose_backend, max_people=max_people) if isinstance(pose_backend, str) else pose_backend
+        self.pose_backend = (
+            get_pose_backend(pose_backend, max_people=max_people) if isinstance(pose_backend, str) else pose_backend
+        )
         self.batch_windows = batch_windows or (1 if self.uses_images else 32)
 
     @classmethod
-    def from_pretrained(cls, repo_or_path: str | Path | None = None, backend: str = "torch", **kwargs: Any) -> "VideoPipeline":
+    def from_pretrained(
+        cls, repo_or_path: str | Path | None = None, backend: str = "torch", **kwargs: Any
+    ) -> VideoPipeline:
         """A pipeline around :func:`unihar.load_model` (the bundled model by default)."""
         return cls(load_model(repo_or_path, backend), **kwargs)
 
@@ -140,7 +151,9 @@ class VideoPipeline:
     def check_topk(self, topk: int) -> None:
         num_classes = len(self.labels)
         if not isinstance(topk, int) or isinstance(topk, bool) or not 1 <= topk <= num_classes:
-            raise InputError(f"topk: expected an integer in [1, {num_classes}] (the model has {num_classes} classes), got {topk!r}")
+            raise InputError(
+                f"topk: expected an integer in [1, {num_classes}] (the model has {num_classes} classes), got {topk!r}"
+            )
 
     def tracker(self, fps: float) -> Tracker:
         """A fresh tracker for one source at ``fps``: persistent ids for up to ``max_people`` people."""
@@ -154,7 +167,9 @@ class VideoPipeline:
         recordings: dict[str, SignalRecording] = {}
         for name, source in (signals or {}).items():
             if name not in self.model.config.signal_modalities:
-                raise InputError(f"this model has no {name!r} sensor modality (it reads {self.model.config.modalities})")
+                raise InputError(
+                    f"this model has no {name!r} sensor modality (it reads {self.model.config.modalities})"
+                )
             recording = source if isinstance(source, SignalRecording) else read_signal_file(source)
             recordings[name] = check_recording(recording, self.prep, self.model.config.modality_config(name))
         return recordings
@@ -198,10 +213,19 @@ class VideoPipeline:
         if not getattr(self.pose_backend, "needs_video", True):
             return self._imported(source, poses, fps, topk, progress, recordings, wearer)
         if poses is not None:
-            raise InputError(f"the {self.pose_backend.name!r} pose backend estimates poses from the video; --poses is for imported poses")
+            raise InputError(
+                f"the {self.pose_backend.name!r} pose backend estimates poses from the video; --poses is for imported poses"
+            )
         reader = open_video(source, fps=fps)
-        return self.predict_frames(reader, reader.info, topk=topk, progress=progress, total=len(reader) or None,
-                                   signals=recordings, wearer=wearer)
+        return self.predict_frames(
+            reader,
+            reader.info,
+            topk=topk,
+            progress=progress,
+            total=len(reader) or None,
+            signals=recordings,
+            wearer=wearer,
+        )
 
     def predict_frames(
         self,
@@ -244,7 +268,15 @@ class VideoPipeline:
         if not records:
             raise NoPersonError(f"nobody was detected in any of the {frames_seen[0]} frames of {info.source}")
         result = self._assemble(
-            info.source, frames_seen[0], info.fps, info.frame_size, self.pose_backend.layout, records, windows, engine.ended, topk
+            info.source,
+            frames_seen[0],
+            info.fps,
+            info.frame_size,
+            self.pose_backend.layout,
+            records,
+            windows,
+            engine.ended,
+            topk,
         )
         result.corrupt_frames = getattr(frames, "corrupt_frames", 0)  # a VideoReader's undecodable frames
         return result
@@ -273,7 +305,9 @@ class VideoPipeline:
         self._attach(engine, recordings, 0)
         detected = poses.detected if poses.detected is not None else np.ones(poses.num_frames, bool)
         if not detected.any():
-            raise NoPersonError(f"nobody was detected in any of the {poses.num_frames} frames of {source or 'the keypoints'}")
+            raise NoPersonError(
+                f"nobody was detected in any of the {poses.num_frames} frames of {source or 'the keypoints'}"
+            )
         images: Iterator[np.ndarray | None] = iter(frames) if frames is not None else iter(())
         windows: list[WindowResult] = []
         for index in range(poses.num_frames):
@@ -283,12 +317,22 @@ class VideoPipeline:
             people = {0: poses.keypoints[index]} if detected[index] else {}
             windows += engine.push(index, people, image)
         windows += engine.finish()
-        record = _TrackRecord([int(i) for i in np.flatnonzero(detected)], [poses.keypoints[i] for i in np.flatnonzero(detected)])
-        return self._assemble(source, poses.num_frames, fps, poses.frame_size, poses.layout, {0: record}, windows, engine.ended, topk)
+        record = _TrackRecord(
+            [int(i) for i in np.flatnonzero(detected)], [poses.keypoints[i] for i in np.flatnonzero(detected)]
+        )
+        return self._assemble(
+            source, poses.num_frames, fps, poses.frame_size, poses.layout, {0: record}, windows, engine.ended, topk
+        )
 
     def _imported(
-        self, source: str | Path, poses: str | Path | None, fps: float | None, topk: int, progress: ProgressCallback | None,
-        recordings: Mapping[str, SignalRecording], wearer: int | None,
+        self,
+        source: str | Path,
+        poses: str | Path | None,
+        fps: float | None,
+        topk: int,
+        progress: ProgressCallback | None,
+        recordings: Mapping[str, SignalRecording],
+        wearer: int | None,
     ) -> VideoPrediction:
         if recordings and wearer not in (None, 0):
             raise InputError(f"imported keypoints are one person (track 0); wearer {wearer} does not exist")
@@ -307,7 +351,9 @@ class VideoPipeline:
         # Counted in the file where the header only estimates it (mkv, webm: off for a variable frame rate).
         counted = reader.count_frames() if video is not None else None
         if counted is not None and counted != sequence.num_frames:
-            raise InputError(f"the video has {counted} frames but the poses in {str(pose_path)!r} have {sequence.num_frames}")
+            raise InputError(
+                f"the video has {counted} frames but the poses in {str(pose_path)!r} have {sequence.num_frames}"
+            )
         rate = video.fps if video is not None else float(fps or DEFAULT_IMAGE_FOLDER_FPS)
         if progress is not None:
             progress(sequence.num_frames, sequence.num_frames)
@@ -340,14 +386,17 @@ class VideoPipeline:
             detected = np.zeros(last - first + 1, bool)
             keypoints[np.array(record.frames) - first] = np.stack(record.keypoints)
             detected[np.array(record.frames) - first] = True
-            person = PersonPrediction(
-                track_id, first, last, fill_missing(keypoints, detected), detected, layout
-            )
+            person = PersonPrediction(track_id, first, last, fill_missing(keypoints, detected), detected, layout)
             track_windows = sorted(by_track.get(track_id, []), key=lambda w: w.end_frame)
             if track_windows:
                 person.windows = [
-                    WindowPrediction(w.start_frame, w.end_frame, w.probs, scores_of(w.probs, self.labels, topk),
-                                     modalities=w.modalities if self.model.config.signal_modalities else None)
+                    WindowPrediction(
+                        w.start_frame,
+                        w.end_frame,
+                        w.probs,
+                        scores_of(w.probs, self.labels, topk),
+                        modalities=w.modalities if self.model.config.signal_modalities else None,
+                    )
                     for w in track_windows
                 ]
                 person.probs = np.mean(np.stack([w.probs for w in track_windows]), axis=0)

@@ -6,11 +6,13 @@
 
 Inputs are checked before any compute; a bad shape raises ``ValueError`` naming what was expected.
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +30,9 @@ def as_tensor(name: str, value: Any) -> Tensor:
         return value
     if isinstance(value, np.ndarray):
         if value.dtype.kind != "f":
-            raise InputError(f"{name}: expected a floating-point array, got dtype {value.dtype} with shape {value.shape}")
+            raise InputError(
+                f"{name}: expected a floating-point array, got dtype {value.dtype} with shape {value.shape}"
+            )
         return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
     raise InputError(f"{name}: expected a torch.Tensor or numpy array, got {type(value).__name__}")
 
@@ -56,7 +60,7 @@ class HARPredictor:
         self.device = place_model(self.model, device)
 
     @classmethod
-    def from_model(cls, model: UniHAR, device: str | torch.device | None = None) -> "HARPredictor":
+    def from_model(cls, model: UniHAR, device: str | torch.device | None = None) -> HARPredictor:
         """Wrap an already loaded model (e.g. from :func:`unihar.hub.from_pretrained`)."""
         predictor = cls.__new__(cls)
         predictor.model = model.eval()
@@ -64,7 +68,12 @@ class HARPredictor:
         return predictor
 
     @classmethod
-    def from_pretrained(cls, repo_or_path: str | Path | None = None, device: str | torch.device | None = None, revision: str | None = None) -> "HARPredictor":
+    def from_pretrained(
+        cls,
+        repo_or_path: str | Path | None = None,
+        device: str | torch.device | None = None,
+        revision: str | None = None,
+    ) -> HARPredictor:
         return cls.from_model(UniHAR.from_pretrained(repo_or_path, revision=revision), device=device)
 
     @property
@@ -81,7 +90,9 @@ class HARPredictor:
         pose = as_tensor("pose", pose)
         img = None if img is None else as_tensor("img", img)
         if img is not None and not self.model.has_image_branch:
-            warnings.warn("this model is pose-only (image_model.enabled is false): the images are ignored", stacklevel=2)
+            warnings.warn(
+                "this model is pose-only (image_model.enabled is false): the images are ignored", stacklevel=2
+            )
             img = None
         self.model.check_inputs(pose, img, segment_mask)
         to = dict(device=self.device, dtype=torch.float32)

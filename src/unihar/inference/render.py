@@ -8,6 +8,7 @@ a label over the head: their id and the top action of their window nearest to th
 the corner shows the main person's top-3 probabilities. Joints with confidence below
 ``MIN_DRAW_CONFIDENCE`` are not drawn; frames where a person was not found (interpolated) are drawn thin.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,11 +25,24 @@ from unihar.inference.results import ActionScore, VideoPrediction
 __all__ = ["render_video", "draw_frame", "PersonOverlay", "check_output_path", "MIN_DRAW_CONFIDENCE", "person_colour"]
 
 MIN_DRAW_CONFIDENCE = 0.3
-_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9", ".avi": "mpeg4"}
+_CODECS = {
+    ".mp4": "libx264",
+    ".m4v": "libx264",
+    ".mov": "libx264",
+    ".mkv": "libx264",
+    ".webm": "libvpx-vp9",
+    ".avi": "mpeg4",
+}
 # One colour per person id (cycled): distinct on both dark and bright scenes.
 _PALETTE = (
-    (255, 140, 0), (0, 170, 255), (80, 220, 80), (230, 60, 160), (250, 220, 40), (150, 100, 255),
-    (0, 210, 190), (255, 90, 90),
+    (255, 140, 0),
+    (0, 170, 255),
+    (80, 220, 80),
+    (230, 60, 160),
+    (250, 220, 40),
+    (150, 100, 255),
+    (0, 210, 190),
+    (255, 90, 90),
 )
 
 
@@ -101,7 +115,9 @@ def draw_frame(
             y = float(keypoints[visible, 1].min()) - font_size - 2 * pad
             x, y = min(max(x, 0.0), max(width - 10.0, 0.0)), max(y, 0.0)
             box = draw.textbbox((x + pad, y + pad / 2), text, font=font)
-            draw.rectangle([box[0] - pad / 2, box[1] - pad / 2, box[2] + pad / 2, box[3] + pad / 2], fill=(*colour, 200))
+            draw.rectangle(
+                [box[0] - pad / 2, box[1] - pad / 2, box[2] + pad / 2, box[3] + pad / 2], fill=(*colour, 200)
+            )
             draw.text((x + pad, y + pad / 2), text, fill=(0, 0, 0), font=font)
 
     if panel:

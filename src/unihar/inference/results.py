@@ -12,6 +12,7 @@ which also picks whose poses training data and pose extraction keep.
 ``start_frame`` / ``end_frame`` are their first and last frame, inclusive. A person seen too briefly
 to classify has no ``topk`` / ``windows`` but a ``reason``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -54,7 +55,11 @@ class WindowPrediction:
     modalities: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"start_frame": self.start_frame, "end_frame": self.end_frame, "topk": [s.to_dict() for s in self.topk]}
+        data: dict[str, Any] = {
+            "start_frame": self.start_frame,
+            "end_frame": self.end_frame,
+            "topk": [s.to_dict() for s in self.topk],
+        }
         if self.modalities is not None:
             data["modalities"] = list(self.modalities)
         return data

@@ -18,14 +18,17 @@ stops every stage without leaving one blocked or closing the estimator under a r
 
 :class:`StreamingPredictor` is the small push API for one person's keypoints you already have.
 """
+
 from __future__ import annotations
 
 import itertools
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,8 +43,15 @@ from unihar.inference.results import ActionScore, scores_of
 from unihar.models import HARModel
 
 __all__ = [
-    "StreamPrediction", "StreamingPredictor", "SourceSummary", "FrameUpdate", "run_source", "open_live_source",
-    "LiveSource", "Reconnect", "Outage",
+    "StreamPrediction",
+    "StreamingPredictor",
+    "SourceSummary",
+    "FrameUpdate",
+    "run_source",
+    "open_live_source",
+    "LiveSource",
+    "Reconnect",
+    "Outage",
 ]
 
 # track(people (P, J, 3), source frame number) -> ({track id: (J, 3)}, [ids of tracks that ended])
@@ -61,9 +71,17 @@ class StreamPrediction:
     clips: int  # clips in the window (fewer than L while a track warms up)
 
     @classmethod
-    def of(cls, window: WindowResult, fps: float, labels: list[str], k: int) -> "StreamPrediction":
+    def of(cls, window: WindowResult, fps: float, labels: list[str], k: int) -> StreamPrediction:
         last = window.last_frame
-        return cls(last, last / fps, window.track, window.start_frame, window.probs, scores_of(window.probs, labels, k), window.clips)
+        return cls(
+            last,
+            last / fps,
+            window.track,
+            window.start_frame,
+            window.probs,
+            scores_of(window.probs, labels, k),
+            window.clips,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,8 +120,14 @@ class StreamingPredictor:
         self.model, self.fps, self.topk = model, float(fps), topk
         self.device = place_model(model, device)
         self.engine = WindowEngine(
-            model, fps, pose_layout=layout, stride=stride, warmup=True, image_stride=image_stride,
-            image_size=image_size, max_gap=max_gap_frames(fps),
+            model,
+            fps,
+            pose_layout=layout,
+            stride=stride,
+            warmup=True,
+            image_stride=image_stride,
+            image_size=image_size,
+            max_gap=max_gap_frames(fps),
         )
         self.geometry = self.engine.geometry
         self.frames_seen = 0
@@ -182,7 +206,9 @@ class LiveSource:
     a blocked read, and the thread reading releases the connection.
     """
 
-    def __init__(self, name: str, connect: Callable[[], Any], reconnect: Reconnect | None = None, *, is_file: bool = False) -> None:
+    def __init__(
+        self, name: str, connect: Callable[[], Any], reconnect: Reconnect | None = None, *, is_file: bool = False
+    ) -> None:
         self.name, self.is_file, self.reconnect = name, is_file, reconnect
         self._open = connect  # -> a connection: iterable of frames, ``fps`` (None: not stated), close() (idempotent)
         self.fps: float | None = None
@@ -246,7 +272,11 @@ class LiveSource:
             except VideoError as err:
                 reason = str(err)
         waited = time.monotonic() - started
-        self.gave_up = reason if not tried else f"{reason} (gave up after {tried} reconnection attempt{'s' if tried > 1 else ''} in {waited:.1f} s)"
+        self.gave_up = (
+            reason
+            if not tried
+            else f"{reason} (gave up after {tried} reconnection attempt{'s' if tried > 1 else ''} in {waited:.1f} s)"
+        )
         return None
 
     def __iter__(self) -> Iterator[np.ndarray | Outage]:
@@ -381,7 +411,10 @@ class SourceSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "frames": self.frames, "dropped": self.dropped, "lost": self.lost, "reconnects": self.reconnects,
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "lost": self.lost,
+            "reconnects": self.reconnects,
             "fps": round(self.fps, 2),
         }
 
@@ -451,7 +484,7 @@ _END = object()
 
 def run_source(
     frames: Iterable[np.ndarray | Outage],
-    estimator: Callable[[], ContextManager[Callable[[np.ndarray], np.ndarray]]],
+    estimator: Callable[[], AbstractContextManager[Callable[[np.ndarray], np.ndarray]]],
     track: Tracker,
     engine: WindowEngine,
     on_windows: Callable[[list[WindowResult]], None],
@@ -536,8 +569,10 @@ def run_source(
             errors.append(err)
             stop.set()
 
-    threads = [threading.Thread(target=decode, name="unihar-decode", daemon=True),
-               threading.Thread(target=pose, name="unihar-pose", daemon=True)]
+    threads = [
+        threading.Thread(target=decode, name="unihar-decode", daemon=True),
+        threading.Thread(target=pose, name="unihar-pose", daemon=True),
+    ]
     for thread in threads:
         thread.start()
     try:

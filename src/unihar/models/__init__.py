@@ -1,4 +1,5 @@
 """The Uni-HAR network and its checkpoint I/O."""
+
 from unihar.models.base import HARModel, UniHARFeatures
 from unihar.models.checkpoint import checkpoint_filter_fn, load_checkpoint, read_state_dict, save_pretrained
 from unihar.models.unihar import (

@@ -8,6 +8,7 @@ The split into per-clip encoders and a head is what makes live recognition cheap
 once, when its last frame arrives, and the head (long-term encoder, fusion, classifier) reuses the
 cached clips of every window that contains it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -35,9 +36,12 @@ class UniHARFeatures:
 
     @classmethod
     def of(
-        cls, frame_tokens: Tensor | None = None, image_frames: Tensor | None = None, segment_mask: Tensor | None = None,
+        cls,
+        frame_tokens: Tensor | None = None,
+        image_frames: Tensor | None = None,
+        segment_mask: Tensor | None = None,
         **others: Tensor | None,
-    ) -> "UniHARFeatures":
+    ) -> UniHARFeatures:
         """Built from the pose tokens, image features and other modalities' tokens (None = missing)."""
         named = {"skeleton": frame_tokens, "rgb": image_frames, **others}
         return cls({name: value for name, value in named.items() if value is not None}, segment_mask)

@@ -6,14 +6,16 @@ wrappings we know of onto the model's key names; :func:`load_checkpoint` then re
 that does not match the model its config describes, listing every missing key, unexpected key and
 shape mismatch, instead of loading part of it and returning wrong numbers.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import pickle
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
@@ -72,12 +74,12 @@ def checkpoint_filter_fn(state_dict: Mapping[str, object], model: nn.Module | No
             raise CheckpointError(f"checkpoint entry '{key}' is a {type(value).__name__}, expected a tensor")
         for prefix in _WRAPPER_PREFIXES:
             if key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         out[key] = value
     return out
 
 
-def _adapt_aux_head(model: "UniHAR", state_dict: Mapping[str, Tensor]) -> None:
+def _adapt_aux_head(model: UniHAR, state_dict: Mapping[str, Tensor]) -> None:
     """The auxiliary pose head is unused in the forward pass and its width is whatever the checkpoint
     holds (6 in the published layout): resize ours to match instead of refusing the checkpoint."""
     weight = state_dict.get("short_seq_model.head.weight")
@@ -107,7 +109,7 @@ def _listing(title: str, keys: list[str], limit: int = 12) -> str:
     return f"\n  {title} ({len(keys)}): {shown}; first: {', '.join(keys[:3])}"
 
 
-def load_checkpoint(model: "UniHAR", checkpoint: str | Path | Mapping[str, Tensor]) -> "UniHAR":
+def load_checkpoint(model: UniHAR, checkpoint: str | Path | Mapping[str, Tensor]) -> UniHAR:
     """Load a checkpoint file or state dict into ``model`` with strict key and shape matching.
 
     Raises :class:`CheckpointError` listing missing keys, unexpected keys and shape mismatches.
@@ -125,7 +127,9 @@ def load_checkpoint(model: "UniHAR", checkpoint: str | Path | Mapping[str, Tenso
         if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
     ]
     if missing or unexpected or mismatched:
-        message = f"checkpoint {source} does not match its config" + _hint(missing + unexpected + [m.split(":")[0] for m in mismatched])
+        message = f"checkpoint {source} does not match its config" + _hint(
+            missing + unexpected + [m.split(":")[0] for m in mismatched]
+        )
         if missing:
             message += _listing("missing keys", missing)
         if unexpected:
@@ -137,7 +141,7 @@ def load_checkpoint(model: "UniHAR", checkpoint: str | Path | Mapping[str, Tenso
     return model
 
 
-def save_pretrained(model: "UniHAR", save_directory: str | Path, overwrite: bool = False) -> Path:
+def save_pretrained(model: UniHAR, save_directory: str | Path, overwrite: bool = False) -> Path:
     """Write ``config.json``, ``model.safetensors`` and ``class_label.json`` (the Hugging Face layout).
 
     Refuses to replace existing files unless ``overwrite=True``.
@@ -146,7 +150,9 @@ def save_pretrained(model: "UniHAR", save_directory: str | Path, overwrite: bool
     targets = [out / CONFIG_NAME, out / SAFETENSORS_NAME, out / LABELS_NAME]
     existing = [p.name for p in targets if p.exists()]
     if existing and not overwrite:
-        raise UniHARError(f"{out} already holds {', '.join(existing)}; pass overwrite=True (or --overwrite) to replace them")
+        raise UniHARError(
+            f"{out} already holds {', '.join(existing)}; pass overwrite=True (or --overwrite) to replace them"
+        )
     out.mkdir(parents=True, exist_ok=True)
     # safetensors refuses shared or non-contiguous storage: give each tensor its own contiguous copy.
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}

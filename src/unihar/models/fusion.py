@@ -11,9 +11,10 @@ feature width, used wherever its feature is absent; without them (the published 
 modality must be given and the model answers with a modality's own classifier instead (see
 :meth:`unihar.models.UniHAR.forward_head`).
 """
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -55,7 +56,9 @@ class _MissingEmbeddings(nn.Module):
 class ConcatFusion(_MissingEmbeddings):
     """Late fusion: cat(one feature per modality) -> LN -> Linear -> GELU -> Linear -> classifier."""
 
-    def __init__(self, feature_dims: Mapping[str, int], output_dim: int, num_classes: int, missing_embeddings: bool = False) -> None:
+    def __init__(
+        self, feature_dims: Mapping[str, int], output_dim: int, num_classes: int, missing_embeddings: bool = False
+    ) -> None:
         super().__init__()
         self.keys = list(feature_dims)
         width = sum(feature_dims.values())
@@ -91,7 +94,9 @@ class CrossAttentionFusion(_MissingEmbeddings):
     one ``missing_<key>`` token.
     """
 
-    def __init__(self, dim: int, token_dims: Mapping[str, int], num_classes: int, missing_embeddings: bool = False) -> None:
+    def __init__(
+        self, dim: int, token_dims: Mapping[str, int], num_classes: int, missing_embeddings: bool = False
+    ) -> None:
         super().__init__()
         self.keys = list(token_dims)
         for key, token_dim in token_dims.items():
@@ -137,7 +142,11 @@ class CrossAttentionFusion(_MissingEmbeddings):
             if self.has_missing_embeddings and (stand_in is None or (key in available)):
                 token = proj(self.missing(key)).expand(batch, 1, -1)
                 parts.append(token)
-                use = torch.ones(batch, 1, dtype=torch.bool, device=token.device) if stand_in is None else stand_in[:, None]
+                use = (
+                    torch.ones(batch, 1, dtype=torch.bool, device=token.device)
+                    if stand_in is None
+                    else stand_in[:, None]
+                )
                 valid.append(use)
                 pooled.append(torch.zeros_like(use))
         x = torch.cat(parts, dim=1)

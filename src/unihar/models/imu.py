@@ -7,6 +7,7 @@ receptive field: two layers at 50 Hz see 0.26 s per step, the scale of a swing o
 pre-norm transformer over the remaining steps, with a learned position embedding, so the order of
 events within a clip (stand up vs sit down) survives the mean over time.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,19 +33,33 @@ class ImuEncoder(nn.Module):
     """``(N, S, C)`` sensor clips -> ``(N, S', D)`` tokens (S' = S halved ``conv_layers`` times)."""
 
     def __init__(
-        self, channels: int, samples: int, dim: int, conv_layers: int, kernel_size: int, layers: int, heads: int, dropout: float
+        self,
+        channels: int,
+        samples: int,
+        dim: int,
+        conv_layers: int,
+        kernel_size: int,
+        layers: int,
+        heads: int,
+        dropout: float,
     ) -> None:
         super().__init__()
         stem: list[nn.Module] = []
         width = channels
         for i in range(max(1, conv_layers)):  # without downsampling, still one convolution to embed the channels
             stride = 2 if i < conv_layers else 1
-            stem += [nn.Conv1d(width, dim, kernel_size, stride=stride, padding=kernel_size // 2, bias=False), nn.BatchNorm1d(dim), nn.GELU()]
+            stem += [
+                nn.Conv1d(width, dim, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
+                nn.BatchNorm1d(dim),
+                nn.GELU(),
+            ]
             width = dim
         self.stem = nn.Sequential(*stem)
         self.pos_embed = nn.Parameter(torch.zeros(1, tokens_per_clip(samples, conv_layers), dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout, activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, 2 * dim, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
 
@@ -74,14 +89,24 @@ class ImuModality(Modality):
     def build(self, pretrained_backbone: bool = False) -> dict[str, nn.Module | None]:
         cfg = self.cfg
         return {
-            "imu_encoder": ImuEncoder(len(cfg.channels), self.samples, cfg.hidden_dim, cfg.conv_layers, cfg.kernel_size,
-                                      cfg.layers, cfg.heads, cfg.dropout),
+            "imu_encoder": ImuEncoder(
+                len(cfg.channels),
+                self.samples,
+                cfg.hidden_dim,
+                cfg.conv_layers,
+                cfg.kernel_size,
+                cfg.layers,
+                cfg.heads,
+                cfg.dropout,
+            ),
             "classifier_imu": nn.Linear(cfg.hidden_dim, self.config.num_classes),
         }
 
     def check(self, x: Any, batch: int | None, clips: int | None) -> tuple[int, int]:
         c, s = len(self.cfg.channels), self.samples
-        expected = f"(B, L, S, C) with S={s} samples per clip ({self.cfg.rate:g} Hz), C={c} channels {list(self.cfg.channels)}"
+        expected = (
+            f"(B, L, S, C) with S={s} samples per clip ({self.cfg.rate:g} Hz), C={c} channels {list(self.cfg.channels)}"
+        )
         if batch is not None:
             expected += f", B={batch}, L={clips}"
         check_float_tensor(self.input_name, x)

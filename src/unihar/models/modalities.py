@@ -15,6 +15,7 @@ to its config section (``pose_model``, ``image_model``, ``imu_model``) and regis
 A new modality (depth, audio) is one file with a subclass and its encoder, plus a config section class
 in :mod:`unihar.config`. The model's modalities, in order, are ``ModelConfig.modalities``.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -26,12 +27,20 @@ from unihar.config import ModelConfig
 from unihar.errors import InputError
 from unihar.models.fusion import masked_mean
 
-__all__ = ["Modality", "MODALITIES", "register_modality", "modalities_of", "check_float_tensor", "check_finite", "describe"]
+__all__ = [
+    "Modality",
+    "MODALITIES",
+    "register_modality",
+    "modalities_of",
+    "check_float_tensor",
+    "check_finite",
+    "describe",
+]
 
-MODALITIES: dict[str, type["Modality"]] = {}
+MODALITIES: dict[str, type[Modality]] = {}
 
 
-def register_modality(cls: type["Modality"]) -> type["Modality"]:
+def register_modality(cls: type[Modality]) -> type[Modality]:
     """Class decorator: make ``cls`` available under ``cls.name``."""
     if cls.name in MODALITIES and MODALITIES[cls.name] is not cls:
         raise ValueError(f"a modality named {cls.name!r} is already registered ({MODALITIES[cls.name].__name__})")
@@ -39,7 +48,7 @@ def register_modality(cls: type["Modality"]) -> type["Modality"]:
     return cls
 
 
-def modalities_of(config: ModelConfig) -> list["Modality"]:
+def modalities_of(config: ModelConfig) -> list[Modality]:
     """The modalities of a config, in order (each bound to its section)."""
     unknown = [name for name in config.modalities if name not in MODALITIES]
     if unknown:

@@ -22,11 +22,13 @@ their modules under the published names. Read top to bottom:
 ``forward_features`` returns the tokens of every modality (per-frame pose tokens, per-frame image
 features, per-step sensor tokens: what a streaming predictor caches); ``forward_head`` turns them into logits.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +42,15 @@ from unihar.models import checkpoint
 from unihar.models.base import UniHARFeatures
 from unihar.models.fusion import ENCODER_FF_DIM, ConcatFusion, CrossAttentionFusion, masked_mean
 from unihar.models.imu import ImuModality  # noqa: F401  (registers the "imu" modality)
-from unihar.models.modalities import MODALITIES, Modality, check_finite, check_float_tensor, describe, modalities_of, register_modality
-
+from unihar.models.modalities import (
+    MODALITIES,
+    Modality,
+    check_finite,
+    check_float_tensor,
+    describe,
+    modalities_of,
+    register_modality,
+)
 
 # Inference on the CPU takes a tuned path (see :func:`cpu_inference`):
 # * linear layers go through oneDNN, whose float32 GEMM uses AVX-512 wherever the CPU has it, while
@@ -51,7 +60,9 @@ from unihar.models.modalities import MODALITIES, Modality, check_finite, check_f
 # * frames go through the ResNet in channels-last layout, 32 at a time (bounded activations).
 # Same float32 arithmetic in another order: the outputs agree with the plain path to ~1e-6.
 _ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
-CPU_CHUNK_TOKENS = 4096  # pose tokens (clips x frames x joints) per chunk: 2 MB per layer input, 8 MB of MLP activations
+CPU_CHUNK_TOKENS = (
+    4096  # pose tokens (clips x frames x joints) per chunk: 2 MB per layer input, 8 MB of MLP activations
+)
 CPU_CHUNK_FRAMES = 32  # frames per ResNet call (one published clip: 30)
 
 
@@ -59,7 +70,10 @@ def cpu_inference(x: Tensor, module: nn.Module) -> bool:
     """Whether ``module`` runs the CPU inference path on ``x``: float32 on the CPU, eval mode, no
     autograd, no autocast, and not being traced, compiled or exported (those see the plain modules)."""
     return (
-        x.device.type == "cpu" and x.dtype == torch.float32 and not module.training and not torch.is_grad_enabled()
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not module.training
+        and not torch.is_grad_enabled()
         and not torch.is_autocast_enabled("cpu")
         and not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
     )
@@ -83,9 +97,7 @@ class AttentionBlock(nn.Module):
         self.ln1 = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.ln2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(mlp_dropout), nn.Linear(4 * dim, dim)
-        )
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(mlp_dropout), nn.Linear(4 * dim, dim))
 
     def forward(self, tokens: Tensor, across_frames: bool) -> Tensor:
         fast = _ONEDNN_LINEAR is not None and cpu_inference(tokens, self)
@@ -162,7 +174,9 @@ class PoseFormerFactorized(nn.Module):
         # blocks[i] = (temporal block, spatial block); the temporal one is kept (and loaded) even when
         # temporal attention is switched off, as in the published layout.
         self.blocks = nn.ModuleList(
-            nn.ModuleList([AttentionBlock(hidden_dim, heads, mlp_dropout), AttentionBlock(hidden_dim, heads, mlp_dropout)])
+            nn.ModuleList(
+                [AttentionBlock(hidden_dim, heads, mlp_dropout), AttentionBlock(hidden_dim, heads, mlp_dropout)]
+            )
             for _ in range(layers)
         )
         # Auxiliary head of the published pose encoder; not used in the forward pass.
@@ -279,7 +293,9 @@ class SkeletonModality(Modality):
         if jj != j or not 1 <= t <= tm or c < 2 or b < 1 or l < 1:
             raise InputError(f"pose: expected shape {expected}, got {tuple(x.shape)}")
         if batch is not None and (b, l) != (batch, clips):
-            raise InputError(f"pose: expected shape {expected} with B={batch}, L={clips} (matching the other inputs), got {tuple(x.shape)}")
+            raise InputError(
+                f"pose: expected shape {expected} with B={batch}, L={clips} (matching the other inputs), got {tuple(x.shape)}"
+            )
         check_finite("pose", x)
         return b, l
 
@@ -316,7 +332,9 @@ class RgbModality(Modality):
         if x.dim() != 6:
             raise InputError(f"images: expected a 6-D tensor {expected}, got shape {tuple(x.shape)}")
         if (batch is not None and tuple(x.shape[:2]) != (batch, clips)) or x.shape[3] != 3 or min(x.shape) < 1:
-            raise InputError(f"images: expected shape {expected} (matching the pose batch and clip count), got {tuple(x.shape)}")
+            raise InputError(
+                f"images: expected shape {expected} (matching the pose batch and clip count), got {tuple(x.shape)}"
+            )
         check_finite("images", x)
         return int(x.shape[0]), int(x.shape[1])
 
@@ -343,7 +361,10 @@ class UniHAR(nn.Module):
     head when there are several (see :mod:`unihar.models.modalities`)."""
 
     def __init__(
-        self, config: ModelConfig | Mapping[str, Any], labels: list[str] | None = None, pretrained_backbone: bool = False
+        self,
+        config: ModelConfig | Mapping[str, Any],
+        labels: list[str] | None = None,
+        pretrained_backbone: bool = False,
     ) -> None:
         super().__init__()
         self.config = cfg = ModelConfig.from_dict(config)
@@ -410,11 +431,15 @@ class UniHAR(nn.Module):
         if segment_mask is not None:
             b, l = batch, clips
             if not isinstance(segment_mask, Tensor) or segment_mask.dtype != torch.bool:
-                raise InputError(f"segment_mask: expected a bool tensor of shape ({b}, {l}), got {describe(segment_mask)}")
+                raise InputError(
+                    f"segment_mask: expected a bool tensor of shape ({b}, {l}), got {describe(segment_mask)}"
+                )
             if tuple(segment_mask.shape) != (b, l):
                 raise InputError(f"segment_mask: expected shape ({b}, {l}), got {tuple(segment_mask.shape)}")
             if not bool(segment_mask.any(dim=1).all()):
-                raise InputError("segment_mask: every sample needs at least one valid clip (a row of all False was given)")
+                raise InputError(
+                    "segment_mask: every sample needs at least one valid clip (a row of all False was given)"
+                )
 
     # ------------------------------------------------------------------ encoders (per clip: what streaming caches)
     def _modality(self, name: str) -> Modality:
@@ -441,7 +466,11 @@ class UniHAR(nn.Module):
         return self.encode("rgb", frames)
 
     def forward_features(
-        self, pose: Tensor | None = None, images: Tensor | None = None, segment_mask: Tensor | None = None, **signals: Tensor
+        self,
+        pose: Tensor | None = None,
+        images: Tensor | None = None,
+        segment_mask: Tensor | None = None,
+        **signals: Tensor,
     ) -> UniHARFeatures:
         """Window inputs (pose (B, L, T, J, C), images (B, L, T', 3, H, W), imu (B, L, S, C), ...) ->
         the tokens of every modality given (what a streaming predictor caches per clip)."""
@@ -524,8 +553,12 @@ class UniHAR(nn.Module):
         return classifier(modality.pool(self, features.tokens[modality.name], features.segment_mask))
 
     def forward(
-        self, pose: Tensor | None = None, images: Tensor | None = None, segment_mask: Tensor | None = None,
-        return_auxiliary: bool = False, **signals: Tensor,
+        self,
+        pose: Tensor | None = None,
+        images: Tensor | None = None,
+        segment_mask: Tensor | None = None,
+        return_auxiliary: bool = False,
+        **signals: Tensor,
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """Logits (B, K) for pose (B, L, T, J, C), optional images (B, L, T', 3, H, W), optional sensor
         clips (``imu=`` (B, L, S, C)) and clip mask (B, L). A modality left out counts as missing.
@@ -544,7 +577,11 @@ class UniHAR(nn.Module):
 
     @torch.no_grad()
     def predict_proba(
-        self, pose: Tensor | None = None, images: Tensor | None = None, segment_mask: Tensor | None = None, **signals: Tensor
+        self,
+        pose: Tensor | None = None,
+        images: Tensor | None = None,
+        segment_mask: Tensor | None = None,
+        **signals: Tensor,
     ) -> Tensor:
         """Softmax probabilities (B, K): the output is meant to be read as a distribution."""
         return self.probabilities(self(pose, images, segment_mask, **signals))
@@ -555,7 +592,7 @@ class UniHAR(nn.Module):
         return checkpoint.save_pretrained(self, save_directory, overwrite=overwrite)
 
     @classmethod
-    def from_pretrained(cls, repo_or_path: str | Path | None = None, revision: str | None = None) -> "UniHAR":
+    def from_pretrained(cls, repo_or_path: str | Path | None = None, revision: str | None = None) -> UniHAR:
         """Build and load a model from a ``save_pretrained`` folder, the published repo layout, or a Hub repo.
 
         Weights: ``model.safetensors`` if present, else ``pytorch_model.bin``; labels are optional.
@@ -573,7 +610,9 @@ class UniHAR(nn.Module):
         return model.eval()
 
 
-def _model_inputs(config: ModelConfig, pose: Any, images: Any, signals: Mapping[str, Any]) -> list[tuple[Modality, Any]]:
+def _model_inputs(
+    config: ModelConfig, pose: Any, images: Any, signals: Mapping[str, Any]
+) -> list[tuple[Modality, Any]]:
     """The (modality, input) pairs of the inputs given, in the model's order. An input for a modality
     the model does not read is an error (images excepted, see ``IGNORED_WHEN_ABSENT``)."""
     given = {"pose": pose, "images": images, **signals}
@@ -585,11 +624,15 @@ def _model_inputs(config: ModelConfig, pose: Any, images: Any, signals: Mapping[
         if key not in by_input:
             raise InputError(f"unknown input {key!r}; the inputs are {sorted(by_input)}")
         if by_input[key] not in mine and by_input[key] not in IGNORED_WHEN_ABSENT:
-            raise InputError(f"this model has no {by_input[key]!r} modality (it reads {list(mine)}): remove the {key!r} input")
+            raise InputError(
+                f"this model has no {by_input[key]!r} modality (it reads {list(mine)}): remove the {key!r} input"
+            )
     return [(m, given[m.input_name]) for m in mine.values() if given.get(m.input_name) is not None]
 
 
-def build_model(config: Mapping[str, Any], labels: list[str] | None = None, pretrained_backbone: bool = False) -> UniHAR:
+def build_model(
+    config: Mapping[str, Any], labels: list[str] | None = None, pretrained_backbone: bool = False
+) -> UniHAR:
     """Build an untrained Uni-HAR from a config dict. Never touches the network unless
     ``pretrained_backbone=True`` asks for torchvision's ImageNet weights."""
     return UniHAR(config, labels=labels, pretrained_backbone=pretrained_backbone)

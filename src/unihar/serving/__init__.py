@@ -2,6 +2,7 @@
 
 Needs the ``serve`` extra: ``pip install 'unihar[serve]'`` (FastAPI, uvicorn, python-multipart).
 """
+
 from __future__ import annotations
 
 from unihar.serving.service import PredictionService, ServeSettings

@@ -21,13 +21,15 @@ keypoints, a bad ``topk``), 400 for a malformed body, 408 for a body that arrive
 Run it with :func:`unihar.serving.server.uvicorn_options` (as ``unihar serve`` does), so connections
 that trickle a request's head are closed too.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,7 +39,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unihar.errors import CheckpointError, ConfigError, HubError, UniHARError
 from unihar.inference.pipeline import VideoPipeline
-from unihar.serving.service import DEFAULT_KEYPOINTS_FPS, PredictionService, ServeSettings, ServerBusy, TooManyKeypointsError
+from unihar.serving.service import (
+    DEFAULT_KEYPOINTS_FPS,
+    PredictionService,
+    ServerBusy,
+    ServeSettings,
+    TooManyKeypointsError,
+)
 from unihar.serving.uploads import BodyPace, check_keypoint_count, receive_bytes, receive_video
 
 __all__ = ["create_app", "PoseRequest"]
@@ -63,8 +71,12 @@ class PoseRequest(BaseModel):
         examples=["coco17"],
     )
     fps: float = Field(DEFAULT_KEYPOINTS_FPS, gt=0, le=1000, description="Frame rate of the sequence (default 30).")
-    width: int | None = Field(None, gt=0, le=100_000, description="Frame width in pixels (default: the keypoints' extent).")
-    height: int | None = Field(None, gt=0, le=100_000, description="Frame height in pixels (default: the keypoints' extent).")
+    width: int | None = Field(
+        None, gt=0, le=100_000, description="Frame width in pixels (default: the keypoints' extent)."
+    )
+    height: int | None = Field(
+        None, gt=0, le=100_000, description="Frame height in pixels (default: the keypoints' extent)."
+    )
 
 
 class Score(BaseModel):
@@ -92,7 +104,9 @@ class PersonPoses(BaseModel):
     id: int
     colour: str = Field(description="#rrggbb, the colour the annotated video draws this person in.")
     start_frame: int = Field(description="The frame of keypoints[0].")
-    keypoints: list[list[list[float]]] = Field(description="(frames, joints, 3): [x, y, confidence], one per frame of the track.")
+    keypoints: list[list[list[float]]] = Field(
+        description="(frames, joints, 3): [x, y, confidence], one per frame of the track."
+    )
     detected: list[bool] = Field(description="Per frame: False where the person was not found (the pose is filled in).")
 
 
@@ -122,7 +136,9 @@ class ErrorMessage(BaseModel):
 
 _VIDEO_BODY = {
     "type": "object",
-    "properties": {"file": {"type": "string", "format": "binary", "description": "The video (mp4, webm, avi, mkv, mov, ...)."}},
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "The video (mp4, webm, avi, mkv, mov, ...)."}
+    },
     "required": ["file"],
 }
 _PREDICT_OPENAPI = {
@@ -190,7 +206,10 @@ def create_app(pipeline: VideoPipeline, settings: ServeSettings | None = None) -
     async def predict(
         request: Request,
         topk: int = Query(5, description="How many actions to list (1 to the number of classes)."),
-        poses: bool = Query(False, description="Also return each person's keypoints (with their id and colour) and the skeleton's bones."),
+        poses: bool = Query(
+            False,
+            description="Also return each person's keypoints (with their id and colour) and the skeleton's bones.",
+        ),
     ) -> JSONResponse:
         """Upload a video (``multipart/form-data``, field ``file``) or send keypoints as JSON.
 
@@ -201,8 +220,10 @@ def create_app(pipeline: VideoPipeline, settings: ServeSettings | None = None) -
         # Everything that can be refused is refused before the body is read.
         if content_type not in ("multipart/form-data", "application/json"):
             return JSONResponse(
-                {"detail": "expected a video as multipart/form-data (field 'file') or keypoints as application/json, "
-                 f"got Content-Type {content_type or 'none'!r}"},
+                {
+                    "detail": "expected a video as multipart/form-data (field 'file') or keypoints as application/json, "
+                    f"got Content-Type {content_type or 'none'!r}"
+                },
                 status_code=415,
             )
         service.pipeline.check_topk(topk)

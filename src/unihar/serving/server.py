@@ -13,6 +13,7 @@ itself (:class:`unihar.serving.uploads.BodyPace`, 408).
     from unihar.serving.server import uvicorn_options
     uvicorn.run(app, host="127.0.0.1", port=8000, **uvicorn_options(settings))
 """
+
 from __future__ import annotations
 
 import asyncio

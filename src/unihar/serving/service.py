@@ -14,6 +14,7 @@ line can be long enough for a page used by several people at once; what it costs
 Nothing here ever touches a path the client chose: videos arrive as server-made temporary files
 (see :mod:`unihar.serving.uploads`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,10 +23,11 @@ import dataclasses
 import math
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -110,9 +112,14 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         positive = {
-            "max_upload_bytes": self.max_upload_bytes, "max_json_bytes": self.max_json_bytes,
-            "max_keypoints": self.max_keypoints, "max_seconds": self.max_seconds, "max_frames": self.max_frames,
-            "workers": self.workers, "header_timeout": self.header_timeout, "body_timeout": self.body_timeout,
+            "max_upload_bytes": self.max_upload_bytes,
+            "max_json_bytes": self.max_json_bytes,
+            "max_keypoints": self.max_keypoints,
+            "max_seconds": self.max_seconds,
+            "max_frames": self.max_frames,
+            "workers": self.workers,
+            "header_timeout": self.header_timeout,
+            "body_timeout": self.body_timeout,
             "min_upload_rate": self.min_upload_rate,
         }
         wrong = [f"{name}={value} (expected > 0)" for name, value in positive.items() if not value > 0]
@@ -225,13 +232,15 @@ def poses_payload(result: VideoPrediction) -> dict[str, Any]:
         keypoints = person.keypoints.astype(np.float64)
         keypoints[..., :2] = np.round(keypoints[..., :2], 1)
         keypoints[..., 2] = np.round(keypoints[..., 2], 2)
-        people.append({
-            "id": person.id,
-            "colour": "#{:02x}{:02x}{:02x}".format(*person_colour(person.id)),
-            "start_frame": person.start_frame,
-            "keypoints": keypoints.tolist(),
-            "detected": person.detected.astype(bool).tolist(),
-        })
+        people.append(
+            {
+                "id": person.id,
+                "colour": "#{:02x}{:02x}{:02x}".format(*person_colour(person.id)),
+                "start_frame": person.start_frame,
+                "keypoints": keypoints.tolist(),
+                "detected": person.detected.astype(bool).tolist(),
+            }
+        )
     return {
         "layout": layout.name,
         "joints": list(layout.joints),
@@ -296,7 +305,9 @@ class PredictionService:
         pipeline = self.pipeline
         pipeline.check_topk(topk)
         if pipeline.uses_images:
-            raise InputError("this model also reads RGB frames (image_model.enabled); upload the video instead of keypoints")
+            raise InputError(
+                "this model also reads RGB frames (image_model.enabled); upload the video instead of keypoints"
+            )
         try:
             array = np.asarray(keypoints, dtype=np.float32)
         except (ValueError, TypeError):
@@ -313,7 +324,9 @@ class PredictionService:
         frame_size = (width, height) if width and height else None
         sequence = poses_from_array(array, layout, frame_size, "keypoints")
         if frame_size is None and (width or height):  # one side given: the other from the keypoints' extent
-            sequence = dataclasses.replace(sequence, frame_size=(width or sequence.frame_size[0], height or sequence.frame_size[1]))
+            sequence = dataclasses.replace(
+                sequence, frame_size=(width or sequence.frame_size[0], height or sequence.frame_size[1])
+            )
         limit = self.settings.frame_limit(fps)
         if sequence.num_frames > limit:
             raise self._too_long(sequence.num_frames, fps, limit)
@@ -327,7 +340,11 @@ class PredictionService:
             yield frame
 
     def _too_long(self, frames: int | None, fps: float, limit: int) -> ClipTooLongError:
-        got = f"{frames} frames ({frames / fps:.1f} s at {fps:.2f} fps)" if frames is not None else f"more than {limit} frames"
+        got = (
+            f"{frames} frames ({frames / fps:.1f} s at {fps:.2f} fps)"
+            if frames is not None
+            else f"more than {limit} frames"
+        )
         return ClipTooLongError(
             f"clip too long: this server accepts at most {limit} frames "
             f"({self.settings.max_seconds:g} s, at most {self.settings.max_frames} frames), got {got}"

@@ -15,6 +15,7 @@ or that averages less than the minimum rate once the timeout has passed, is cut 
 this, a few clients sending a byte now and then would hold every place in the waiting line (taken
 before the body is read) and its temporary files for as long as they liked.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,14 +23,20 @@ import contextlib
 import os
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, BinaryIO
+from typing import BinaryIO
 
 from fastapi import HTTPException, Request
 
 __all__ = [
-    "UploadedVideo", "BodyPace", "receive_video", "receive_bytes", "check_declared_length", "check_keypoint_count",
+    "UploadedVideo",
+    "BodyPace",
+    "receive_video",
+    "receive_bytes",
+    "check_declared_length",
+    "check_keypoint_count",
     "VIDEO_CONTENT_TYPES",
 ]
 
@@ -167,7 +174,9 @@ def _close_and_delete(handle: BinaryIO, path: Path) -> None:
 
 
 @contextlib.asynccontextmanager
-async def receive_video(request: Request, limit: int, upload_dir: str | None, pace: BodyPace) -> AsyncIterator[UploadedVideo]:
+async def receive_video(
+    request: Request, limit: int, upload_dir: str | None, pace: BodyPace
+) -> AsyncIterator[UploadedVideo]:
     """Stream the ``file`` field of a multipart body into a temporary file; delete it on exit.
 
     Raises HTTP 413 (too large), 415 (the part is not a video type), 400 (malformed multipart),

@@ -18,6 +18,7 @@ through (``camera_*``: uniform ranges of :class:`unihar.data.camera.CameraRanges
 A model that reads confidences as seen / not seen (``preprocessing.binarize_confidence``) gets no
 confidence jitter: its input confidences are exactly 0 or 1 at inference, and must be in training.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -37,36 +38,41 @@ __all__ = ["AugmentConfig", "SkeletonAugment"]
 class AugmentConfig:
     """Strengths of each augmentation; 0 (or an empty range) turns one off."""
 
-    scale: tuple[float, float] = (0.85, 1.15)     # isotropic zoom range
-    aspect: float = 0.1                           # extra x-only stretch, +-
-    rotation_deg: float = 15.0                    # in-plane rotation, +- degrees
-    shift: float = 0.1                            # translation, +- body sizes
-    flip_prob: float = 0.5                        # mirror x and swap left/right joints
-    swap_sides_prob: float = 0.5                  # swap left/right names only (no mirroring)
-    joint_dropout: float = 0.05                   # chance a joint is missing in a frame
-    frame_dropout: float = 0.02                   # chance a whole frame is missing (detector miss)
-    noise_std: float = 0.01                       # Gaussian jitter of x/y
-    confidence_jitter: float = 0.3                # visible confidences scaled by U(1 - c, 1)
-    speed: tuple[float, float] = (0.75, 1.33)     # playback speed range when the window is cut
-    min_crop: float = 0.8                         # temporal crop keeps this..1 of the window's frames
+    scale: tuple[float, float] = (0.85, 1.15)  # isotropic zoom range
+    aspect: float = 0.1  # extra x-only stretch, +-
+    rotation_deg: float = 15.0  # in-plane rotation, +- degrees
+    shift: float = 0.1  # translation, +- body sizes
+    flip_prob: float = 0.5  # mirror x and swap left/right joints
+    swap_sides_prob: float = 0.5  # swap left/right names only (no mirroring)
+    joint_dropout: float = 0.05  # chance a joint is missing in a frame
+    frame_dropout: float = 0.02  # chance a whole frame is missing (detector miss)
+    noise_std: float = 0.01  # Gaussian jitter of x/y
+    confidence_jitter: float = 0.3  # visible confidences scaled by U(1 - c, 1)
+    speed: tuple[float, float] = (0.75, 1.33)  # playback speed range when the window is cut
+    min_crop: float = 0.8  # temporal crop keeps this..1 of the window's frames
     # 3D data: the virtual camera. Defaults stay near the recording view (on UT-Kinect, a +-90 degree yaw
     # cost 6 points of top-1 against none, benchmarks/train_small_data.py); a model that must work from
     # any side (the universal recipe) widens them up to CameraRanges' full ranges.
-    camera_yaw: tuple[float, float] = (-30.0, 30.0)               # person turned by, degrees
-    camera_pitch: tuple[float, float] = (-10.0, 20.0)             # camera above (+) or below, degrees
-    camera_roll: tuple[float, float] = (-5.0, 5.0)                # image tilt, degrees
+    camera_yaw: tuple[float, float] = (-30.0, 30.0)  # person turned by, degrees
+    camera_pitch: tuple[float, float] = (-10.0, 20.0)  # camera above (+) or below, degrees
+    camera_roll: tuple[float, float] = (-5.0, 5.0)  # image tilt, degrees
     camera_distance: tuple[float, float] = CameraRanges.distance  # metres to the person
-    camera_focal: tuple[float, float] = CameraRanges.focal        # pixels
+    camera_focal: tuple[float, float] = CameraRanges.focal  # pixels
     # A body-worn sensor's recording (the run config's "augment": {"imu": {...}}).
     imu: SignalAugmentConfig = field(default_factory=SignalAugmentConfig)
 
     def camera_ranges(self) -> CameraRanges:
         """The ranges random virtual cameras are drawn from (3D datasets)."""
-        return CameraRanges(yaw=self.camera_yaw, pitch=self.camera_pitch, roll=self.camera_roll,
-                            distance=self.camera_distance, focal=self.camera_focal)
+        return CameraRanges(
+            yaw=self.camera_yaw,
+            pitch=self.camera_pitch,
+            roll=self.camera_roll,
+            distance=self.camera_distance,
+            focal=self.camera_focal,
+        )
 
     @classmethod
-    def from_dict(cls, data: dict, source: str | None = None) -> "AugmentConfig":
+    def from_dict(cls, data: dict, source: str | None = None) -> AugmentConfig:
         """The ``augment`` section of a run config (``imu``: its sensor subsection); keys left out keep
         their defaults."""
         values = checked_fields(cls, data, "augment", source)
@@ -85,12 +91,24 @@ class AugmentConfig:
         self.camera_ranges()  # checks the camera ranges
 
     @classmethod
-    def off(cls) -> "AugmentConfig":
+    def off(cls) -> AugmentConfig:
         """No augmentation (3D data is still seen through random cameras: set the ``camera_*`` ranges to
         single values to fix the view)."""
-        return cls(scale=(1.0, 1.0), aspect=0.0, rotation_deg=0.0, shift=0.0, flip_prob=0.0, swap_sides_prob=0.0, joint_dropout=0.0,
-                   frame_dropout=0.0, noise_std=0.0, confidence_jitter=0.0, speed=(1.0, 1.0), min_crop=1.0,
-                   imu=SignalAugmentConfig.off())
+        return cls(
+            scale=(1.0, 1.0),
+            aspect=0.0,
+            rotation_deg=0.0,
+            shift=0.0,
+            flip_prob=0.0,
+            swap_sides_prob=0.0,
+            joint_dropout=0.0,
+            frame_dropout=0.0,
+            noise_std=0.0,
+            confidence_jitter=0.0,
+            speed=(1.0, 1.0),
+            min_crop=1.0,
+            imu=SignalAugmentConfig.off(),
+        )
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

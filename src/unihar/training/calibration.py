@@ -10,9 +10,10 @@ The fit matches how predictions are read: a sequence's probability is the mean o
 tempered softmax, and ``T`` minimises the negative log-likelihood of the true class under it (LBFGS on
 ``log T``, so ``T`` stays positive).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -24,10 +24,12 @@ same batches with any number of DataLoader workers, and a resumed run draws what
 would have drawn. The sampler yields :class:`SampleKey` s that carry all of it, so the dataset itself
 holds no per-epoch state (workers may persist across epochs).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -162,7 +164,9 @@ class BalancedSampler(torch.utils.data.Sampler):
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"train.{name} must be in [0, 1], got {value}")
         if dataset_weights is not None and (len(dataset_weights) != len(datasets) or min(dataset_weights) <= 0):
-            raise InputError(f"dataset weights: expected {len(datasets)} numbers > 0 (one per dataset), got {list(dataset_weights)}")
+            raise InputError(
+                f"dataset weights: expected {len(datasets)} numbers > 0 (one per dataset), got {list(dataset_weights)}"
+            )
         self.sources = np.concatenate([np.full(len(d), i) for i, d in enumerate(datasets)])
         self.indices = np.concatenate([np.arange(len(d)) for d in datasets])
         self.weights = np.concatenate(sampling_weights(datasets, dataset_balance, class_balance, dataset_weights))
@@ -308,7 +312,9 @@ class WindowDataset(torch.utils.data.Dataset):
             inputs += ({name: self._signal_window(data, name, key.index, start, end, rng) for name in self.signals},)
         return (*inputs, label)
 
-    def _signal_window(self, data: SkeletonDataset, name: str, index: int, start: int, end: int, rng: np.random.Generator) -> torch.Tensor:
+    def _signal_window(
+        self, data: SkeletonDataset, name: str, index: int, start: int, end: int, rng: np.random.Generator
+    ) -> torch.Tensor:
         """The sensor's clips over the same frames as the skeleton window (same crop, same speed)."""
         recording = data.signals[name][index]
         if self.signal_augment is not None:

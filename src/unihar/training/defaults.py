@@ -20,11 +20,13 @@ want a small network, short windows and a schedule counted in samples, not epoch
 
 Every choice is written to the run's ``training_args.json``; any key set in the run config wins.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +65,12 @@ def summarize(datasets: Sequence[SkeletonDataset], classes: int) -> DataSummary:
 
 def default_preprocessing(summary: DataSummary) -> dict[str, Any]:
     """The ``preprocessing`` keys (other than the layout) for this data."""
-    prep: dict[str, Any] = {"clips": 1, "min_confidence": 0.3, "binarize_confidence": True, "normalization": "center_scale"}
+    prep: dict[str, Any] = {
+        "clips": 1,
+        "min_confidence": 0.3,
+        "binarize_confidence": True,
+        "normalization": "center_scale",
+    }
     if summary.duration_p75 is None or summary.fps is None:
         prep.update(clip_len=MAX_CLIP_LEN)
         return prep

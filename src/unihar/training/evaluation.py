@@ -14,6 +14,7 @@ is none of the classes it rules out; those sequences are reported apart from top
 Metrics: top-1, top-5, mean per-class accuracy, expected calibration error (15 equal-width bins on the
 top-1 probability), per-class accuracy and the confusion matrix (rows = true class, columns = predicted).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -74,8 +75,8 @@ class EvalResult:
     ``>= num_classes`` is such a negative, right when the prediction is none of ``excluded[label]``.
     """
 
-    probs: np.ndarray        # (N, K)
-    labels: np.ndarray       # (N,)
+    probs: np.ndarray  # (N, K)
+    labels: np.ndarray  # (N,)
     classes: list[str]
     excluded: dict[int, list[int]] = field(default_factory=dict)
 
@@ -137,8 +138,13 @@ class EvalResult:
         many) and ``"negative_false_alarm"`` (the share whose top-1 is a class they rule out)."""
         per_class = self.per_class_accuracy[: self.num_classes]
         mean_class = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else 0.0
-        out: dict[str, float | int] = {"n": self.n, "top1": self.topk(1), "top5": self.topk(5),
-                                       "mean_class_acc": mean_class, "ece": self.ece()}
+        out: dict[str, float | int] = {
+            "n": self.n,
+            "top1": self.topk(1),
+            "top5": self.topk(5),
+            "mean_class_acc": mean_class,
+            "ece": self.ece(),
+        }
         negative = ~self.positive
         if negative.any():
             out["negatives"] = int(negative.sum())
@@ -183,8 +189,15 @@ def window_logits(
     check_signals([data], sensors)
     signals = {name: data.signals[name] for name in sensors}
     if not model.has_image_branch:
-        windows = run_sequences(raw, data.sequences, data.fps, pose_layout=data.layout, batch_windows=batch_size, device=device,
-                                signals=signals)
+        windows = run_sequences(
+            raw,
+            data.sequences,
+            data.fps,
+            pose_layout=data.layout,
+            batch_windows=batch_size,
+            device=device,
+            signals=signals,
+        )
         return [np.stack([w.probs for w in seq]) for seq in windows]
     if data.videos is None:
         raise InputError(f"{data.name}: this model also reads RGB frames; evaluate it on haa500 or video-folder data")
@@ -193,8 +206,9 @@ def window_logits(
 
 def _image_sequence_logits(model: _Logits, data: SkeletonDataset, index: int, device, signals: dict) -> np.ndarray:
     """One sequence of a video dataset through the engine, its frames decoded in step with its poses."""
-    engine = WindowEngine(model, data.fps, pose_layout=data.layout, batch_windows=IMAGE_BATCH_WINDOWS,
-                          min_seconds=0.0, device=device)
+    engine = WindowEngine(
+        model, data.fps, pose_layout=data.layout, batch_windows=IMAGE_BATCH_WINDOWS, min_seconds=0.0, device=device
+    )
     for name, recordings in signals.items():
         engine.attach_signal(0, name, recordings[index])
     sequence = data.sequences[index]
@@ -235,8 +249,9 @@ def predict_sequences(
     return mean_probabilities(window_logits(model, data, batch_size, device), temperature)
 
 
-def align_labels(data: SkeletonDataset, model_labels: list[str] | None, taxonomy: Taxonomy | None = None
-                 ) -> tuple[SkeletonDataset, dict[int, list[int]]]:
+def align_labels(
+    data: SkeletonDataset, model_labels: list[str] | None, taxonomy: Taxonomy | None = None
+) -> tuple[SkeletonDataset, dict[int, list[int]]]:
     """Re-index ``data``'s labels into the model's classes, by name or through the taxonomy.
 
     Returns the relabelled data (its ``classes``: the model's, then any negative labels) and, per
@@ -339,8 +354,15 @@ def plot_confusion(result: EvalResult, path: str | Path, title: str = "") -> Pat
         for i in range(len(rows)):
             for j in range(len(cols)):
                 if cm[i, j]:
-                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=6,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     path = Path(path)

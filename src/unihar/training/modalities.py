@@ -15,11 +15,13 @@ Data that carries a body-worn sensor recording fixes which side of the body is w
 is on the right wrist or thigh; its actions include mirror pairs such as swipe left / swipe right), so
 training on it does not mirror or side-swap the skeleton (:func:`augment_for`).
 """
+
 from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from unihar.config import MODALITY_SECTIONS, ImuModelConfig
 from unihar.data.datasets import SkeletonDataset
@@ -27,7 +29,15 @@ from unihar.data.signals import channel_statistics
 from unihar.errors import ConfigError, InputError
 from unihar.training.augment import AugmentConfig
 
-__all__ = ["MODALITIES", "MODALITY_DROPOUT", "SENSOR_ANSWER", "parse_modalities", "apply_modalities", "check_signals", "augment_for"]
+__all__ = [
+    "MODALITIES",
+    "MODALITY_DROPOUT",
+    "SENSOR_ANSWER",
+    "parse_modalities",
+    "apply_modalities",
+    "check_signals",
+    "augment_for",
+]
 
 MODALITIES = tuple(kind.MODALITY for kind in MODALITY_SECTIONS)  # skeleton, rgb, imu
 SENSOR_SECTIONS = {kind.MODALITY: kind.SECTION for kind in MODALITY_SECTIONS if kind.SIGNAL}  # imu -> imu_model
@@ -55,8 +65,9 @@ def check_signals(datasets: Sequence[SkeletonDataset], sensors: Sequence[str]) -
             )
 
 
-def apply_modalities(model: dict[str, Any], modalities: Sequence[str], overrides: dict[str, Any],
-                     datasets: Sequence[SkeletonDataset]) -> dict[str, Any]:
+def apply_modalities(
+    model: dict[str, Any], modalities: Sequence[str], overrides: dict[str, Any], datasets: Sequence[SkeletonDataset]
+) -> dict[str, Any]:
     """The model config dict with exactly ``modalities`` on. ``overrides`` (the run config's ``model``
     section) win over what is chosen here; ``datasets`` (training) give the sensor's statistics."""
     model = copy.deepcopy(model)

@@ -7,6 +7,7 @@ its noise, and how well its clock is synchronised with the camera (a shift of th
 Speed changes and temporal crops come from the window cut shared with the skeleton
 (:func:`unihar.training.data.crop_for_training`), so both modalities warp together.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
@@ -25,13 +26,13 @@ __all__ = ["SignalAugmentConfig", "SignalAugment"]
 class SignalAugmentConfig:
     """Strengths; 0 turns one off. The ``imu`` subsection of a run config's ``augment`` section."""
 
-    rotation_deg: float = 15.0   # sensor mounting: rotation of the axes about a random axis, up to this angle
-    gain: float = 0.1            # per-channel gain, 1 +- this
-    noise: float = 0.02          # Gaussian noise, in units of each channel's standard deviation in the window
-    shift_seconds: float = 0.1   # clock offset against the video, +- this
+    rotation_deg: float = 15.0  # sensor mounting: rotation of the axes about a random axis, up to this angle
+    gain: float = 0.1  # per-channel gain, 1 +- this
+    noise: float = 0.02  # Gaussian noise, in units of each channel's standard deviation in the window
+    shift_seconds: float = 0.1  # clock offset against the video, +- this
 
     @classmethod
-    def from_dict(cls, data: dict, source: str | None = None) -> "SignalAugmentConfig":
+    def from_dict(cls, data: dict, source: str | None = None) -> SignalAugmentConfig:
         """The ``augment.imu`` section of a run config; keys left out keep their defaults."""
         config = cls(**checked_fields(cls, data, "augment.imu", source))
         config.check(source)
@@ -46,7 +47,7 @@ class SignalAugmentConfig:
             raise ConfigError(f"{where}augment.imu: strengths must be >= 0 (0 turns one off), got {negative}")
 
     @classmethod
-    def off(cls) -> "SignalAugmentConfig":
+    def off(cls) -> SignalAugmentConfig:
         return cls(rotation_deg=0.0, gain=0.0, noise=0.0, shift_seconds=0.0)
 
     def to_dict(self) -> dict:

@@ -20,6 +20,7 @@ each rank sees its share of every epoch's draws, and rank 0 evaluates, calibrate
 Everything random derives from ``train.seed`` (per epoch, per sample), so the same command gives the
 same weights, and a run resumed from ``checkpoint.pt`` continues as if it had never stopped.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,9 +31,10 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,33 +98,35 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 4e-3
     weight_decay: float = 0.05
-    warmup_epochs: float | None = None   # linear warm-up, then cosine decay to lr * min_lr_ratio
+    warmup_epochs: float | None = None  # linear warm-up, then cosine decay to lr * min_lr_ratio
     min_lr_ratio: float = 0.01
     label_smoothing: float = 0.1
     grad_clip: float = 1.0
     seed: int = 0
-    amp: str = "auto"                    # auto: bf16/fp16 on CUDA, off on CPU; or "off", "bf16", "fp16"
-    num_threads: int = 0                 # torch CPU threads per process; 0 = torch's default
-    workers: int | None = None           # DataLoader processes; None: 0 for poses, 2 when decoding video
-    epoch_size: int = 0                  # samples drawn per epoch; 0 = the number of training sequences
-    dataset_balance: float = 0.5         # dataset d drawn with probability ~ n_d ** dataset_balance
-    class_balance: float = 0.5           # class c of d drawn with probability ~ n_dc ** class_balance
+    amp: str = "auto"  # auto: bf16/fp16 on CUDA, off on CPU; or "off", "bf16", "fp16"
+    num_threads: int = 0  # torch CPU threads per process; 0 = torch's default
+    workers: int | None = None  # DataLoader processes; None: 0 for poses, 2 when decoding video
+    epoch_size: int = 0  # samples drawn per epoch; 0 = the number of training sequences
+    dataset_balance: float = 0.5  # dataset d drawn with probability ~ n_d ** dataset_balance
+    class_balance: float = 0.5  # class c of d drawn with probability ~ n_dc ** class_balance
     dataset_weights: dict[str, float] = field(default_factory=dict)  # {"ur-fall": 3}: that dataset's share x 3
-    vocabulary: str = "auto"             # "dataset" names, "taxonomy" names, or auto (taxonomy for mixtures)
-    taxonomy: str | None = None          # a taxonomy.json of your own; None: the packaged one
-    calibration_split: float = 0.1       # share of each class held out of training to fit the temperature
-    eval_every: int | None = None        # evaluate every N epochs (and always after the last)
-    eval_split: str | None = None        # None: "val" if the dataset has one, else "test"; "" = no evaluation
+    vocabulary: str = "auto"  # "dataset" names, "taxonomy" names, or auto (taxonomy for mixtures)
+    taxonomy: str | None = None  # a taxonomy.json of your own; None: the packaged one
+    calibration_split: float = 0.1  # share of each class held out of training to fit the temperature
+    eval_every: int | None = None  # evaluate every N epochs (and always after the last)
+    eval_split: str | None = None  # None: "val" if the dataset has one, else "test"; "" = no evaluation
     eval_batch_size: int = 256
-    freeze_pose: bool = False            # stage 2: keep the pose encoder fixed
-    keep_checkpoint: bool = False        # keep checkpoint.pt after a finished run
+    freeze_pose: bool = False  # stage 2: keep the pose encoder fixed
+    keep_checkpoint: bool = False  # keep checkpoint.pt after a finished run
 
     def check(self, source: str | None = None) -> None:
         """Types first (a value of the wrong type would fail the range checks below with a TypeError),
         then the values."""
         checked_fields(type(self), asdict(self), "train", source)
         if self.epochs is not None and self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError(f"train.epochs and train.batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+            raise ConfigError(
+                f"train.epochs and train.batch_size must be >= 1, got {self.epochs} and {self.batch_size}"
+            )
         if self.vocabulary not in ("auto", "dataset", "taxonomy"):
             raise ConfigError(f"train.vocabulary must be auto, dataset or taxonomy, got {self.vocabulary!r}")
         if self.amp not in AMP_MODES:
@@ -133,14 +137,19 @@ class TrainConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"train.{name} must be in [0, 1], got {getattr(self, name)}")
         if not isinstance(self.dataset_weights, dict) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in self.dataset_weights.values()):
-            raise ConfigError(f"train.dataset_weights must map dataset names to numbers > 0, got {self.dataset_weights!r}")
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in self.dataset_weights.values()
+        ):
+            raise ConfigError(
+                f"train.dataset_weights must map dataset names to numbers > 0, got {self.dataset_weights!r}"
+            )
 
     def weights_for(self, names: Sequence[str]) -> list[float]:
         """One sampling weight per dataset of the run (named as in its log: the format, numbered when repeated)."""
         unknown = sorted(set(self.dataset_weights) - set(names))
         if unknown:
-            raise ConfigError(f"train.dataset_weights names {unknown}, which this run does not train on; its datasets are {list(names)}")
+            raise ConfigError(
+                f"train.dataset_weights names {unknown}, which this run does not train on; its datasets are {list(names)}"
+            )
         return [float(self.dataset_weights.get(n, 1.0)) for n in names]
 
 
@@ -163,7 +172,7 @@ class RunConfig:
     SECTIONS = ("data", "model", "preprocessing", "train", "augment")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "run config") -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any], source: str = "run config") -> RunConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object with sections {list(cls.SECTIONS)}")
         unknown = set(data) - set(cls.SECTIONS) - {"about"}
@@ -188,7 +197,7 @@ class RunConfig:
         return run
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "RunConfig":
+    def from_file(cls, path: str | Path) -> RunConfig:
         """A run config / recipe file (JSON); a bare name is a recipe shipped with the package."""
         path = resolve_recipe(path)
         return cls.from_dict(read_json(path, "run config file", ConfigError), source=f"run config {path}")
@@ -202,8 +211,13 @@ class RunConfig:
         _check_model_overrides(self.model)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"data": list(self.data), "model": self.model, "preprocessing": self.preprocessing,
-                "train": asdict(self.train), "augment": self.augment.to_dict()}
+        return {
+            "data": list(self.data),
+            "model": self.model,
+            "preprocessing": self.preprocessing,
+            "train": asdict(self.train),
+            "augment": self.augment.to_dict(),
+        }
 
 
 def resolve_recipe(path: str | Path) -> Path:
@@ -218,8 +232,18 @@ def resolve_recipe(path: str | Path) -> Path:
     raise ConfigError(f"run config {path!r} is neither a file nor a packaged recipe ({known})")
 
 
-MODEL_SECTIONS = {kind.SECTION: kind for kind in (PoseModelConfig, ClassifierConfig, RegularizationConfig, LongTermConfig,
-                                                ImageModelConfig, FusionConfig, ImuModelConfig)}
+MODEL_SECTIONS = {
+    kind.SECTION: kind
+    for kind in (
+        PoseModelConfig,
+        ClassifierConfig,
+        RegularizationConfig,
+        LongTermConfig,
+        ImageModelConfig,
+        FusionConfig,
+        ImuModelConfig,
+    )
+}
 
 
 def _check_model_overrides(overrides: dict[str, Any]) -> None:
@@ -232,14 +256,20 @@ def _check_model_overrides(overrides: dict[str, Any]) -> None:
         keys = {f.name for f in dataclasses.fields(MODEL_SECTIONS[name])}
         unknown = set(values) - keys
         if unknown:
-            raise ConfigError(f"run config: unknown keys {sorted(unknown)} in model.{name}; expected a subset of {sorted(keys)}")
+            raise ConfigError(
+                f"run config: unknown keys {sorted(unknown)} in model.{name}; expected a subset of {sorted(keys)}"
+            )
     ModelConfig.from_dict(_merge(default_config(num_classes=2), overrides))
 
 
 def _merge(base: dict, override: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
+        out[key] = (
+            _merge(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else copy.deepcopy(value)
+        )
     return out
 
 
@@ -272,8 +302,9 @@ def _class_maps(datasets: Sequence[SkeletonDataset], mode: str, taxonomy: Taxono
     return maps
 
 
-def build_vocabulary(datasets: Sequence[SkeletonDataset], mode: str = "auto", taxonomy: Taxonomy | None = None
-                     ) -> tuple[Vocabulary, list[dict[str, str]]]:
+def build_vocabulary(
+    datasets: Sequence[SkeletonDataset], mode: str = "auto", taxonomy: Taxonomy | None = None
+) -> tuple[Vocabulary, list[dict[str, str]]]:
     """The run's vocabulary and each dataset's class map (see :class:`TrainConfig` ``vocabulary``).
 
     ``dataset`` keeps the datasets' class names (merging equal names); ``taxonomy`` maps them to canonical
@@ -300,8 +331,11 @@ def build_vocabulary(datasets: Sequence[SkeletonDataset], mode: str = "auto", ta
             kept_negatives.append(negative)
             ruled_out.append(excluded)
         else:
-            warnings.warn(f"negative label {negative!r} rules out {taxonomy.negated(negative)}, none of which is "
-                          "trained: its sequences are left out", stacklevel=2)
+            warnings.warn(
+                f"negative label {negative!r} rules out {taxonomy.negated(negative)}, none of which is "
+                "trained: its sequences are left out",
+                stacklevel=2,
+            )
     return Vocabulary(names, kept_negatives, ruled_out), maps
 
 
@@ -365,10 +399,14 @@ def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
 def _scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int, min_ratio: float):
     """Linear warm-up over ``warmup`` steps, then cosine decay to ``lr * min_ratio`` at step ``total``."""
     base = optimizer.param_groups[0]["lr"]
-    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup), eta_min=base * min_ratio)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(1, total - warmup), eta_min=base * min_ratio
+    )
     if warmup <= 0:
         return cosine
-    ramp = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup)
+    ramp = torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup
+    )
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
 
 
@@ -510,7 +548,9 @@ def train(
     eval_sets: list[SkeletonDataset] = []
     if eval_split and rank == 0:
         for spec, mapping in zip(specs, class_maps):
-            eval_sets.append(_relabel(load_dataset(spec, eval_split, **_loader_options(spec, options)), mapping, vocabulary))
+            eval_sets.append(
+                _relabel(load_dataset(spec, eval_split, **_loader_options(spec, options)), mapping, vocabulary)
+            )
     if world > 1 and rank == 0:
         dist.barrier()
 
@@ -526,8 +566,10 @@ def train(
         chosen["preprocessing"] = {"layout": layout, **defaults.default_preprocessing(summary)}
         prep = PreprocessConfig.from_dict({**chosen["preprocessing"], **run.preprocessing})
         chosen["model"] = defaults.default_model(summary, prep.clip_len, prep.clips)
-        base = _merge(default_config(num_classes=len(vocabulary.names), joints=get_layout(prep.layout).num_joints, image=False),
-                      chosen["model"])
+        base = _merge(
+            default_config(num_classes=len(vocabulary.names), joints=get_layout(prep.layout).num_joints, image=False),
+            chosen["model"],
+        )
         init_state = None
     model_dict = _merge(base, run.model)
     model_dict["classifier"] = {**model_dict["classifier"], "num_classes": len(vocabulary.names), "temperature": 1.0}
@@ -565,18 +607,43 @@ def train(
     model.to(device)
 
     use_images = model.has_image_branch  # stage 2: the RGB frames behind each window, too
-    augments = [SkeletonAugment(get_layout(prep.layout), augment_for(run.augment, data), binary_confidence=prep.binarize_confidence)
-                for data in train_sets]  # per dataset: one with a body-worn sensor is never mirrored, the others are
-    dataset = WindowDataset(train_sets, prep, augments, speed=run.augment.speed, min_crop=run.augment.min_crop,
-                            seed=cfg.seed, images=use_images, camera_ranges=run.augment.camera_ranges(),
-                            signals={name: model_config.modality_config(name) for name in sensors},
-                            signal_augment=SignalAugment(run.augment.imu))
+    augments = [
+        SkeletonAugment(
+            get_layout(prep.layout), augment_for(run.augment, data), binary_confidence=prep.binarize_confidence
+        )
+        for data in train_sets
+    ]  # per dataset: one with a body-worn sensor is never mirrored, the others are
+    dataset = WindowDataset(
+        train_sets,
+        prep,
+        augments,
+        speed=run.augment.speed,
+        min_crop=run.augment.min_crop,
+        seed=cfg.seed,
+        images=use_images,
+        camera_ranges=run.augment.camera_ranges(),
+        signals={name: model_config.modality_config(name) for name in sensors},
+        signal_augment=SignalAugment(run.augment.imu),
+    )
     uses_pose = "skeleton" in model_config.modalities
-    sampler = BalancedSampler(dataset.datasets, cfg.epoch_size, cfg.dataset_balance, cfg.class_balance, cfg.seed, rank, world,
-                              dataset_weights=dataset_weights)
+    sampler = BalancedSampler(
+        dataset.datasets,
+        cfg.epoch_size,
+        cfg.dataset_balance,
+        cfg.class_balance,
+        cfg.seed,
+        rank,
+        world,
+        dataset_weights=dataset_weights,
+    )
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-        persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda", worker_init_fn=_one_thread,
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_one_thread,
         generator=torch.Generator(),  # its seed draws must not move the global generator dropout uses
         multiprocessing_context=WORKER_START if cfg.workers > 0 else None,
     )
@@ -601,15 +668,18 @@ def train(
         # find_unused_parameters: the pose encoder's auxiliary head (and an image branch fed no
         # images) take no part in the loss.
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
 
     config_record = model_config.to_dict()
     start_epoch = 0
     if resuming:
         state = torch.load(out / CHECKPOINT_NAME, map_location=device, weights_only=False)
         if state["model_config"] != config_record:
-            raise InputError(f"{out / CHECKPOINT_NAME} was written by a run with a different model config; "
-                             "start a new output folder or pass --overwrite")
+            raise InputError(
+                f"{out / CHECKPOINT_NAME} was written by a run with a different model config; "
+                "start a new output folder or pass --overwrite"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -625,18 +695,36 @@ def train(
                 (out / name).unlink(missing_ok=True)
         n_params = sum(p.numel() for p in model.parameters())
         sizes = ", ".join(f"{n} {len(d)}" for n, d in zip(names, train_sets))
-        _log(rank, f"train: {len(dataset)} sequences ({sizes}), {len(vocabulary.names)} classes"
-                   f"{f' + negatives {vocabulary.negatives}' if vocabulary.negatives else ''}, layout "
-                   f"{get_layout(prep.layout).name}; held out for calibration: {sum(len(h) for h in held_sets)}; eval: "
-                   f"{eval_split or 'none'} ({sum(len(e) for e in eval_sets)}); model {n_params / 1e6:.2f} M parameters; "
-                   f"modalities {model_config.modalities}; {world} process(es) on {device}; {cfg.epochs} epochs x {steps_per_epoch} steps")
-        (out / RECIPE_NAME).write_text(json.dumps({
-            "data": specs, "init": str(init) if init else None, "world_size": world, "command": command,
-            "run_config": run.to_dict(), "chosen_from_data": chosen,
-        }, indent=2) + "\n", encoding="utf-8")
+        _log(
+            rank,
+            f"train: {len(dataset)} sequences ({sizes}), {len(vocabulary.names)} classes"
+            f"{f' + negatives {vocabulary.negatives}' if vocabulary.negatives else ''}, layout "
+            f"{get_layout(prep.layout).name}; held out for calibration: {sum(len(h) for h in held_sets)}; eval: "
+            f"{eval_split or 'none'} ({sum(len(e) for e in eval_sets)}); model {n_params / 1e6:.2f} M parameters; "
+            f"modalities {model_config.modalities}; {world} process(es) on {device}; {cfg.epochs} epochs x {steps_per_epoch} steps",
+        )
+        (out / RECIPE_NAME).write_text(
+            json.dumps(
+                {
+                    "data": specs,
+                    "init": str(init) if init else None,
+                    "world_size": world,
+                    "command": command,
+                    "run_config": run.to_dict(),
+                    "chosen_from_data": chosen,
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     writer = _tensorboard(out) if rank == 0 else None
     metric_keys = ("top1", "top5", "mean_class_acc", "ece")
-    columns = ["epoch", "lr", "train_loss", "train_acc"] + [f"{n}_{k}" for n in eval_names for k in metric_keys] + ["epoch_seconds"]
+    columns = (
+        ["epoch", "lr", "train_loss", "train_acc"]
+        + [f"{n}_{k}" for n in eval_names for k in metric_keys]
+        + ["epoch_seconds"]
+    )
     results: dict[str, EvalResult] = {}
 
     # ---- epochs
@@ -680,8 +768,12 @@ def train(
             bar.close()
         loss_sum, correct, seen, positives = _all_reduce_sum([loss_sum, correct, seen, positives], device)
 
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                               "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(positives, 1)}
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss_sum / max(seen, 1),
+            "train_acc": correct / max(positives, 1),
+        }
         last = epoch + 1 == cfg.epochs
         if last and rank == 0:
             model.config.classifier.temperature = _calibrate(model, held_sets, cfg.eval_batch_size, device, rank)
@@ -697,9 +789,17 @@ def train(
                     if key != "epoch":
                         writer.add_scalar(key, value, epoch + 1)
             _log(rank, "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                        "model_config": config_record}, out / (CHECKPOINT_NAME + ".tmp"))
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "epoch": epoch,
+                    "model_config": config_record,
+                },
+                out / (CHECKPOINT_NAME + ".tmp"),
+            )
             os.replace(out / (CHECKPOINT_NAME + ".tmp"), out / CHECKPOINT_NAME)
         if world > 1:
             dist.barrier()
@@ -747,14 +847,20 @@ def _calibrate(model: UniHAR, held: Sequence[SkeletonDataset], batch_size: int, 
         logits += [seq_logits[i] for i in keep]
         labels.append(view.labels[keep])
     if len(logits) < MIN_SEQUENCES:
-        _log(rank, f"calibration: {len(logits)} held-out sequences, fewer than {MIN_SEQUENCES} "
-                   "(train.calibration_split = 0, or little data): temperature 1.0")
+        _log(
+            rank,
+            f"calibration: {len(logits)} held-out sequences, fewer than {MIN_SEQUENCES} "
+            "(train.calibration_split = 0, or little data): temperature 1.0",
+        )
         return 1.0
     labels = np.concatenate(labels)
     temperature = fit_temperature(logits, labels)
     before = expected_calibration_error(mean_probabilities(logits, 1.0), labels)
     after = expected_calibration_error(mean_probabilities(logits, temperature), labels)
-    _log(rank, f"calibration on {len(labels)} held-out sequences: temperature {temperature:.3f}, ECE {before:.3f} -> {after:.3f}")
+    _log(
+        rank,
+        f"calibration on {len(labels)} held-out sequences: temperature {temperature:.3f}, ECE {before:.3f} -> {after:.3f}",
+    )
     return temperature
 
 
@@ -768,7 +874,10 @@ def _load_init_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], r
     if not usable:
         raise InputError("--init: no weight of the given folder matches this model; is it a Uni-HAR pose model?")
     new = sorted(set(own) - set(usable))
-    _log(rank, f"init: loaded {len(usable)} tensors; {len(new)} new (e.g. {new[:3]}); {len(skipped)} skipped {skipped[:3]}")
+    _log(
+        rank,
+        f"init: loaded {len(usable)} tensors; {len(new)} new (e.g. {new[:3]}); {len(skipped)} skipped {skipped[:3]}",
+    )
 
 
 def _append_csv(path: Path, row: dict[str, Any], columns: list[str]) -> None:
@@ -795,8 +904,14 @@ class _Bar:
     def __init__(self, total: int, description: str):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            transient=True,
+        )
         self.task = self.progress.add_task(description, total=total, info="")
         self.progress.start()
 

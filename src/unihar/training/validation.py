@@ -8,6 +8,7 @@ integer), so a run config read and written back to ``training_args.json`` is unc
 
 pydantic is imported on the first check, not with the training modules.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,13 +43,26 @@ def _describe(tp: Any) -> str:
         return "null"
     if tp in _NOUNS:
         return f"an {_NOUNS[tp]}" if _NOUNS[tp][0] in "aeiou" else f"a {_NOUNS[tp]}"
-    return "an object" if origin is dict or dataclasses.is_dataclass(tp) else "a list" if origin in (list, tuple) else str(tp)
+    return (
+        "an object"
+        if origin is dict or dataclasses.is_dataclass(tp)
+        else "a list"
+        if origin in (list, tuple)
+        else str(tp)
+    )
 
 
 def _given(value: Any) -> str:
     """The value as it was written, and its JSON kind: ``"100" (a string)``."""
-    kinds = [(bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
-             ((list, tuple), "a list"), (dict, "an object"), (type(None), "null")]
+    kinds = [
+        (bool, "a boolean"),
+        (int, "an integer"),
+        (float, "a number"),
+        (str, "a string"),
+        ((list, tuple), "a list"),
+        (dict, "an object"),
+        (type(None), "null"),
+    ]
     kind = next((name for kinds_of, name in kinds if isinstance(value, kinds_of)), type(value).__name__)
     try:
         shown = json.dumps(value)
@@ -57,20 +71,22 @@ def _given(value: Any) -> str:
     return f"{shown} ({kind})"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _validator(cls: type):
     """A strict pydantic model with the fields of dataclass ``cls``; a nested dataclass (a subsection)
     is only checked to be an object here: its own class checks its keys."""
     from pydantic import ConfigDict, create_model
 
     hints = _hints(cls)
-    fields = {f.name: (dict[str, Any] if dataclasses.is_dataclass(hints[f.name]) else hints[f.name], None)
-              for f in dataclasses.fields(cls)}
+    fields = {
+        f.name: (dict[str, Any] if dataclasses.is_dataclass(hints[f.name]) else hints[f.name], None)
+        for f in dataclasses.fields(cls)
+    }
     return create_model(f"{cls.__name__}Check", __config__=ConfigDict(strict=True, extra="forbid"), **fields)
 
 
@@ -84,17 +100,25 @@ def checked_fields(cls: type, data: Any, section: str | None, source: str | None
     where = f"{source}: " if source else ""
     known = sorted(f.name for f in dataclasses.fields(cls))
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}{section or 'the run config'} must be an object with keys from {known}, got {_given(data)}")
+        raise ConfigError(
+            f"{where}{section or 'the run config'} must be an object with keys from {known}, got {_given(data)}"
+        )
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ConfigError(f"{where}{section + ': ' if section else ''}unknown keys {unknown}; expected a subset of {known}")
+        raise ConfigError(
+            f"{where}{section + ': ' if section else ''}unknown keys {unknown}; expected a subset of {known}"
+        )
     hints = _hints(cls)
-    values = {k: tuple(v) if isinstance(v, list) and typing.get_origin(hints[k]) is tuple else v for k, v in data.items()}
+    values = {
+        k: tuple(v) if isinstance(v, list) and typing.get_origin(hints[k]) is tuple else v for k, v in data.items()
+    }
     try:
         _validator(cls).model_validate(values)
     except ValidationError as err:
         keys = list(dict.fromkeys(str(e["loc"][0]) for e in err.errors()))
-        problems = [f"{section + '.' if section else ''}{key} must be {_describe(hints[key])}, got {_given(data[key])}"
-                    for key in keys]
+        problems = [
+            f"{section + '.' if section else ''}{key} must be {_describe(hints[key])}, got {_given(data[key])}"
+            for key in keys
+        ]
         raise ConfigError(where + "; ".join(problems)) from None
     return values

@@ -19,16 +19,27 @@
 The protocol of each is in docs/datasets.md. ``VARIANTS`` lists the formats that take a protocol
 variant after ``@`` (``sbu@3:PATH`` tests on SBU's fold 3).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from unihar.data.datasets.base import SkeletonDataset, sequence_windows, window_spans
 from unihar.errors import InputError
 
-__all__ = ["FORMATS", "VARIANTS", "SPLITS", "check_split", "parse_data_spec", "split_variant", "load_dataset",
-           "SkeletonDataset", "sequence_windows", "window_spans"]
+__all__ = [
+    "FORMATS",
+    "VARIANTS",
+    "SPLITS",
+    "check_split",
+    "parse_data_spec",
+    "split_variant",
+    "load_dataset",
+    "SkeletonDataset",
+    "sequence_windows",
+    "window_spans",
+]
 
 
 def _penn(path: str, split: str, **kw) -> SkeletonDataset:
@@ -140,7 +151,9 @@ VARIANTS: dict[str, str] = {
 # The splits of each format (``--split``, ``train.eval_split``). haa500's val split is clip 16 of each
 # class; the folder formats read ``DIR/val`` when the user made one; the others define train and test.
 SPLITS: dict[str, tuple[str, ...]] = {
-    name: ("train", "val", "test") if name in ("haa500", "skeleton-npz", "sensor-npz", "video-folder") else ("train", "test")
+    name: ("train", "val", "test")
+    if name in ("haa500", "skeleton-npz", "sensor-npz", "video-folder")
+    else ("train", "test")
     for name in FORMATS
 }
 
@@ -165,7 +178,9 @@ def parse_data_spec(spec: str) -> tuple[str, Path]:
     if name not in FORMATS:
         raise InputError(f"unknown data format {name!r} in {spec!r}; expected one of {list(FORMATS)}")
     if variant is not None and name not in VARIANTS:
-        raise InputError(f"data format {name!r} takes no variant (got {fmt!r}); formats with variants: {list(VARIANTS)}")
+        raise InputError(
+            f"data format {name!r} takes no variant (got {fmt!r}); formats with variants: {list(VARIANTS)}"
+        )
     if variant is not None and not variant:
         raise InputError(f"empty variant after '@' in {spec!r}; {name}@VARIANT selects {VARIANTS[name]}")
     return fmt, Path(path).expanduser()

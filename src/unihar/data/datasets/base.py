@@ -5,11 +5,12 @@ dataset's own joint layout, with integer labels and class names. Converting to t
 cutting windows and normalising happen afterwards, through :mod:`unihar.data.preprocess` -- the same
 path inference uses (training windows: :mod:`unihar.training.data`).
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import numpy as np
 
@@ -78,15 +79,18 @@ class SkeletonDataset:
                 raise InputError(f"{self.name}: {len(self.events)} event lists for {len(self.sequences)} sequences")
             for seq, frames, seq_name in zip(self.sequences, self.events, self.names):
                 if any(not 0 <= f < len(seq) for f in frames):
-                    raise InputError(f"{self.name}: sequence {seq_name!r} has event frames {frames} outside 0..{len(seq) - 1}")
+                    raise InputError(
+                        f"{self.name}: sequence {seq_name!r} has event frames {frames} outside 0..{len(seq) - 1}"
+                    )
         for modality, recordings in (self.signals or {}).items():
             if len(recordings) != len(self.sequences):
-                raise InputError(f"{self.name}: {len(recordings)} {modality} recordings for {len(self.sequences)} sequences")
+                raise InputError(
+                    f"{self.name}: {len(recordings)} {modality} recordings for {len(self.sequences)} sequences"
+                )
         bad = self.labels[(self.labels < 0) | (self.labels >= len(self.classes))]
         if bad.size:
             raise InputError(
-                f"{self.name}: label {int(bad[0])} is outside 0..{len(self.classes) - 1} "
-                f"({len(self.classes)} classes)"
+                f"{self.name}: label {int(bad[0])} is outside 0..{len(self.classes) - 1} ({len(self.classes)} classes)"
             )
 
     def __len__(self) -> int:
@@ -95,7 +99,7 @@ class SkeletonDataset:
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.classes))
 
-    def subset(self, indices: Sequence[int], **changes) -> "SkeletonDataset":
+    def subset(self, indices: Sequence[int], **changes) -> SkeletonDataset:
         """The sequences ``indices`` (in that order) with everything kept per sequence (names, videos,
         events, signals); ``changes`` replace other fields (e.g. ``labels`` and ``classes`` together)."""
         keep = [int(i) for i in indices]
@@ -109,7 +113,7 @@ class SkeletonDataset:
         }
         return replace(self, **{**picked, **changes})
 
-    def to_layout(self, layout: str | Sequence[str] | KeypointLayout) -> "SkeletonDataset":
+    def to_layout(self, layout: str | Sequence[str] | KeypointLayout) -> SkeletonDataset:
         """The same data with joints converted by name to ``layout`` (see :func:`convert_keypoints`).
 
         Warns once about source joints the target cannot use and target joints the source cannot fill.
@@ -122,7 +126,9 @@ class SkeletonDataset:
         dropped = [j for j in self.layout.joints if j not in used]
         missing = [j for j, parts in sources.items() if not parts]
         if dropped:
-            warnings.warn(f"{self.name}: joints not in the model's layout {dst.name!r} are dropped: {dropped}", stacklevel=2)
+            warnings.warn(
+                f"{self.name}: joints not in the model's layout {dst.name!r} are dropped: {dropped}", stacklevel=2
+            )
         if missing:
             warnings.warn(
                 f"{self.name}: the model's joints {missing} are not in the data; they are fed as missing (confidence 0)",
@@ -146,7 +152,7 @@ class SkeletonDataset:
             return seq
         return project(seq, camera or self.recording_camera)
 
-    def projected(self, camera: Camera | None = None) -> "SkeletonDataset":
+    def projected(self, camera: Camera | None = None) -> SkeletonDataset:
         """The whole dataset in 2D, every sequence seen through ``camera`` (default: the recording camera,
         the fixed frontal view evaluation uses). 2D data is returned as it is."""
         if self.dims == 2:

@@ -16,6 +16,7 @@ Every track is kept (2-5085 frames); rows skipped by the pose model (0.5 %) are 
 track's frames are at 30 fps up to those gaps. There is no detection score: visible keypoints get
 confidence 1, ``-1`` ones 0.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,7 +66,9 @@ def read_track(track: Path, num_classes: int) -> tuple[np.ndarray, int]:
     xy = read_numbers(track / "X.txt", _NAME, 36, "18 keypoints x (x, y) pixels", delimiter=",").reshape(-1, 18, 2)
     ids = read_numbers(track / "Y.txt", _NAME, 1, "one class ID per frame").ravel()
     if len(ids) != len(xy):
-        raise InputError(f"{_NAME}: {track / 'Y.txt'} has {len(ids)} lines but X.txt has {len(xy)}; expected one label per frame")
+        raise InputError(
+            f"{_NAME}: {track / 'Y.txt'} has {len(ids)} lines but X.txt has {len(xy)}; expected one label per frame"
+        )
     if (ids != ids[0]).any() or not (0 <= ids[0] < num_classes) or ids[0] != int(ids[0]):
         raise InputError(
             f"{_NAME}: {track / 'Y.txt'} must hold one class ID in 0..{num_classes - 1} on every line, got {np.unique(ids)}"
@@ -87,7 +90,9 @@ def load_mall_cctv(path: str | Path, split: str = "train", variant: str | None =
     videos = {int(m.group(1)): d for d in root.iterdir() if d.is_dir() and (m := _VIDEO.match(d.name))}
     unknown = sorted(set(test_videos) - set(videos))
     if unknown:
-        raise InputError(f"{_NAME}: test videos {unknown} have no <video>_carosello folder in {root} (found {sorted(videos)})")
+        raise InputError(
+            f"{_NAME}: test videos {unknown} have no <video>_carosello folder in {root} (found {sorted(videos)})"
+        )
     chosen = [v for v in sorted(videos) if (v in test_videos) == (split == "test")]
     sequences, labels, names = [], [], []
     for video in chosen:
@@ -100,6 +105,11 @@ def load_mall_cctv(path: str | Path, split: str = "train", variant: str | None =
     if not sequences:
         raise InputError(f"{_NAME}: no {split} tracks (videos {chosen or 'none'}) under {root}")
     return SkeletonDataset(
-        sequences, np.asarray(labels), classes, get_layout("coco18"), fps=MALL_CCTV_FPS,
-        names=names, name=f"{_NAME}/{split}",
+        sequences,
+        np.asarray(labels),
+        classes,
+        get_layout("coco18"),
+        fps=MALL_CCTV_FPS,
+        names=names,
+        name=f"{_NAME}/{split}",
     )

@@ -7,6 +7,7 @@ confidence; K = 25 for OpenPose BODY_25, 17 for PoseNet's COCO order), ``y_train
 split folders (then split ``1`` is used). Each sequence is already one action instance, so it is one
 model window (no frame rate).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,26 @@ __all__ = ["load_mpose", "MPOSE_CLASSES"]
 
 # Label order of the mpose package (config.yaml, DATASET.labels).
 MPOSE_CLASSES = (
-    "standing", "check-watch", "cross-arms", "scratch-head", "sit-down", "get-up", "turn", "walk", "wave1", "box",
-    "kick", "point", "pick-up", "bend", "hands-clap", "wave2", "jog", "jump", "pjump", "run",
+    "standing",
+    "check-watch",
+    "cross-arms",
+    "scratch-head",
+    "sit-down",
+    "get-up",
+    "turn",
+    "walk",
+    "wave1",
+    "box",
+    "kick",
+    "point",
+    "pick-up",
+    "bend",
+    "hands-clap",
+    "wave2",
+    "jog",
+    "jump",
+    "pjump",
+    "run",
 )
 _LAYOUT_BY_K = {25: "body25", 17: "coco17"}
 SPLITS = ("train", "test")
@@ -69,6 +88,11 @@ def load_mpose(path: str | Path, split: str = "train") -> SkeletonDataset:
         y = np.asarray([index[str(v)] for v in y])
     X = X.astype(np.float32)
     return SkeletonDataset(
-        list(X), y.astype(np.int64), list(MPOSE_CLASSES), get_layout(_LAYOUT_BY_K[X.shape[2]]),
-        fps=None, names=[f"{split}_{i}" for i in range(X.shape[0])], name=f"mpose/{split}",
+        list(X),
+        y.astype(np.int64),
+        list(MPOSE_CLASSES),
+        get_layout(_LAYOUT_BY_K[X.shape[2]]),
+        fps=None,
+        names=[f"{split}_{i}" for i in range(X.shape[0])],
+        name=f"mpose/{split}",
     )

@@ -23,6 +23,7 @@ the neck, spine, hip centre and feet the estimator fills in).
 Frame rate: 15 fps, as the dataset paper states ("about 15 frames per second"); peak hand speeds in
 throw/punch/wave/clap against UTD-MHAD's 30 Hz data agree (16-20 fps).
 """
+
 from __future__ import annotations
 
 import re
@@ -39,9 +40,26 @@ from unihar.errors import InputError
 __all__ = ["load_msr_action3d", "MSR_ACTION3D_CLASSES", "MSR_ACTION3D_FPS", "MSR_SUBSETS", "MSR_CAMERA"]
 
 MSR_ACTION3D_CLASSES = (
-    "high_arm_wave", "horizontal_arm_wave", "hammer", "hand_catch", "forward_punch", "high_throw", "draw_x",
-    "draw_tick", "draw_circle", "hand_clap", "two_hand_wave", "side_boxing", "bend", "forward_kick", "side_kick",
-    "jogging", "tennis_swing", "tennis_serve", "golf_swing", "pick_up_and_throw",
+    "high_arm_wave",
+    "horizontal_arm_wave",
+    "hammer",
+    "hand_catch",
+    "forward_punch",
+    "high_throw",
+    "draw_x",
+    "draw_tick",
+    "draw_circle",
+    "hand_clap",
+    "two_hand_wave",
+    "side_boxing",
+    "bend",
+    "forward_kick",
+    "side_kick",
+    "jogging",
+    "tennis_swing",
+    "tennis_serve",
+    "golf_swing",
+    "pick_up_and_throw",
 )
 # Action numbers (1-based) of the three 8-class subsets of Li et al. 2010.
 MSR_SUBSETS = {
@@ -69,9 +87,7 @@ def read_msr_file(f: Path) -> np.ndarray:
     """One sequence as metric 3D joints ``(frames, 20, 4)``: x, y, z (camera axes) and confidence."""
     rows = read_numbers(f, _NAME, 4, "u v depth confidence, one line per joint")
     if rows.shape[0] % 20:
-        raise InputError(
-            f"{_NAME}: {f} has {rows.shape[0]} joint lines, not a multiple of 20 (20 joints per frame)"
-        )
+        raise InputError(f"{_NAME}: {f} has {rows.shape[0]} joint lines, not a multiple of 20 (20 joints per frame)")
     frames = rows.reshape(-1, 20, 4)
     u, v, depth, conf = np.moveaxis(frames, -1, 0)
     missing = (frames == 0).all(axis=(1, 2))[:, None] | (np.abs(v) > _SENTINEL) | (depth <= 0)
@@ -105,6 +121,13 @@ def load_msr_action3d(path: str | Path, split: str = "train", variant: str | Non
     if not sequences:
         raise InputError(f"{_NAME}: no {split} files ({'odd' if wanted_parity else 'even'} subjects) in {path}")
     return SkeletonDataset(
-        sequences, np.asarray(labels), [MSR_ACTION3D_CLASSES[a - 1] for a in actions], get_layout("msr_action3d"),
-        fps=MSR_ACTION3D_FPS, names=names, name=f"{_NAME}/{split}", dims=3, camera=MSR_CAMERA,
+        sequences,
+        np.asarray(labels),
+        [MSR_ACTION3D_CLASSES[a - 1] for a in actions],
+        get_layout("msr_action3d"),
+        fps=MSR_ACTION3D_FPS,
+        names=names,
+        name=f"{_NAME}/{split}",
+        dims=3,
+        camera=MSR_CAMERA,
     )

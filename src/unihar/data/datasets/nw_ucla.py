@@ -16,6 +16,7 @@ Frame rate: not stated by the source. About 15 fps, estimated from the data: in 
 takes 1/0.125 = 8 frames and the hip moves 0.066 m per frame, i.e. 1.9 steps/s and 1.0 m/s at 15 fps
 (normal walking); peak hand speed in "throw" against UTD-MHAD's 30 Hz throws gives at most ~20 fps.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,16 @@ __all__ = ["load_nw_ucla", "NW_UCLA_CLASSES", "NW_UCLA_FPS"]
 
 # (action code in the file name, class name); the JSON label is the 1-based position here.
 _ACTIONS = (
-    (1, "pick_up_with_one_hand"), (2, "pick_up_with_two_hands"), (3, "drop_trash"), (4, "walk_around"),
-    (5, "sit_down"), (6, "stand_up"), (8, "donning"), (9, "doffing"), (11, "throw"), (12, "carry"),
+    (1, "pick_up_with_one_hand"),
+    (2, "pick_up_with_two_hands"),
+    (3, "drop_trash"),
+    (4, "walk_around"),
+    (5, "sit_down"),
+    (6, "stand_up"),
+    (8, "donning"),
+    (9, "doffing"),
+    (11, "throw"),
+    (12, "carry"),
 )
 NW_UCLA_CLASSES = tuple(name for _, name in _ACTIONS)
 NW_UCLA_FPS = 15.0
@@ -47,7 +56,9 @@ def _json_dir(path: Path) -> Path:
     for candidate in (path / "all_sqe", path):
         if candidate.is_dir() and any(candidate.glob("*.json")):
             return candidate
-    raise InputError(f"{_NAME}: expected a folder with all_sqe/aAA_sSS_eEE_vVV.json files (or all_sqe itself), got {path}")
+    raise InputError(
+        f"{_NAME}: expected a folder with all_sqe/aAA_sSS_eEE_vVV.json files (or all_sqe itself), got {path}"
+    )
 
 
 def _read(f: Path, label_by_action: dict[int, int]) -> tuple[np.ndarray, int]:
@@ -61,10 +72,14 @@ def _read(f: Path, label_by_action: dict[int, int]) -> tuple[np.ndarray, int]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise InputError(f"{_NAME}: cannot read {f}: expected JSON with 'skeletons' (frames x 20 x 3): {err}") from None
     if xyz.ndim != 3 or xyz.shape[1:] != (20, 3) or xyz.shape[0] < 1:
-        raise InputError(f"{_NAME}: {f}: 'skeletons' has shape {xyz.shape}, expected (frames, 20, 3) (20 Kinect joints, x y z)")
+        raise InputError(
+            f"{_NAME}: {f}: 'skeletons' has shape {xyz.shape}, expected (frames, 20, 3) (20 Kinect joints, x y z)"
+        )
     label = label_by_action[action]
     if "label" in record and record["label"] != label + 1:
-        raise InputError(f"{_NAME}: {f}: label {record['label']} does not match its action a{action:02d} (label {label + 1})")
+        raise InputError(
+            f"{_NAME}: {f}: label {record['label']} does not match its action a{action:02d} (label {label + 1})"
+        )
     return kinect_joints(xyz), label
 
 
@@ -89,6 +104,13 @@ def load_nw_ucla(path: str | Path, split: str = "train", variant: str | None = N
         raise InputError(f"{_NAME}: no {split} files ({views}, *_vVV.json) in {folder}")
     sequences, labels = zip(*(_read(f, label_by_action) for f in files))
     return SkeletonDataset(
-        list(sequences), np.asarray(labels), list(NW_UCLA_CLASSES), get_layout("kinect_v1"), fps=NW_UCLA_FPS,
-        names=[f.stem for f in files], name=f"{_NAME}/{split}", dims=3, camera=KINECT_V1,
+        list(sequences),
+        np.asarray(labels),
+        list(NW_UCLA_CLASSES),
+        get_layout("kinect_v1"),
+        fps=NW_UCLA_FPS,
+        names=[f.stem for f in files],
+        name=f"{_NAME}/{split}",
+        dims=3,
+        camera=KINECT_V1,
     )

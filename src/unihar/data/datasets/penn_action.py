@@ -8,6 +8,7 @@ annotator's estimate), so they are kept with a lower confidence rather than drop
 Reading 2326 ``.mat`` files takes a while, so the first load writes one ``.npz`` cache (under
 ``$UNIHAR_CACHE``, default ``~/.cache/unihar``) keyed by the folder, its file count and newest mtime.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,8 +24,21 @@ from unihar.errors import InputError
 __all__ = ["load_penn_action", "PENN_ACTION_CLASSES", "PENN_ACTION_FPS"]
 
 PENN_ACTION_CLASSES = (
-    "baseball_pitch", "baseball_swing", "bench_press", "bowl", "clean_and_jerk", "golf_swing", "jump_rope",
-    "jumping_jacks", "pullup", "pushup", "situp", "squat", "strum_guitar", "tennis_forehand", "tennis_serve",
+    "baseball_pitch",
+    "baseball_swing",
+    "bench_press",
+    "bowl",
+    "clean_and_jerk",
+    "golf_swing",
+    "jump_rope",
+    "jumping_jacks",
+    "pullup",
+    "pushup",
+    "situp",
+    "squat",
+    "strum_guitar",
+    "tennis_forehand",
+    "tennis_serve",
 )
 # The dataset does not state a frame rate; its clips are YouTube videos, which are ~30 fps.
 PENN_ACTION_FPS = 30.0
@@ -53,14 +67,21 @@ def _read_all(labels: Path, files: list[Path]) -> dict[str, np.ndarray]:
         except Exception as err:  # scipy raises several types for a corrupt file
             raise InputError(f"penn-action: cannot read {f}: {err}") from None
         if x.ndim != 2 or x.shape[1] != 13 or x.shape != y.shape or x.shape != v.shape:
-            raise InputError(f"penn-action: {f} has x/y/visibility of shapes {x.shape}/{y.shape}/{v.shape}, expected (frames, 13)")
+            raise InputError(
+                f"penn-action: {f} has x/y/visibility of shapes {x.shape}/{y.shape}/{v.shape}, expected (frames, 13)"
+            )
         xs.append(x.astype(np.float32)), ys.append(y.astype(np.float32)), vis.append(v.astype(np.uint8))
         offsets.append(offsets[-1] + x.shape[0])
         actions.append(action), train.append(flag), sizes.append((w, h)), ids.append(f.stem)
     return {
-        "x": np.concatenate(xs), "y": np.concatenate(ys), "visibility": np.concatenate(vis),
-        "offsets": np.asarray(offsets, dtype=np.int64), "action": np.asarray(actions), "train": np.asarray(train),
-        "size": np.asarray(sizes, dtype=np.int32), "id": np.asarray(ids),
+        "x": np.concatenate(xs),
+        "y": np.concatenate(ys),
+        "visibility": np.concatenate(vis),
+        "offsets": np.asarray(offsets, dtype=np.int64),
+        "action": np.asarray(actions),
+        "train": np.asarray(train),
+        "size": np.asarray(sizes, dtype=np.int32),
+        "id": np.asarray(ids),
     }
 
 
@@ -108,6 +129,11 @@ def load_penn_action(path: str | Path, split: str = "train", occluded_confidence
     if not sequences:
         raise InputError(f"penn-action: no videos in split {split!r} under {path}")
     return SkeletonDataset(
-        sequences, np.asarray(labels), list(PENN_ACTION_CLASSES), get_layout("penn13"),
-        fps=PENN_ACTION_FPS, names=names, name=f"penn-action/{split}",
+        sequences,
+        np.asarray(labels),
+        list(PENN_ACTION_CLASSES),
+        get_layout("penn13"),
+        fps=PENN_ACTION_FPS,
+        names=names,
+        name=f"penn-action/{split}",
     )

@@ -1,10 +1,11 @@
 """Small pieces the skeleton-dataset loaders share: split and variant checks, reading numeric text files
 with one clear error, Kinect joints with a confidence channel, and resampling to a uniform frame rate."""
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -42,9 +43,7 @@ def read_numbers(path: Path, dataset: str, columns: int, what: str, delimiter: s
     if values.shape[0] == 0:
         raise InputError(f"{dataset}: {path} is empty; expected lines of {columns} numbers ({what})")
     if values.shape[1] != columns:
-        raise InputError(
-            f"{dataset}: {path} has {values.shape[1]} numbers per line, expected {columns} ({what})"
-        )
+        raise InputError(f"{dataset}: {path} has {values.shape[1]} numbers per line, expected {columns} ({what})")
     return values
 
 

@@ -29,6 +29,7 @@ A sample's name is ``sAAsBB/<class>/<sequence>/<person>``, the person being ``A`
 Frame rate: 15 fps, as the dataset's authors state; peak hand speed in punches against UTD-MHAD's
 30 Hz boxing agrees (17 fps).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,7 +45,14 @@ from unihar.errors import InputError
 __all__ = ["load_sbu", "SBU_CLASSES", "SBU_FOLDS", "SBU_FPS", "choose_actors"]
 
 SBU_CLASSES = (
-    "approaching", "departing", "kicking", "pushing", "shaking_hands", "hugging", "exchanging", "punching",
+    "approaching",
+    "departing",
+    "kicking",
+    "pushing",
+    "shaking_hands",
+    "hugging",
+    "exchanging",
+    "punching",
 )
 SBU_FOLDS = (
     ("s01s02", "s03s04", "s05s02", "s06s04"),
@@ -56,7 +64,11 @@ SBU_FOLDS = (
 SBU_FPS = 15.0
 PERSONS = ("A", "B")
 _MOVERS = {"approaching", "departing"}
-_CONTACT = {"kicking": ("left_foot", "right_foot"), "pushing": ("left_hand", "right_hand"), "punching": ("left_hand", "right_hand")}
+_CONTACT = {
+    "kicking": ("left_foot", "right_foot"),
+    "pushing": ("left_hand", "right_hand"),
+    "punching": ("left_hand", "right_hand"),
+}
 _TARGETS = ("head", "neck", "spine", "left_shoulder", "right_shoulder")
 _NAME = "sbu"
 
@@ -118,8 +130,17 @@ def load_sbu(path: str | Path, split: str = "train", variant: str | None = None)
             labels.append(label)
             names.append(f"{set_dir.name}/{class_dir.name}/{sequence_dir.name}/{PERSONS[p]}")
     if not sequences:
-        raise InputError(f"{_NAME}: no {split} sequences for test fold {test_fold} ({SBU_FOLDS[test_fold - 1]}) under {root}")
+        raise InputError(
+            f"{_NAME}: no {split} sequences for test fold {test_fold} ({SBU_FOLDS[test_fold - 1]}) under {root}"
+        )
     return SkeletonDataset(
-        sequences, np.asarray(labels), list(SBU_CLASSES), get_layout("sbu15"), fps=SBU_FPS,
-        names=names, name=f"{_NAME}/{split}", dims=3, camera=KINECT_V1,
+        sequences,
+        np.asarray(labels),
+        list(SBU_CLASSES),
+        get_layout("sbu15"),
+        fps=SBU_FPS,
+        names=names,
+        name=f"{_NAME}/{split}",
+        dims=3,
+        camera=KINECT_V1,
     )

@@ -20,6 +20,7 @@ rate`` seconds on the skeleton's timeline; ``"relative"`` spreads the samples ev
 skeleton sequence (for recordings whose clocks disagree but that start and stop with the action, like
 UTD-MHAD's). A recording must cover at least 90 % of its skeleton sequence.
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -47,11 +48,13 @@ def _signal_specs(meta: dict, meta_file: Path) -> dict[str, dict[str, Any]]:
     signals = meta.get("signals")
     if not isinstance(signals, dict) or not signals:
         raise InputError(
-            f"{_NAME}: {meta_file} needs 'signals', e.g. {{\"imu\": {{\"rate\": 50, \"channels\": [\"acc_x\", ...]}}}}; "
+            f'{_NAME}: {meta_file} needs \'signals\', e.g. {{"imu": {{"rate": 50, "channels": ["acc_x", ...]}}}}; '
             "for keypoints alone use skeleton-npz"
         )
     if meta.get("fps") is None:
-        raise InputError(f"{_NAME}: {meta_file} needs 'fps': the frame rate puts the skeleton and the sensor on one timeline")
+        raise InputError(
+            f"{_NAME}: {meta_file} needs 'fps': the frame rate puts the skeleton and the sensor on one timeline"
+        )
     for name, spec in signals.items():
         where = f"{_NAME}: {meta_file}: signals.{name}"
         if name not in SIGNAL_KINDS:
@@ -74,20 +77,26 @@ def _signal_specs(meta: dict, meta_file: Path) -> dict[str, dict[str, Any]]:
     return signals
 
 
-def _read_file(f: Path, num_joints: int, specs: dict[str, dict[str, Any]]) -> tuple[np.ndarray, int, dict[str, np.ndarray], dict[str, float]]:
+def _read_file(
+    f: Path, num_joints: int, specs: dict[str, dict[str, Any]]
+) -> tuple[np.ndarray, int, dict[str, np.ndarray], dict[str, float]]:
     arrays = ["keypoints", "label", *specs]
     try:
         with np.load(f, allow_pickle=False) as z:
             missing = [k for k in arrays if k not in z.files]
             if missing:
-                raise InputError(f"{_NAME}: {f} lacks the arrays {missing}; expected {arrays} (and optionally <sensor>_start)")
+                raise InputError(
+                    f"{_NAME}: {f} lacks the arrays {missing}; expected {arrays} (and optionally <sensor>_start)"
+                )
             kpts, label = z["keypoints"], z["label"]
             samples = {name: z[name] for name in specs}
             starts = {name: z[f"{name}_start"] for name in specs if f"{name}_start" in z.files}
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise InputError(f"{_NAME}: cannot read {f}: {err}") from None
     if kpts.ndim != 3 or kpts.shape[1:] != (num_joints, 3) or kpts.shape[0] < 1:
-        raise InputError(f"{_NAME}: {f}: 'keypoints' must be (frames, {num_joints}, 3) ({num_joints} joints in dataset.json), got {kpts.shape}")
+        raise InputError(
+            f"{_NAME}: {f}: 'keypoints' must be (frames, {num_joints}, 3) ({num_joints} joints in dataset.json), got {kpts.shape}"
+        )
     if label.size != 1 or label.dtype.kind not in "iu":
         raise InputError(f"{_NAME}: {f}: 'label' must be one integer, got {label!r}")
     for name, values in samples.items():
@@ -100,7 +109,12 @@ def _read_file(f: Path, num_joints: int, specs: dict[str, dict[str, Any]]) -> tu
     for name, start in starts.items():
         if start.size != 1 or start.dtype.kind not in "iuf":
             raise InputError(f"{_NAME}: {f}: '{name}_start' must be one number (seconds), got {start!r}")
-    return kpts.astype(np.float32), int(label.reshape(())), samples, {k: float(v.reshape(())) for k, v in starts.items()}
+    return (
+        kpts.astype(np.float32),
+        int(label.reshape(())),
+        samples,
+        {k: float(v.reshape(())) for k, v in starts.items()},
+    )
 
 
 def load_sensor_npz(path: str | Path, split: str = "train") -> SkeletonDataset:
@@ -125,7 +139,9 @@ def load_sensor_npz(path: str | Path, split: str = "train") -> SkeletonDataset:
         for name, spec in specs.items():
             where = f"{f} ({name})"
             values = convert_units(samples[name], spec["channels"], spec.get("units"), where)
-            recording = SignalRecording(values, spec["rate"], tuple(spec["channels"]), starts.get(name, 0.0), source=where)
+            recording = SignalRecording(
+                values, spec["rate"], tuple(spec["channels"]), starts.get(name, 0.0), source=where
+            )
             if spec.get("align", "time") == "relative":
                 recording = recording.stretched(0.0, duration)
             covered = coverage(recording, 0.0, duration)
@@ -136,6 +152,12 @@ def load_sensor_npz(path: str | Path, split: str = "train") -> SkeletonDataset:
                 )
             signals[name].append(recording)
     return SkeletonDataset(
-        sequences, np.asarray(labels), list(meta["classes"]), layout, fps=fps,
-        names=[f.stem for f in files], name=f"{_NAME}/{split}", signals=signals,
+        sequences,
+        np.asarray(labels),
+        list(meta["classes"]),
+        layout,
+        fps=fps,
+        names=[f.stem for f in files],
+        name=f"{_NAME}/{split}",
+        signals=signals,
     )

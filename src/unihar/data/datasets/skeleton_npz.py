@@ -11,6 +11,7 @@ Joint names follow Uni-HAR's naming (COCO names in lower_snake_case, plus ``neck
 ``head`` and the BODY_25 / MediaPipe extras); they are mapped onto the model's layout by name, and
 names the model cannot use are dropped with a warning.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,6 +73,11 @@ def load_skeleton_npz(path: str | Path, split: str = "train") -> SkeletonDataset
         sequences.append(kpts.astype(np.float32))
         labels.append(int(label.reshape(())))
     return SkeletonDataset(
-        sequences, np.asarray(labels), list(meta["classes"]), layout, fps=meta.get("fps"),
-        names=[f.stem for f in files], name=f"skeleton-npz/{split}",
+        sequences,
+        np.asarray(labels),
+        list(meta["classes"]),
+        layout,
+        fps=meta.get("fps"),
+        names=[f.stem for f in files],
+        name=f"skeleton-npz/{split}",
     )

@@ -24,6 +24,7 @@ frame where the torso (mean of the visible shoulders and hips) moves down fastes
 it is a second drop just after it. Activity sequences have no event. The label stays per sequence
 (``fall`` / ``not_fall``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -68,7 +69,9 @@ def read_sequence(folder: Path) -> np.ndarray:
         raise InputError(f"{_NAME}: {folder} must hold only <j>.npy files with j = 1, 2, ...")
     files.sort(key=lambda f: int(f.stem))
     if [int(f.stem) for f in files] != list(range(1, len(files) + 1)):
-        raise InputError(f"{_NAME}: {folder} must hold 1.npy ... N.npy without gaps, got {[f.name for f in files[:5]]}...")
+        raise InputError(
+            f"{_NAME}: {folder} must hold 1.npy ... N.npy without gaps, got {[f.name for f in files[:5]]}..."
+        )
     if len(files) < 2:
         raise InputError(f"{_NAME}: {folder} has {len(files)} frame file(s); expected at least 2 (1.npy repeats 2.npy)")
     frames = []
@@ -78,7 +81,9 @@ def read_sequence(folder: Path) -> np.ndarray:
         except (OSError, ValueError) as err:
             raise InputError(f"{_NAME}: cannot read {f}: {err}") from None
         if values.size != 52:
-            raise InputError(f"{_NAME}: {f} has {values.size} values, expected 52 (13 keypoints x (x, y, x centred, y))")
+            raise InputError(
+                f"{_NAME}: {f} has {values.size} values, expected 52 (13 keypoints x (x, y, x centred, y))"
+            )
         frames.append(values.reshape(13, 4)[:, :2])
     xy = np.stack(frames).astype(np.float64)
     missing = (xy == 0).all(axis=-1)
@@ -109,8 +114,16 @@ def load_ur_fall(path: str | Path, split: str = "train", variant: str | None = N
             names.append(f"{_PREFIX[kind]}-{number:02d}")
             events.append([fall_moment(kpts)] if kind == "fall" else [])
     if not sequences:
-        raise InputError(f"{_NAME}: no {split} sequences (number % 3 {'==' if split == 'test' else '!='} {residue}) under {root}")
+        raise InputError(
+            f"{_NAME}: no {split} sequences (number % 3 {'==' if split == 'test' else '!='} {residue}) under {root}"
+        )
     return SkeletonDataset(
-        sequences, np.asarray(labels), list(UR_FALL_CLASSES), get_layout("movenet13"), fps=UR_FALL_FPS,
-        names=names, name=f"{_NAME}/{split}", events=events,
+        sequences,
+        np.asarray(labels),
+        list(UR_FALL_CLASSES),
+        get_layout("movenet13"),
+        fps=UR_FALL_FPS,
+        names=names,
+        name=f"{_NAME}/{split}",
+        events=events,
     )

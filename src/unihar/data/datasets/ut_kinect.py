@@ -21,6 +21,7 @@ to the nearest existing one (4 such boundaries), and is resampled by frame ID to
 
 The ``carry`` segment of ``s10_e02`` is ``NaN NaN`` (absent) and is skipped: 199 segments.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,14 +40,30 @@ __all__ = ["load_ut_kinect", "UT_KINECT_CLASSES", "UT_KINECT_FPS", "UT_KINECT_SP
 
 # Label-file spelling -> class name, in the order of the dataset's action_names.mat.
 _SPELLING = {
-    "walk": "walk", "sitDown": "sit_down", "standUp": "stand_up", "pickUp": "pick_up", "carry": "carry",
-    "throw": "throw", "push": "push", "pull": "pull", "waveHands": "wave_hands", "clapHands": "clap_hands",
+    "walk": "walk",
+    "sitDown": "sit_down",
+    "standUp": "stand_up",
+    "pickUp": "pick_up",
+    "carry": "carry",
+    "throw": "throw",
+    "push": "push",
+    "pull": "pull",
+    "waveHands": "wave_hands",
+    "clapHands": "clap_hands",
 }
 UT_KINECT_CLASSES = tuple(_SPELLING.values())
 # Training subjects of the 10 half-subject splits (tr_te_splits.mat); the other five are tested.
 UT_KINECT_SPLITS = (
-    (2, 5, 7, 8, 9), (2, 3, 8, 9, 10), (2, 3, 6, 7, 8), (3, 5, 6, 8, 9), (2, 4, 5, 6, 10),
-    (3, 6, 7, 8, 9), (1, 2, 4, 6, 7), (2, 7, 8, 9, 10), (1, 3, 6, 9, 10), (1, 6, 8, 9, 10),
+    (2, 5, 7, 8, 9),
+    (2, 3, 8, 9, 10),
+    (2, 3, 6, 7, 8),
+    (3, 5, 6, 8, 9),
+    (2, 4, 5, 6, 10),
+    (3, 6, 7, 8, 9),
+    (1, 2, 4, 6, 7),
+    (2, 7, 8, 9, 10),
+    (1, 3, 6, 9, 10),
+    (1, 6, 8, 9, 10),
 )
 FRAME_IDS_PER_SECOND = 60.0
 UT_KINECT_FPS = 15.0
@@ -130,6 +147,13 @@ def load_ut_kinect(path: str | Path, split: str = "train", variant: str | None =
         subjects = train_subjects if split == "train" else tuple(s for s in range(1, 11) if s not in train_subjects)
         raise InputError(f"{_NAME}: no {split} segments (subjects {list(subjects)}, split {number}) in {label_file}")
     return SkeletonDataset(
-        sequences, np.asarray(labels), list(UT_KINECT_CLASSES), get_layout("kinect_v1"), fps=UT_KINECT_FPS,
-        names=names, name=f"{_NAME}/{split}", dims=3, camera=KINECT_V1,
+        sequences,
+        np.asarray(labels),
+        list(UT_KINECT_CLASSES),
+        get_layout("kinect_v1"),
+        fps=UT_KINECT_FPS,
+        names=names,
+        name=f"{_NAME}/{split}",
+        dims=3,
+        camera=KINECT_V1,
     )

@@ -19,6 +19,7 @@ sequences; ``a8_s1_t4`` does not exist), so there the default holds one subject 
 (323), test = 7 (108), as CMC-CMKM (IJCNN 2022) validates. ``utd-mhad@S:PATH`` tests on subject ``S``
 and trains on all the others.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,13 +36,43 @@ from unihar.data.layouts import get_layout
 from unihar.data.signals import SignalRecording
 from unihar.errors import InputError
 
-__all__ = ["load_utd_mhad", "UTD_MHAD_CLASSES", "UTD_MHAD_FPS", "UTD_MHAD_INERTIAL_RATE", "parse_utd_name", "read_inertial"]
+__all__ = [
+    "load_utd_mhad",
+    "UTD_MHAD_CLASSES",
+    "UTD_MHAD_FPS",
+    "UTD_MHAD_INERTIAL_RATE",
+    "parse_utd_name",
+    "read_inertial",
+]
 
 UTD_MHAD_CLASSES = (
-    "swipe_left", "swipe_right", "wave", "clap", "throw", "arm_cross", "basketball_shoot", "draw_x",
-    "draw_circle_clockwise", "draw_circle_counter_clockwise", "draw_triangle", "bowling", "boxing",
-    "baseball_swing", "tennis_forehand", "arm_curl", "tennis_serve", "push", "knock", "catch",
-    "pick_up_and_throw", "jog", "walk", "sit_to_stand", "stand_to_sit", "lunge", "squat",
+    "swipe_left",
+    "swipe_right",
+    "wave",
+    "clap",
+    "throw",
+    "arm_cross",
+    "basketball_shoot",
+    "draw_x",
+    "draw_circle_clockwise",
+    "draw_circle_counter_clockwise",
+    "draw_triangle",
+    "bowling",
+    "boxing",
+    "baseball_swing",
+    "tennis_forehand",
+    "arm_curl",
+    "tennis_serve",
+    "push",
+    "knock",
+    "catch",
+    "pick_up_and_throw",
+    "jog",
+    "walk",
+    "sit_to_stand",
+    "stand_to_sit",
+    "lunge",
+    "squat",
 )
 UTD_MHAD_FPS = 30.0
 UTD_MHAD_INERTIAL_RATE = 50.0
@@ -80,7 +111,9 @@ def read_skeleton(f: Path) -> np.ndarray:
     """One ``.mat`` file -> ``(frames, 20, 4)`` camera-space metres + confidence."""
     skel = _mat_array(f, "d_skel", "20 joints x 3 x frames")
     if skel.ndim != 3 or skel.shape[:2] != (20, 3) or skel.shape[2] < 1:
-        raise InputError(f"{_NAME}: {f}: 'd_skel' has shape {skel.shape}, expected (20, 3, frames) (20 Kinect joints, x y z)")
+        raise InputError(
+            f"{_NAME}: {f}: 'd_skel' has shape {skel.shape}, expected (20, 3, frames) (20 Kinect joints, x y z)"
+        )
     return kinect_joints(np.transpose(skel, (2, 0, 1)))
 
 
@@ -103,7 +136,9 @@ def _inertial_recordings(files: list[Path], skeletons: list[np.ndarray]) -> list
     for f, skeleton in zip(files, skeletons):
         inertial = folder / f.name.replace("_skeleton.mat", "_inertial.mat")
         if not inertial.is_file():
-            raise InputError(f"{_NAME}: {inertial} is missing (the inertial recording of {f.name}); the Inertial folder must hold one per sequence")
+            raise InputError(
+                f"{_NAME}: {inertial} is missing (the inertial recording of {f.name}); the Inertial folder must hold one per sequence"
+            )
         recordings.append(read_inertial(inertial).stretched(0.0, len(skeleton) / UTD_MHAD_FPS))
     return recordings
 
@@ -139,7 +174,14 @@ def load_utd_mhad(path: str | Path, split: str = "train", variant: str | None = 
     skeletons = [read_skeleton(f) for f in chosen]
     inertial = _inertial_recordings(chosen, skeletons)
     return SkeletonDataset(
-        skeletons, np.asarray([identity[f][0] - 1 for f in chosen]), list(UTD_MHAD_CLASSES),
-        get_layout("utd_mhad"), fps=UTD_MHAD_FPS, names=[f.stem.removesuffix("_skeleton") for f in chosen],
-        name=f"{_NAME}/{split}", dims=3, camera=KINECT_V1, signals=None if inertial is None else {"imu": inertial},
+        skeletons,
+        np.asarray([identity[f][0] - 1 for f in chosen]),
+        list(UTD_MHAD_CLASSES),
+        get_layout("utd_mhad"),
+        fps=UTD_MHAD_FPS,
+        names=[f.stem.removesuffix("_skeleton") for f in chosen],
+        name=f"{_NAME}/{split}",
+        dims=3,
+        camera=KINECT_V1,
+        signals=None if inertial is None else {"imu": inertial},
     )

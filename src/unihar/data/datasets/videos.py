@@ -22,15 +22,16 @@ videos is another evaluation). ``skip_failed=True`` (``--skip-failed-videos``) l
 and says which, in a warning. All sequences are resampled to 30 fps, so one dataset has one time base
 whatever its videos' frame rates.
 """
+
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import re
 import warnings
-import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -43,8 +44,15 @@ from unihar.data.preprocess import frame_indices
 from unihar.data.video import VIDEO_EXTENSIONS, is_video_file, open_video
 from unihar.errors import InputError, NoPersonError, UniHARError
 
-__all__ = ["load_haa500", "load_video_folder", "extract_poses", "pose_cache_path", "VIDEO_EXTENSIONS", "TIME_BASE_FPS",
-           "POSE_BACKEND"]
+__all__ = [
+    "load_haa500",
+    "load_video_folder",
+    "extract_poses",
+    "pose_cache_path",
+    "VIDEO_EXTENSIONS",
+    "TIME_BASE_FPS",
+    "POSE_BACKEND",
+]
 
 POSE_BACKEND = "blazepose"  # the package's default pose backend (see unihar.data.pose.get_pose_backend)
 TIME_BASE_FPS = 30.0
@@ -70,8 +78,14 @@ def _extract_one(video: str, backend: str, out: str) -> tuple[str, str | None]:
         return video, f"no person: {err}"
     except UniHARError as err:
         return video, str(err)
-    save_npz_atomic(out, keypoints=seq.keypoints.astype(np.float32), joints=np.asarray(seq.layout.joints),
-                    fps=fps, missing=seq.missing, frame_size=np.asarray(seq.frame_size))
+    save_npz_atomic(
+        out,
+        keypoints=seq.keypoints.astype(np.float32),
+        joints=np.asarray(seq.layout.joints),
+        fps=fps,
+        missing=seq.missing,
+        frame_size=np.asarray(seq.frame_size),
+    )
     return video, None
 
 
@@ -130,10 +144,14 @@ def _load_sequences(
         listed = "; ".join(f"{video}: {why}" for video, why in list(failed.items())[:10])
         more = f" (and {len(failed) - 10} more)" if len(failed) > 10 else ""
         if not skip_failed:
-            raise InputError(f"{name}: no poses could be extracted from {len(failed)} of {len(items)} videos: "
-                             f"{listed}{more}; fix or remove them, or pass --skip-failed-videos to leave them out")
-        warnings.warn(f"{name}: {len(failed)} of {len(items)} videos left out (--skip-failed-videos): {listed}{more}",
-                      stacklevel=3)
+            raise InputError(
+                f"{name}: no poses could be extracted from {len(failed)} of {len(items)} videos: "
+                f"{listed}{more}; fix or remove them, or pass --skip-failed-videos to leave them out"
+            )
+        warnings.warn(
+            f"{name}: {len(failed)} of {len(items)} videos left out (--skip-failed-videos): {listed}{more}",
+            stacklevel=3,
+        )
     sequences, labels, names, sources, layout = [], [], [], [], None
     for video, label in items:
         cache = caches.get(video)
@@ -151,8 +169,9 @@ def _load_sequences(
         sources.append((str(video), len(kpts)))
     if not sequences:
         raise InputError(f"{name}: no video gave usable poses")
-    return SkeletonDataset(sequences, np.asarray(labels), classes, layout, fps=TIME_BASE_FPS, names=names, name=name,
-                           videos=sources)
+    return SkeletonDataset(
+        sequences, np.asarray(labels), classes, layout, fps=TIME_BASE_FPS, names=names, name=name, videos=sources
+    )
 
 
 def _videos_in(folder: Path) -> list[Path]:
@@ -160,7 +179,11 @@ def _videos_in(folder: Path) -> list[Path]:
 
 
 def load_haa500(
-    path: str | Path, split: str = "train", workers: int = 1, pose_backend: str = POSE_BACKEND, skip_failed: bool = False
+    path: str | Path,
+    split: str = "train",
+    workers: int = 1,
+    pose_backend: str = POSE_BACKEND,
+    skip_failed: bool = False,
 ) -> SkeletonDataset:
     """One HAA500 split (``train``: clips 0-15, ``val``: 16, ``test``: 17-19 of every class)."""
     if split not in HAA500_SPLITS:
@@ -184,7 +207,11 @@ def load_haa500(
 
 
 def load_video_folder(
-    path: str | Path, split: str = "train", workers: int = 1, pose_backend: str = POSE_BACKEND, skip_failed: bool = False
+    path: str | Path,
+    split: str = "train",
+    workers: int = 1,
+    pose_backend: str = POSE_BACKEND,
+    skip_failed: bool = False,
 ) -> SkeletonDataset:
     """``DIR/<class>/*.mp4`` (split every 5th video to ``test``) or ``DIR/<split>/<class>/*.mp4``."""
     root = Path(path)
@@ -198,7 +225,9 @@ def load_video_folder(
         split_root = root / split
     else:
         if split not in ("train", "test"):
-            raise InputError(f"video-folder: without train/ and test/ folders the splits are train and test, got {split!r}")
+            raise InputError(
+                f"video-folder: without train/ and test/ folders the splits are train and test, got {split!r}"
+            )
         classes = sorted(d.name for d in root.iterdir() if d.is_dir())
         split_root = root
     if not classes:

@@ -13,6 +13,7 @@ Backends with ``needs_video = True`` take frames (``estimate``) or a video path;
 a path. Either way gaps are filled and counted (:func:`fill_missing`), and ``NoPersonError`` is raised
 when nobody is found in any frame.
 """
+
 from __future__ import annotations
 
 from unihar.data.pose.arrays import ArrayPoses

@@ -5,6 +5,7 @@ is given, stored in an ``.npz`` under ``layout`` (a name or a list of joint name
 (17 coco17, 25 body25, 18 coco18, 33 mediapipe33, 13 penn13). A frame whose joints all have confidence 0
 counts as "nobody detected" and is filled in.
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -96,6 +97,8 @@ def poses_from_array(
                 f"{ {j: l.name for j, l in LAYOUT_BY_NUM_JOINTS.items()} } or an explicit layout"
             )
     if layout.num_joints != array.shape[1]:
-        raise InputError(f"{source}: layout {layout.name!r} has {layout.num_joints} joints, the array has {array.shape[1]}")
+        raise InputError(
+            f"{source}: layout {layout.name!r} has {layout.num_joints} joints, the array has {array.shape[1]}"
+        )
     detected = (array[..., 2] > 0).any(axis=1)
     return finalize_poses(array, detected, layout, frame_size or _extent(array), source)

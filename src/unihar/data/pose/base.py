@@ -1,4 +1,5 @@
 """What every pose backend returns, and the gap filling they share."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ class PoseSequence:
     def num_frames(self) -> int:
         return int(self.keypoints.shape[0])
 
-    def to_layout(self, layout: str | list[str] | KeypointLayout) -> "PoseSequence":
+    def to_layout(self, layout: str | list[str] | KeypointLayout) -> PoseSequence:
         """The same poses in another joint order (see :func:`~unihar.data.layouts.convert_keypoints`)."""
         target = get_layout(layout)
         if target is self.layout:

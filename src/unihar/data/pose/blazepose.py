@@ -26,14 +26,15 @@ LiteRT prints one line, ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU
 stderr the first time an interpreter is created. It has no option or environment variable to turn
 that off, and this module never redirects file descriptor 2 (that would hide a server's own logs).
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from importlib.resources import files
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from scipy.special import expit
@@ -100,7 +101,9 @@ _loaded_once = threading.Event()
 class _TFLiteModel:
     """One ``.tflite`` network on a LiteRT interpreter; outputs are looked up by their shape."""
 
-    def __init__(self, interpreter_class, path: Path, num_threads: int, expected_outputs: list[tuple[int, ...]]) -> None:
+    def __init__(
+        self, interpreter_class, path: Path, num_threads: int, expected_outputs: list[tuple[int, ...]]
+    ) -> None:
         try:
             self._interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
             # The first model of the process prints a line about its XNNPACK delegate on fd 2: hide that one.
@@ -111,7 +114,9 @@ class _TFLiteModel:
             raise ConfigError(f"cannot load the BlazePose model {path}: {exc}") from None
         (model_input,) = self._interpreter.get_input_details()
         self._input_index = model_input["index"]
-        self._outputs = {tuple(int(v) for v in d["shape"][1:]): d["index"] for d in self._interpreter.get_output_details()}
+        self._outputs = {
+            tuple(int(v) for v in d["shape"][1:]): d["index"] for d in self._interpreter.get_output_details()
+        }
         missing = [shape for shape in expected_outputs if shape not in self._outputs]
         if missing:
             raise ConfigError(
@@ -129,7 +134,7 @@ class _TFLiteModel:
 class _PoseStream:
     """The per-stream state: both interpreters and the regions of the people being tracked."""
 
-    def __init__(self, config: "BlazePose") -> None:
+    def __init__(self, config: BlazePose) -> None:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
@@ -179,8 +184,10 @@ class _PoseStream:
             image = warp_crop(frame, to_frame, DETECTOR_SIZE, border="zeros")
             self.detector.run((image / 127.5 - 1.0)[None])
             scores, boxes, keypoints = decode_detections(
-                self.detector.output((len(anchors), 12)), self.detector.output((len(anchors), 1))[:, 0],
-                anchors, self.config.min_detection_confidence,
+                self.detector.output((len(anchors), 12)),
+                self.detector.output((len(anchors), 1))[:, 0],
+                anchors,
+                self.config.min_detection_confidence,
             )
             boxes = _to_frame(boxes.reshape(-1, 2, 2), to_frame).reshape(-1, 4)  # upright regions: corners stay corners
             found.append((scores, boxes, _to_frame(keypoints, to_frame)))

@@ -6,6 +6,7 @@ Every number here is a published fact of MediaPipe's pose graphs (as shipped in 
 a name says ``normalized``. A region of interest (ROI) is a rotated square, stored as one row
 ``(center_x, center_y, side, angle)``, angle in radians, clockwise on screen (y points down).
 """
+
 from __future__ import annotations
 
 import math
@@ -230,7 +231,10 @@ def warp_crop(frame: np.ndarray, to_frame: np.ndarray, out_size: int, border: st
     # grid_sample's normalized coordinates (align_corners=False): pixel i of n is centred at (2 i + 1) / n - 1.
     grid = np.stack([(2 * (source_x - x0) + 1) / patch_w - 1, (2 * (source_y - y0) + 1) / patch_h - 1], axis=-1)
     crop = torch.nn.functional.grid_sample(
-        patch, torch.from_numpy(grid.astype(np.float32))[None], mode="bilinear",
-        padding_mode="border" if border == "replicate" else "zeros", align_corners=False,
+        patch,
+        torch.from_numpy(grid.astype(np.float32))[None],
+        mode="bilinear",
+        padding_mode="border" if border == "replicate" else "zeros",
+        align_corners=False,
     )
     return crop[0].permute(1, 2, 0).numpy()

@@ -1,10 +1,12 @@
 """Running a pose estimator over a whole video, for code that wants every frame's poses at once
 (dataset pose caches, benchmarks, tests). Inference does not use this: it streams frames through
 :func:`unihar.inference.streaming.run_source`."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +21,9 @@ __all__ = ["estimate_people", "estimate_main_person"]
 def estimate_people(backend: Any, frames: Iterable[np.ndarray]) -> tuple[list[np.ndarray], tuple[int, int]]:
     """Every frame's people ``(P_i, J, 3)`` from a video backend (``needs_video``), and the frame size."""
     if not getattr(backend, "needs_video", False):
-        raise InputError(f"the {backend.name!r} pose backend imports keypoint files; it cannot estimate poses from frames")
+        raise InputError(
+            f"the {backend.name!r} pose backend imports keypoint files; it cannot estimate poses from frames"
+        )
     people: list[np.ndarray] = []
     size: tuple[int, int] | None = None
     with backend.frame_estimator() as estimate:

@@ -9,10 +9,11 @@ person's region from frame to frame (re-detecting only when the track is lost), 
 keeps the main actor. Frames where it finds nobody are filled by :func:`~unihar.data.pose.base.fill_missing`
 and counted in ``PoseSequence.missing``.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -91,6 +92,8 @@ class MediaPipePose:
         result = solution.process(frame)
         if result.pose_landmarks is None:
             return np.zeros((0, self.layout.num_joints, 3), np.float32)
-        points = np.array([(lm.x * width, lm.y * height, lm.visibility) for lm in result.pose_landmarks.landmark], dtype=np.float32)
+        points = np.array(
+            [(lm.x * width, lm.y * height, lm.visibility) for lm in result.pose_landmarks.landmark], dtype=np.float32
+        )
         points[:, 2] = np.clip(points[:, 2], 0.0, 1.0)
         return points[None]

@@ -4,13 +4,14 @@ LiteRT prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` the fi
 loaded in a process, and MediaPipe's graph logs while it starts; neither has a switch for it. Left
 alone, those lines break the promise of one ``error:`` line on stderr.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 __all__ = ["native_stderr_silenced"]
 

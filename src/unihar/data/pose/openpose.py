@@ -5,6 +5,7 @@ per frame (``--write_json``). The layout is read from the number of values: 25 j
 18 = COCO-18. Frames are ordered by file name (numerically: ``..._2_keypoints`` before ``..._10_``).
 When a frame has several people, the main actor is chosen by :func:`~unihar.data.pose.tracking.select_main_actor`.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,14 +48,18 @@ class OpenPoseJSON:
                 data = json.loads(path.read_text())
                 people = data["people"]
                 # "pose_keypoints" is the key of OpenPose releases before 1.2
-                flat = [np.asarray(p.get("pose_keypoints_2d", p.get("pose_keypoints")), dtype=np.float32) for p in people]
+                flat = [
+                    np.asarray(p.get("pose_keypoints_2d", p.get("pose_keypoints")), dtype=np.float32) for p in people
+                ]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise InputError(
                     f"cannot read OpenPose file {str(path)!r}: expected {{'people': [{{'pose_keypoints_2d': [...]}}]}} ({exc})"
                 ) from None
             for values in flat:
                 if values.ndim != 1 or values.size % 3:
-                    raise InputError(f"{str(path)!r}: pose_keypoints_2d must hold x, y, c triples, got {values.size} values")
+                    raise InputError(
+                        f"{str(path)!r}: pose_keypoints_2d must hold x, y, c triples, got {values.size} values"
+                    )
                 joints = values.size // 3
                 if layout is None:
                     if joints not in OPENPOSE_LAYOUTS:

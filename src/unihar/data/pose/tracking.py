@@ -18,10 +18,11 @@ person who is both big in the frame and there for long; ties go to the lowest id
 the frame for a second, or a small figure in the background for the whole clip, loses to the person
 the camera is on.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -155,7 +156,9 @@ class PoseTracker:
         counted in source frames, so a live source that skips frames does not make people look faster
         or keep a track alive longer. People with fewer than 2 visible joints cannot be placed and get id -1.
         """
-        if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer)) or frame <= self.frame):
+        if frame is not None and (
+            isinstance(frame, bool) or not isinstance(frame, (int, np.integer)) or frame <= self.frame
+        ):
             raise InputError(f"PoseTracker.update: frame numbers must increase, got {frame!r} after {self.frame}")
         people = np.asarray(people, dtype=np.float64)
         if people.ndim != 3 or people.shape[-1] < 3:
@@ -244,7 +247,9 @@ class PoseTracker:
         old_visible = track.keypoints[:, 2] > self.min_confidence
         both = visible & old_visible
         if both.sum() >= 1:  # the centre of the joints seen in both frames: robust to joints appearing
-            step = (person[both, :2].mean(axis=0) - track.keypoints[both, :2].mean(axis=0)) / (self.frame - track.last_frame)
+            step = (person[both, :2].mean(axis=0) - track.keypoints[both, :2].mean(axis=0)) / (
+                self.frame - track.last_frame
+            )
             track.velocity = VELOCITY_MEMORY * track.velocity + (1 - VELOCITY_MEMORY) * step
         track.keypoints = person.copy()
         track.last_frame = self.frame
