@@ -111,7 +111,8 @@ import json, sys, time
 from unihar.inference.batch import BatchSettings, predict_videos
 out, workers, ray = sys.argv[1], int(sys.argv[2]), sys.argv[3] or None
 summary = predict_videos(sys.argv[4:], out, BatchSettings(), workers=workers, ray_address=ray)
-print(json.dumps({k: getattr(summary, k) for k in ("done", "failed", "frames", "seconds", "worker_seconds", "model_seconds")}))
+fields = ("done", "failed", "frames", "seconds", "worker_seconds", "model_seconds")
+    print(json.dumps({k: getattr(summary, k) for k in fields}))
 """
 
 
@@ -211,12 +212,14 @@ def main() -> None:
         name = "one `unihar predict` per file" if row["kind"] == "per_file" else f"batch, {row['mode']}"
         stage_rates = f"{row.get('pose_stage_fps_per_worker') or '-'} | {row.get('model_stage_videos_per_s') or '-'}"
         print(
-            f"| {name} | {row['videos_per_min']} | {row['seconds']} | {stage_rates} | {row['load'][0]}-{row['load'][1]} |"
+            f"| {name} | {row['videos_per_min']} | {row['seconds']} | {stage_rates} | "
+            f"{row['load'][0]}-{row['load'][1]} |"
         )
     for stage in results[:1] if not args.no_stages else []:
         print(
             f"\nstages alone: decode {stage['decode_fps']} frames/s, pose {stage['pose_fps']} frames/s, "
-            f"model {stage['model_videos_per_s']} videos/s ({stage['model_windows_per_s']} windows/s); load {stage['load']}"
+            f"model {stage['model_videos_per_s']} videos/s ({stage['model_windows_per_s']} windows/s); load "
+            f"{stage['load']}"
         )
 
 

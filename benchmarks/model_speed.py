@@ -367,14 +367,16 @@ def attention_table(args: argparse.Namespace) -> list[dict]:
             }
         )
     print(
-        "\n| T | J | attention GFLOPs factorized / joint (ratio) | total GFLOPs factorized / joint (ratio) | ms factorized / joint (ratio) |"
+        "\n| T | J | attention GFLOPs factorized / joint (ratio) | total GFLOPs factorized / joint (ratio) | ms "
+        "factorized / joint (ratio) |"
     )
     print("|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['T']} | {r['J']} | {r['factorized_attention_gflops']:.4f} / {r['joint_attention_gflops']:.4f} "
             f"({r['attention_flops_ratio']:.1f}x) | {r['factorized_total_gflops']:.3f} / {r['joint_total_gflops']:.3f} "
-            f"({r['total_flops_ratio']:.2f}x) | {r['factorized_ms']:.1f} / {r['joint_ms']:.1f} ({r['time_ratio']:.2f}x) |"
+            f"({r['total_flops_ratio']:.2f}x) | {r['factorized_ms']:.1f} / {r['joint_ms']:.1f} "
+            f"({r['time_ratio']:.2f}x) |"
         )
     return rows
 
@@ -403,7 +405,8 @@ def linear_layers(args: argparse.Namespace) -> list[dict]:
             }
         )
         print(
-            f"linear {rows[-1]['shape']}, GFLOP per CPU-second: PyTorch default {rows[-1]['mkl_gflops_per_cpu_second']:.0f}, "
+            f"linear {rows[-1]['shape']}, GFLOP per CPU-second: PyTorch default "
+            f"{rows[-1]['mkl_gflops_per_cpu_second']:.0f}, "
             f"oneDNN {rows[-1]['onednn_gflops_per_cpu_second']:.0f}"
         )
     return rows

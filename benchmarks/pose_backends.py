@@ -108,7 +108,8 @@ def main() -> None:
     has_mediapipe = importlib.util.find_spec("mediapipe") is not None
 
     rows = [
-        "| clip | backend | ms/frame | frames/s | people/frame (mean, max) | vs MediaPipe: mean dist / torso | PCK@0.1 |",
+        "| clip | backend | ms/frame | frames/s | people/frame (mean, max) | vs MediaPipe: mean dist / torso | "
+        "PCK@0.1 |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     frames, _ = read_frames(SINGLE)
@@ -116,7 +117,8 @@ def main() -> None:
     if reference is not None:
         seen = sum(p is not None for p in reference)
         rows.append(
-            f"| {SINGLE.name} | mediapipe 0.10.21 full | {mediapipe_ms:.1f} | {1000 / mediapipe_ms:.0f} | {seen / len(frames):.2f}, 1 | - | - |"
+            f"| {SINGLE.name} | mediapipe 0.10.21 full | {mediapipe_ms:.1f} | {1000 / mediapipe_ms:.0f} | "
+            f"{seen / len(frames):.2f}, 1 | - | - |"
         )
     for model in ("full", "lite"):
         people, ms = run_blazepose(frames, model=model, num_threads=args.threads)
@@ -136,7 +138,8 @@ def main() -> None:
             found, ms = run_mediapipe(frames)
             seen = sum(p is not None for p in found)
             rows.append(
-                f"| {name} | mediapipe 0.10.21 full | {ms:.1f} | {1000 / ms:.0f} | {seen / len(frames):.2f}, 1 | - | - |"
+                f"| {name} | mediapipe 0.10.21 full | {ms:.1f} | {1000 / ms:.0f} | {seen / len(frames):.2f}, 1 | - | "
+                "- |"
             )
         people, ms = run_blazepose(frames, num_threads=args.threads)
         counts = [len(p) for p in people]

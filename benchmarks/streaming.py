@@ -188,7 +188,8 @@ def main() -> None:
             drops.append(r["dropped_pct"])
             print(
                 f"live, bundled pose-only model, run {run + 1}: {r['frames']} frames at {r['source_fps']:.2f} fps, "
-                f"dropped {r['dropped']} ({r['dropped_pct']:.1f}%), {r['fps']:.1f} fps handled, {r['predictions']} predictions; "
+                f"dropped {r['dropped']} ({r['dropped_pct']:.1f}%), {r['fps']:.1f} fps handled, {r['predictions']} "
+                "predictions; "
                 f"{r['cpu_ms_per_frame']:.1f} ms CPU per handled frame, pose stage {r['pose_ms']:.1f} ms median; "
                 f"load average {r['load']:.2f}"
             )
@@ -216,7 +217,8 @@ def main() -> None:
         print(f"| {row['mode']} | {row['ms']:.0f} | {row['speedup']:.1f}x | {row['max_prob_diff']:.2e} |")
     sim = feature_similarity(frames, mm, args.image_size)
     print(
-        f"\nimage features at {args.image_size} px vs 224 px: mean cosine similarity {sim:.3f} (random-weight ResNet-18)"
+        f"\nimage features at {args.image_size} px vs 224 px: mean cosine similarity {sim:.3f} (random-weight "
+        "ResNet-18)"
     )
 
 

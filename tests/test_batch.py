@@ -255,8 +255,10 @@ def test_killed_run_resumes_without_losing_or_repeating_lines(videos: Path, tmp_
     sources = find_videos([videos])
     out = tmp_path / "results.jsonl"
     script = (
-        "import sys; from test_batch import SquarePose; from unihar.inference.batch import BatchSettings, predict_videos; "
-        f"predict_videos(sys.argv[2:], sys.argv[1], BatchSettings(weights={str(model_dir)!r}, pose_backend=SquarePose(delay=0.03)))"
+        "import sys; from test_batch import SquarePose; from unihar.inference.batch import BatchSettings, "
+        "predict_videos; "
+        f"predict_videos(sys.argv[2:], sys.argv[1], BatchSettings(weights={str(model_dir)!r}, "
+        "pose_backend=SquarePose(delay=0.03)))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-c", script, str(out), *map(str, sources)], env=env)

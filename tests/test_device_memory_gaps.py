@@ -113,7 +113,7 @@ class _Measured(WindowEngine):
 
     def push(self, frame, people, image=None):
         results = super().push(frame, people, image)
-        sizes = {"images": len(self._images), "features": len(self._feature_cache), "clips": len(self._clip_cache)}
+        sizes = {"images": len(self.images), "features": len(self.features.frames), "clips": len(self.features.clips)}
         for name, size in sizes.items():
             _Measured.peaks[name] = max(_Measured.peaks.get(name, 0), size)
         return results
@@ -136,9 +136,9 @@ def test_streaming_memory_is_bounded_however_long_the_stream(image_model) -> Non
         streaming.push(None if 50 <= i < 55 else kpts[i], frames[i])  # a short occlusion, interpolated
         engine = streaming.engine
         for name, size in (
-            ("images", len(engine._images)),
-            ("features", len(engine._feature_cache)),
-            ("clips", len(engine._clip_cache)),
+            ("images", len(engine.images)),
+            ("features", len(engine.features.frames)),
+            ("clips", len(engine.features.clips)),
         ):
             peaks[name] = max(peaks[name], size)
     assert peaks["images"] <= bound and peaks["features"] <= bound, peaks

@@ -9,7 +9,6 @@ from unihar.data.layouts import (
     DATASET_LAYOUTS,
     FALLBACK_JOINTS,
     LAYOUTS,
-    LAYOUTS_BY_NUM_JOINTS,
     KeypointLayout,
     convert_keypoints,
     get_layout,
@@ -177,11 +176,13 @@ def test_leading_batch_dims_and_two_channels() -> None:
     np.testing.assert_allclose(neck, (kpts[..., 5, :] + kpts[..., 6, :]) / 2, rtol=1e-5, atol=1e-6)
 
 
-def test_layouts_by_num_joints() -> None:
-    from unihar.data.layouts import LAYOUTS_BY_NUM_JOINTS
+def test_layout_by_num_joints() -> None:
+    """The one table that guesses a layout from a joint count lives in the config, below the layouts:
+    it must name every built-in layout by its size."""
+    from unihar.config import LAYOUT_BY_NUM_JOINTS
 
-    assert len(LAYOUTS_BY_NUM_JOINTS) == len(LAYOUTS)  # every built-in layout has its own size
-    assert LAYOUTS_BY_NUM_JOINTS[25] is LAYOUTS["body25"] and LAYOUTS_BY_NUM_JOINTS[13] is LAYOUTS["penn13"]
+    assert len(LAYOUT_BY_NUM_JOINTS) == len(LAYOUTS)  # every built-in layout has its own size
+    assert LAYOUT_BY_NUM_JOINTS == {layout.num_joints: name for name, layout in LAYOUTS.items()}
 
 
 # --------------------------------------------------------------------- skeleton-dataset layouts
@@ -210,7 +211,9 @@ def test_dataset_layouts_and_their_published_orders() -> None:
     assert [sbu.joints[i - 1] for i in (3, 6, 12)] == ["spine", "left_hand", "left_foot"] and "left_wrist" not in sbu
     assert get_layout("movenet13").joints == ("nose",) + LAYOUTS["coco17"].joints[5:]
     # a joint count still names a pose source, not a dataset layout of the same size
-    assert LAYOUTS_BY_NUM_JOINTS[13] is LAYOUTS["penn13"] and 20 not in LAYOUTS_BY_NUM_JOINTS
+    from unihar.config import LAYOUT_BY_NUM_JOINTS
+
+    assert LAYOUT_BY_NUM_JOINTS[13] == "penn13" and 20 not in LAYOUT_BY_NUM_JOINTS
     assert get_layout(list(kinect.joints)) is kinect
 
 

@@ -16,10 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from unihar.data.pose.tracking import PoseTracker
+from unihar.data.pose.tracking import PoseTracker, multi_person_tracker
 from unihar.data.video import read_frames
 from unihar.errors import InputError, VideoError
-from unihar.inference.pipeline import multi_person_tracker
 from unihar.inference.streaming import LiveSource, Outage, Reconnect, open_live_source, run_source
 from video_helpers import CLEAN_AND_JERK, run_cli, small_model_dir
 

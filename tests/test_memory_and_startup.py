@@ -25,7 +25,8 @@ def test_import_and_help_load_no_torch() -> None:
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
     result = _python(
         "import atexit, sys\n"
-        "atexit.register(lambda: print('loaded:', sorted(m for m in ('torch', 'torchvision', 'av') if m in sys.modules)))\n"
+        "atexit.register(lambda: print('loaded:', sorted(m for m in ('torch', 'torchvision', 'av') if m in "
+        "sys.modules)))\n"
         "from unihar.cli import main\n"
         "sys.argv = ['unihar', '--help']\n"
         "main()\n"

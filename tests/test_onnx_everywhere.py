@@ -152,7 +152,7 @@ def test_an_export_without_the_head_for_a_subset_says_why(fused, tmp_path: Path)
 def test_cli_predict_onnx_with_a_recording_that_covers_part_of_the_video(
     fused, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """The report: `unihar predict --backend onnxruntime --imu FILE` died when the recording covered part of the video."""
+    """`unihar predict --backend onnxruntime --imu FILE` used to die when the recording covered part of the video."""
     _, folder, path = fused
     np.save(tmp_path / "poses.npy", _poses(48))
     recording = _recording(2.6)

@@ -33,8 +33,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from unihar.data.layouts import get_layout  # noqa: E402
 from unihar.data.pose import PoseSequence, get_pose_backend  # noqa: E402
+from unihar.inference.palette import person_colour  # noqa: E402
 from unihar.inference.pipeline import VideoPipeline  # noqa: E402
-from unihar.inference.render import person_colour  # noqa: E402
 from unihar.serving import ServeSettings, create_app  # noqa: E402
 from unihar.serving.app import PoseRequest  # noqa: E402
 from video_helpers import blank_video, small_model_dir  # noqa: E402
@@ -178,7 +178,7 @@ def test_poses_option(video_response: dict) -> None:
 
 @pytest.mark.slow
 def test_keypoints_json_round_trip(video_response: dict, client: TestClient) -> None:
-    """A person's poses the server found, sent back as JSON, give that person's prediction (up to the 0.1 px rounding)."""
+    """A person's poses the server found, sent back as JSON, give that person's prediction (to the 0.1 px rounding)."""
     poses = video_response["poses"]
     drawn = next(p for p in poses["people"] if p["id"] == poses["main_person"])
     # Frames where the person was not found go back as "nobody here" (confidence 0), as the engine saw them.
@@ -265,7 +265,8 @@ def test_browser_recording_without_frame_rate(client: TestClient) -> None:
     assert response.status_code == 200, response.text
     data = response.json()
     assert data["fps"] == pytest.approx(30.0, abs=0.1) and data["frames"] == 59
-    # 2 s of video is shorter than one window (2 s at 30 fps, not 2000 frames at 1000 fps): one window, to the last frame.
+    # 2 s of video is shorter than one window (2 s at 30 fps, not 2000 frames at 1000 fps): one window, to the
+    # last frame.
     assert [w["end_frame"] for w in data["windows"]] == [59]
 
 
@@ -391,7 +392,10 @@ def test_upload_too_large(client: TestClient, uploads: Path) -> None:
             yield b"\0" * 100_000
 
     boundary = "xyz"
-    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\nContent-Type: video/mp4\r\n\r\n'
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    )
     body = (part for part in [head.encode(), *chunked(), f"\r\n--{boundary}--\r\n".encode()])
     response = client.post(
         "/v1/predict", content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"}

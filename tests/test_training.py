@@ -262,7 +262,8 @@ def test_mixture_merges_classes_through_the_taxonomy_and_balances_datasets(tmp_p
     )
     with pytest.raises(
         ConfigError,
-        match=r"names \['ur-fall'\], which this run does not train on; its datasets are \['skeleton-npz1', 'skeleton-npz2'\]",
+        match=r"names \['ur-fall'\], which this run does not train on; "
+        r"its datasets are \['skeleton-npz1', 'skeleton-npz2'\]",
     ):
         train(
             [f"skeleton-npz:{first}", f"skeleton-npz:{second}"],

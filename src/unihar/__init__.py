@@ -26,6 +26,7 @@ _EXPORTS = {
     "HARPredictor": "unihar.inference.predictor",
     "VideoPipeline": "unihar.inference.pipeline",
     "StreamingPredictor": "unihar.inference.streaming",
+    "Recognizer": "unihar.recognizer",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve l
     from unihar.inference.streaming import StreamingPredictor
     from unihar.loading import from_pretrained, load_model
     from unihar.models import HARModel, UniHAR, build_model, save_pretrained
+    from unihar.recognizer import Recognizer
 
 
 def __getattr__(name: str) -> Any:

@@ -30,17 +30,13 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
 ) -> None:
     """Export a model for onnxruntime: dynamic batch size, clip count and clip length; config and labels inside."""
-    from unihar.inference.onnx_backend import export_onnx
-    from unihar.loading import load_model
+    from unihar.recognizer import Recognizer, check_export_path
 
     if export_format != "onnx":
         raise InputError(f"--format: only 'onnx' is supported, got {export_format!r}")
-    if out.suffix != ".onnx":
-        raise InputError(f"--out: expected a file name ending in .onnx, got {str(out)!r}")
-    if out.exists() and not overwrite:
-        raise InputError(f"{str(out)!r} already exists; pass --overwrite to replace it")
-    model = load_model(weights)
-    path = export_onnx(model, out, with_images=False if pose_only else None, quantize=quantize, overwrite=overwrite)
+    check_export_path(out, overwrite, flag="--out", replace="--overwrite")
+    recognizer = Recognizer(weights, backend="torch", device="cpu")  # the export traces on the CPU
+    path = recognizer.export(out, quantize=quantize, pose_only=pose_only, overwrite=overwrite)
     size = path.stat().st_size / 1e6
     typer.echo(f"wrote {path} ({size:.1f} MB{', int8 weights' if quantize else ''})")
 

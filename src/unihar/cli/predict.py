@@ -19,7 +19,6 @@ Bad input (missing or corrupt video, nobody in view, an existing --output withou
 ends with one ``error: ...`` line on stderr and exit code 2 (see :func:`unihar.cli.main`).
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -48,13 +47,12 @@ def predict(
         None, "--output", "-o", help="Write the video with the skeleton and the top-3 actions drawn on it."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --output if it exists."),
-    device: str | None = typer.Option(
-        None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda if available)."
-    ),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda if available)."),
     pose_backend: str = typer.Option(
         "blazepose",
         "--pose-backend",
-        help="blazepose (estimate from the video; several people), mediapipe (legacy, one person), openpose-json or array (import).",
+        help="blazepose (estimate from the video; several people), mediapipe (legacy, one person), "
+        "openpose-json or array (import).",
     ),
     max_people: int = typer.Option(
         6, "--max-people", help="Most people followed at once; 1 = one person through the whole video."
@@ -101,7 +99,8 @@ def predict(
         None,
         "--ray",
         metavar="ADDRESS",
-        help="Batch mode on a Ray cluster: auto (the cluster this machine is in), HOST:PORT, ray://HOST:10001, or local.",
+        help="Batch mode on a Ray cluster: auto (the cluster this machine is in), HOST:PORT, ray://HOST:10001, "
+        "or local.",
     ),
 ) -> None:
     """Recognise the actions in a video, or in many (--out)."""
@@ -133,20 +132,79 @@ def predict(
         )
     if workers is not None or ray_address is not None:
         raise InputError("--workers and --ray are for batch mode: add --out results.jsonl")
-    video = videos[0]
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    _predict_one(
+        videos[0],
+        weights=weights,
+        topk=topk,
+        json_output=json_output,
+        output=output,
+        overwrite=overwrite,
+        device=device,
+        pose_backend=pose_backend,
+        max_people=max_people,
+        poses=poses,
+        fps=fps,
+        backend=backend,
+        imu=imu,
+        wearer=wearer,
+    )
 
+
+def _predict_one(
+    video: Path,
+    *,
+    weights: str | None,
+    topk: int,
+    json_output: bool,
+    output: Path | None,
+    overwrite: bool,
+    device: str | None,
+    pose_backend: str,
+    max_people: int,
+    poses: Path | None,
+    fps: float | None,
+    backend: str,
+    imu: Path | None,
+    wearer: int | None,
+) -> None:
+    """One video: checked, recognised (:class:`unihar.Recognizer`), drawn if asked, and printed."""
+    from rich.console import Console
+
+    from unihar.recognizer import Recognizer
+
+    pose = _check_one(video, backend, weights, pose_backend, max_people, poses, fps, output, overwrite)
+    recognizer = Recognizer(
+        weights, backend=backend, device=device, pose_backend=pose, max_people=max_people, topk=topk
+    )
+    signals = recognizer.pipeline.load_signals({"imu": imu}) if imu is not None else None  # checked before decoding
+    console = Console(stderr=True)
+    result = _run_with_progress(recognizer, video, console, json_output, output, overwrite, poses, fps, signals, wearer)
+    if json_output:
+        sys.stdout.write(result.to_json() + "\n")
+        sys.stdout.flush()
+        return
+    _print_table(result, output)
+    _note_missing_sensor(result, recognizer.config.modalities, recognizer.config.signal_modalities, console)
+
+
+def _check_one(
+    video: Path,
+    backend: str,
+    weights: str | None,
+    pose_backend: str,
+    max_people: int,
+    poses: Path | None,
+    fps: float | None,
+    output: Path | None,
+    overwrite: bool,
+):
+    """Check everything the user gave before loading a model or decoding a frame; the pose backend."""
     from unihar.data.pose import get_pose_backend
     from unihar.data.video import open_video
-    from unihar.inference.pipeline import VideoPipeline
-    from unihar.inference.render import check_output_path, render_video
-    from unihar.loading import BACKENDS, load_model
+    from unihar.inference.render import check_output_path
+    from unihar.loading import check_backend
 
-    # Check everything the user gave before loading a model or decoding a frame.
-    backend = backend.strip().lower()
-    if backend not in BACKENDS:
-        raise InputError(f"--backend: expected one of {list(BACKENDS)}, got {backend!r}")
+    check_backend(backend, weights)
     pose = get_pose_backend(pose_backend, max_people=max_people)
     if fps is not None and not fps > 0:
         raise InputError(f"--fps: expected a positive frame rate, got {fps}")
@@ -160,15 +218,26 @@ def predict(
         open_video(video, fps=fps)  # raises VideoError for a missing / unreadable video
     elif not Path(video).exists():
         raise InputError(f"keypoints not found: {str(video)!r} does not exist")
+    return pose
 
-    model = load_model(weights, backend)
-    if backend == "onnxruntime" and device is None:
-        device = "cpu"
-    pipeline = VideoPipeline(model, pose_backend=pose, device=device, max_people=max_people)
-    pipeline.check_topk(topk)
-    signals = pipeline.load_signals({"imu": imu}) if imu is not None else None  # read and checked before decoding
 
-    console = Console(stderr=True)
+def _run_with_progress(
+    recognizer,
+    video: Path,
+    console,
+    json_output: bool,
+    output: Path | None,
+    overwrite: bool,
+    poses: Path | None,
+    fps: float | None,
+    signals: dict | None,
+    wearer: int | None,
+):
+    """The prediction (and the annotated video), with progress bars on a terminal; the VideoPrediction."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from unihar.inference.render import render_video
+
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -183,7 +252,7 @@ def predict(
         def advance(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = pipeline(video, topk=topk, poses=poses, fps=fps, progress=advance, signals=signals, wearer=wearer)
+        result = recognizer.predict(video, poses=poses, fps=fps, progress=advance, signals=signals, wearer=wearer)
         if output is not None:
             render_task = bar.add_task("writing video", total=result.frames)
             render_video(
@@ -194,13 +263,7 @@ def predict(
                 fps=fps,
                 progress=lambda done, total: bar.update(render_task, completed=done, total=total),
             )
-
-    if json_output:
-        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
-        sys.stdout.flush()
-        return
-    _print_table(result, output)
-    _note_missing_sensor(result, model.config.modalities, model.config.signal_modalities, console)
+    return result
 
 
 def _note_missing_sensor(result, modalities: list[str], sensors: list[str], console) -> None:
@@ -210,7 +273,8 @@ def _note_missing_sensor(result, modalities: list[str], sensors: list[str], cons
         without = sum(name not in (w.modalities or ()) for w in windows)
         if without:
             console.print(
-                f"note: {without} of {len(windows)} windows of person {result.main.id} had no {name} data (no recording, or it "
+                f"note: {without} of {len(windows)} windows of person {result.main.id} had no {name} data (no "
+                "recording, or it "
                 f"does not cover them); they were classified from {', '.join(m for m in modalities if m != name)}",
                 soft_wrap=True,
                 highlight=False,
@@ -306,7 +370,8 @@ def _predict_batch(
 
     if summary.dropped_tail:
         console.print(
-            f"note: removed an incomplete last line from {out} (a run was stopped while writing it); that video is predicted again",
+            f"note: removed an incomplete last line from {out} (a run was stopped while writing it); that video is "
+            "predicted again",
             soft_wrap=True,
             highlight=False,
             markup=False,
@@ -325,57 +390,11 @@ def _predict_batch(
 
 def _print_table(result, output: Path | None) -> None:
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+
+    from unihar.inference.results import print_prediction
 
     console = Console()
-    duration = result.frames / result.fps if result.fps else 0.0
-    main = result.main
-    summary = (
-        f"{result.source}: {result.frames} frames, {result.fps:.2f} fps ({duration:.1f} s), "
-        f"{len(result.people)} {'person' if len(result.people) == 1 else 'people'}; main person {main.id}: "
-        f"{len(main.windows)} window{'s' if len(main.windows) != 1 else ''}"
-    )
-    if result.missing_frames:
-        summary += f", not found in {result.missing_frames} of their frames (interpolated)"
-    if result.corrupt_frames:
-        summary += f"; {result.corrupt_frames} frames could not be decoded (damaged file: the previous frame stands in)"
-    console.print(summary, soft_wrap=True, highlight=False, markup=False)
-    table = Table(title=f"Top {len(result.topk)} actions (main person, whole video)")
-    table.add_column("#", justify="right")
-    table.add_column("action")
-    table.add_column("probability", justify="right")
-    table.add_column("", min_width=20)
-    for rank, score in enumerate(result.topk, start=1):
-        table.add_row(str(rank), escape(score.label), f"{score.prob:.3f}", "█" * int(round(score.prob * 20)))
-    console.print(table)
-    if len(result.windows) > 1:
-        timeline = Table(title=f"Timeline of person {main.id} (top action per window)")
-        timeline.add_column("from (s)", justify="right")
-        timeline.add_column("to (s)", justify="right")
-        timeline.add_column("action")
-        timeline.add_column("probability", justify="right")
-        for window in result.windows:
-            best = window.topk[0]
-            timeline.add_row(
-                f"{window.start_frame / result.fps:.1f}",
-                f"{window.end_frame / result.fps:.1f}",
-                escape(best.label),
-                f"{best.prob:.3f}",
-            )
-        console.print(timeline)
-    if len(result.people) > 1:
-        people = Table(title="People")
-        for column in ("person", "from (s)", "to (s)", "top action", "probability"):
-            people.add_column(column, justify="left" if column == "top action" else "right")
-        for person in result.people:
-            first, last = person.start_frame / result.fps, (person.end_frame + 1) / result.fps
-            if person.topk is None:
-                people.add_row(str(person.id), f"{first:.1f}", f"{last:.1f}", escape(f"- ({person.reason})"), "")
-            else:
-                best = person.topk[0]
-                people.add_row(str(person.id), f"{first:.1f}", f"{last:.1f}", escape(best.label), f"{best.prob:.3f}")
-        console.print(people)
+    print_prediction(result, console)
     if output is not None:
         console.print(f"annotated video written to {output}", soft_wrap=True, highlight=False, markup=False)
 

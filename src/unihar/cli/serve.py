@@ -34,9 +34,7 @@ def serve(
         "--backend",
         help="torch (a model folder / Hub id) or onnxruntime (an .onnx file from `unihar export`).",
     ),
-    device: str | None = typer.Option(
-        None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda if available)."
-    ),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda if available)."),
     pose_backend: str = typer.Option(
         "blazepose", "--pose-backend", help="blazepose (several people) or mediapipe (legacy, one person)."
     ),
@@ -72,8 +70,8 @@ def serve(
         raise ConfigError(f"unihar serve needs FastAPI and uvicorn: pip install 'unihar[serve]' ({exc})") from None
 
     from unihar.data.pose import get_pose_backend
-    from unihar.inference.pipeline import VideoPipeline
-    from unihar.loading import check_backend, load_model
+    from unihar.loading import check_backend
+    from unihar.recognizer import Recognizer
     from unihar.serving.server import uvicorn_options
     from unihar.serving.service import ServeSettings
 
@@ -91,12 +89,12 @@ def serve(
         raise ConfigError(
             f"--pose-backend: the server estimates poses from videos; {pose_backend!r} only imports keypoint files"
         )
-    pipeline = VideoPipeline(load_model(weights, backend), pose_backend=pose, device=device, max_people=max_people)
+    recognizer = Recognizer(weights, backend=backend, device=device, pose_backend=pose, max_people=max_people)
     with (
         pose.frame_estimator()
     ):  # load the pose models once now: their runtime's start-up lines come before the server's
         pass
-    app = create_app(pipeline, settings)
+    app = create_app(recognizer, settings)
     typer.echo(f"Uni-HAR: web page at http://{host}:{port}/ , API docs at http://{host}:{port}/docs", err=True)
     uvicorn.run(
         app,

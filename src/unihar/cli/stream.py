@@ -23,11 +23,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import typer
 
-from unihar.errors import InputError, VideoError
+from unihar.errors import InputError
 
 
 def stream(
@@ -75,10 +74,11 @@ def stream(
 ) -> None:
     """Recognise everyone's actions live, emitting each person's top-k every STRIDE frames."""
     from unihar.data.pose import get_pose_backend
-    from unihar.inference.pipeline import VideoPipeline
-    from unihar.inference.streaming import Reconnect, StreamPrediction, open_live_source, run_source
-    from unihar.loading import check_backend, load_model
+    from unihar.inference.streaming import Reconnect, StreamPrediction
+    from unihar.loading import check_backend
+    from unihar.recognizer import Recognizer, check_stream_source
 
+    # Check everything the user gave before loading the model or opening the source.
     model_backend = check_backend(model_backend, weights)
     if stride is not None and stride < 1:
         raise InputError(f"--stride: expected a positive number of frames, got {stride}")
@@ -88,68 +88,49 @@ def stream(
         if not 0 < seconds < float("inf"):
             raise InputError(f"{option}: expected a positive number of seconds, got {seconds:g}")
     reconnect = Reconnect(reconnect_attempts, reconnect_timeout, stall_timeout)
-    is_device = source.isdigit() or "://" in source
-    if not is_device and not Path(source).is_file():
-        raise VideoError(f"video not found: {source}")
+    check_stream_source(source)
     backend = get_pose_backend(pose_backend, max_people=max_people)
     if not backend.needs_video:
         raise InputError(
             f"--pose-backend {pose_backend!r} imports keypoint files; a stream needs an estimator (blazepose)"
         )
-    pipeline = VideoPipeline(
-        load_model(weights, model_backend), pose_backend=backend, device=device, max_people=max_people
+    recognizer = Recognizer(
+        weights, backend=model_backend, device=device, pose_backend=backend, max_people=max_people, topk=topk
     )
-    pipeline.check_topk(topk)
-    frames = open_live_source(source, reconnect)
-    fps, is_file = frames.fps, frames.is_file
+    events = recognizer.stream(
+        source, stride=stride, realtime=realtime, reconnect=reconnect, image_stride=image_stride, image_size=image_size
+    )
     display = None
-    try:  # whatever fails from here on (the engine, the window, the run), the source is closed
-        engine = pipeline.engine(
-            fps, stride=stride, warmup=True, image_stride=image_stride, image_size=image_size, batch_windows=1
-        )
-        display = None if headless else _Display(backend.layout, on_quit=frames.close)
-        labels = pipeline.labels
-
-        def emit(windows) -> None:
-            for window in windows:
-                prediction = StreamPrediction.of(window, fps, labels, topk)
-                if display is not None:
-                    display.latest[prediction.person] = prediction
-                if json_output:
-                    sys.stdout.write(json.dumps(prediction.to_dict()) + "\n")
-                    sys.stdout.flush()
-                elif headless:
-                    best = ", ".join(f"{s.label} {s.prob:.2f}" for s in prediction.topk[:3])
-                    typer.echo(
-                        f"{prediction.t:8.2f}s  frame {prediction.frame:6d}  person {prediction.person:3d}  {best}"
-                    )
-
-        live = not is_file or realtime
-        summary = run_source(
-            frames,
-            backend.frame_estimator,
-            pipeline.tracker(fps),
-            engine,
-            emit,
-            live=live,
-            pace_fps=fps if (is_file and realtime) else None,
-            on_frame=display.show if display is not None else None,
-            with_frames=display is not None,
-        )
+    end = None
+    try:  # whatever fails from here on (the window, the run), the source is closed
+        if not headless:
+            display = _Display(backend.layout, on_quit=events.close)
+            events.on_frame = display.show
+        for event in events:
+            if json_output:
+                sys.stdout.write(json.dumps(event.to_dict()) + "\n")
+                sys.stdout.flush()
+            if not isinstance(event, StreamPrediction):
+                end = event
+                continue
+            if display is not None:
+                display.latest[event.person] = event
+            if headless and not json_output:
+                best = ", ".join(f"{s.label} {s.prob:.2f}" for s in event.topk[:3])
+                typer.echo(f"{event.t:8.2f}s  frame {event.frame:6d}  person {event.person:3d}  {best}")
     finally:
-        frames.close()
+        events.close()
         if display is not None:
             display.close()
-    if json_output:
-        sys.stdout.write(json.dumps({"summary": summary.to_dict()}) + "\n")
-    else:
+    summary = end.summary
+    if not json_output:
         typer.echo(
             f"{summary.frames} frames, {summary.dropped} dropped, {summary.lost} lost in {summary.reconnects} "
             f"reconnection{'s' if summary.reconnects != 1 else ''}, {summary.fps:.1f} fps",
             err=True,
         )
-    if frames.gave_up:
-        typer.echo(f"warning: {frames.gave_up}", err=True)
+    if end.gave_up:
+        typer.echo(f"warning: {end.gave_up}", err=True)
 
 
 class _Display:

@@ -16,7 +16,8 @@ import typer
 DATA_HELP = (
     "Training data as FORMAT:PATH (FORMAT@VARIANT:PATH for a protocol variant); repeat for a mixture, whose "
     "classes are merged through the taxonomy. FORMAT: penn-action, mpose, haa500, skeleton-npz, video-folder, "
-    "nw-ucla, ut-kinect, msr-action3d, mall-cctv, sbu, ur-fall, utd-mhad, sensor-npz. Default: the run config's 'data' list."
+    "nw-ucla, ut-kinect, msr-action3d, mall-cctv, sbu, ur-fall, utd-mhad, sensor-npz. Default: the run config's "
+    "'data' list."
 )
 
 
@@ -33,9 +34,7 @@ def train_command(
         None, "--data-root", help="Folder the relative dataset paths of a recipe are in."
     ),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override train.epochs."),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", min=1, help="Override train.batch_size (per process)."
-    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Override train.batch_size (per process)."),
     init: Path | None = typer.Option(
         None, "--init", help="Start from this save_pretrained folder (stage 2 / fine-tuning)."
     ),

@@ -31,7 +31,6 @@ __all__ = [
     "KeypointLayout",
     "LAYOUTS",
     "DATASET_LAYOUTS",
-    "LAYOUTS_BY_NUM_JOINTS",
     "DERIVED_JOINTS",
     "FALLBACK_JOINTS",
     "source_joints",
@@ -487,9 +486,6 @@ LAYOUTS: dict[str, KeypointLayout] = {
     ),
     "penn13": KeypointLayout("penn13", _PENN13, _bones_within(_PENN13, _HEAD + _TORSO + _LIMBS)),
 }
-
-# The built-in layouts all have different sizes, so a joint count names one (for arrays without a layout).
-LAYOUTS_BY_NUM_JOINTS: dict[int, KeypointLayout] = {layout.num_joints: layout for layout in LAYOUTS.values()}
 
 # The joint orders of the skeleton datasets (:mod:`unihar.data.datasets`). They are kept apart from the pose
 # sources above because several share a joint count with them (MoveNet-13 and Penn-13), so a count alone

@@ -56,7 +56,8 @@ __all__ = [
 
 
 def frame_indices(num_frames: int, num_out: int) -> np.ndarray:
-    """Indices of ``num_out`` frames spread uniformly over ``num_frames`` (the centre of each of ``num_out`` equal bins).
+    """Indices of ``num_out`` frames spread uniformly over ``num_frames`` (the centre of each of ``num_out``
+    equal bins).
 
     Shorter inputs repeat frames (nearest-neighbour upsampling), longer ones skip frames; the first and
     last output frames lie half a bin from the ends, so the sampling is symmetric in time.

@@ -79,7 +79,8 @@ class SignalRecording:
         samples = np.asarray(self.samples)
         if samples.ndim != 2 or samples.shape[1] != len(self.channels):
             raise InputError(
-                f"{self.source}: expected samples of shape (N, {len(self.channels)}) for the channels {list(self.channels)}, "
+                f"{self.source}: expected samples of shape (N, {len(self.channels)}) for the channels "
+                f"{list(self.channels)}, "
                 f"got {samples.shape}"
             )
         if samples.shape[0] < 2:
@@ -196,7 +197,8 @@ def _read_npz(path: Path) -> SignalRecording:
     channels = [str(c) for c in channels.tolist()]
     if samples.ndim != 2 or samples.shape[1] != len(channels):
         raise InputError(
-            f"{path}: 'samples' must be (N, {len(channels)}) for the {len(channels)} channels {channels}, got {samples.shape}"
+            f"{path}: 'samples' must be (N, {len(channels)}) for the {len(channels)} channels {channels}, got "
+            f"{samples.shape}"
         )
     if samples.dtype.kind not in "iuf":
         raise InputError(f"{path}: 'samples' must be numbers, got dtype {samples.dtype}")
@@ -220,7 +222,8 @@ def _read_csv(path: Path) -> SignalRecording:
     fields = [_HEADER.match(h) for h in header.strip().split(",")]
     if not fields or any(f is None for f in fields) or fields[0].group(1) != "time":
         raise InputError(
-            f"{path}: the first line must name the columns, 'time' first (e.g. time,acc_x,acc_y,...), got {header.strip()!r}"
+            f"{path}: the first line must name the columns, 'time' first (e.g. time,acc_x,acc_y,...), got "
+            f"{header.strip()!r}"
         )
     channels = [f.group(1) for f in fields[1:]]
     units = [f.group(2) or "" for f in fields[1:]]
@@ -324,7 +327,8 @@ def check_recording(recording: SignalRecording, prep: PreprocessConfig, imu: Imu
         )
     if recording.duration < prep.window_seconds:
         raise InputError(
-            f"{recording.source}: {recording.num_samples} samples at {recording.rate:g} Hz last {recording.duration:.2f} s, "
+            f"{recording.source}: {recording.num_samples} samples at {recording.rate:g} Hz last "
+            f"{recording.duration:.2f} s, "
             f"shorter than one window of the model ({prep.window_seconds:g} s)"
         )
     return recording

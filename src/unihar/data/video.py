@@ -119,7 +119,8 @@ class VideoReader:
             )
             if not self._images:
                 raise VideoError(
-                    f"{str(source)!r} is a folder without images; expected files ending in {', '.join(IMAGE_EXTENSIONS)}"
+                    f"{str(source)!r} is a folder without images; expected files ending in "
+                    f"{', '.join(IMAGE_EXTENSIONS)}"
                 )
             width, height = self._open_image(self._images[0]).shape[1::-1]
             self.info = VideoInfo(
@@ -155,7 +156,8 @@ class VideoReader:
                 measured = _rate_from_timestamps(container, stream)
                 if measured is None or not _plausible_rate(measured[0]):
                     raise VideoError(
-                        f"cannot tell the frame rate of {str(self.path)!r}: its header states {_describe_rate(stated)} and "
+                        f"cannot tell the frame rate of {str(self.path)!r}: its header states "
+                        f"{_describe_rate(stated)} and "
                         f"the timestamps of its frames give {_describe_rate(measured and measured[0])}; expected "
                         f"{MIN_PLAUSIBLE_FPS:g} to {MAX_PLAUSIBLE_FPS:g} frames per second"
                     )
@@ -263,7 +265,8 @@ class VideoReader:
                 raise VideoError(f"video {str(self.path)!r} contains no decodable frames{detail}")
             if self.corrupt_frames > MAX_CORRUPT_SHARE * (decoded + self.corrupt_frames):
                 raise VideoError(
-                    f"video {str(self.path)!r} is corrupt: {self.corrupt_frames} of its {decoded + self.corrupt_frames} "
+                    f"video {str(self.path)!r} is corrupt: {self.corrupt_frames} of its "
+                    f"{decoded + self.corrupt_frames} "
                     f"frames could not be decoded ({reason}); at most {MAX_CORRUPT_SHARE:.0%} are skipped"
                 )
         finally:

@@ -6,8 +6,8 @@ pipeline that streams one video per row:
 1. the file list, made on the driver (the videos must be at the same path on every node: a shared
    file system);
 2. the **pose stage**: actors of one CPU each decode a video and find everyone in every frame
-   (:func:`~unihar.inference.batch.estimate_poses`);
-3. the **model stage**: tracking, windows and the model (:class:`~unihar.inference.batch.PoseClassifier`),
+   (:func:`~unihar.inference.batch_stages.estimate_poses`);
+3. the **model stage**: tracking, windows and the model (:class:`~unihar.inference.batch_stages.PoseClassifier`),
    on actors with one GPU each when the cluster has GPUs, else one CPU actor;
 4. each row back on the driver, whose line is appended to the output file as it arrives, so a killed
    run resumes like a local one.
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from unihar.errors import InputError
-from unihar.inference.batch import (
+from unihar.inference.batch_stages import (
     BatchSettings,
     PoseClassifier,
     VideoOutcome,

@@ -44,13 +44,15 @@ says which.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from unihar.config import PreprocessConfig
 from unihar.data.layouts import KeypointLayout, convert_keypoints, get_layout
 from unihar.data.pose.base import interpolate_gap
 from unihar.data.preprocess import WindowGeometry, clip_indices, normalize_frames, pose_clips, resize_frame
@@ -159,6 +161,202 @@ class _Pending:
         return tuple(have + list(self.signal_keys))  # in the model's order
 
 
+class _Cache:
+    """Encoder outputs by key, and the inputs of the keys not encoded yet (``pending``): what overlapping
+    windows share is encoded once, in batches, when the windows run."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch  # inputs per encoder call
+        self.values: dict[Hashable, Tensor] = {}
+        self.pending: dict[Hashable, Any] = {}  # key -> model input, until encoded
+        self.encoded = 0
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, key: Hashable) -> Tensor:
+        return self.values[key]
+
+    def wants(self, key: Hashable) -> bool:
+        """Neither encoded nor waiting to be."""
+        return key not in self.values and key not in self.pending
+
+    def encode(self, encoder: Callable[[list, list], Iterable[tuple[Hashable, Tensor]]]) -> None:
+        """Encode every pending input: ``encoder(keys, inputs)`` gets ``batch`` at a time and yields (key, output)."""
+        keys = list(self.pending)
+        for first in range(0, len(keys), self.batch):
+            chunk = keys[first : first + self.batch]
+            for key, value in encoder(chunk, [self.pending[k] for k in chunk]):
+                self.values[key] = value
+        self.encoded += len(keys)
+        self.pending.clear()
+
+    def forget(self, stale: Callable[[Any], bool]) -> None:
+        for key in [k for k in self.values if stale(k)]:
+            del self.values[key]
+
+
+class _Features:
+    """The encoders' outputs behind the windows, each made once: pose tokens per clip ``(track, *source
+    frames)``, image features per source frame (shared by every track), sensor tokens per clip span
+    ``(modality, track, t0, t1)``."""
+
+    def __init__(
+        self, model: HARModel, prep: PreprocessConfig, image_prep: PreprocessConfig, device: torch.device
+    ) -> None:
+        self.model, self.prep, self.image_prep, self.device = model, prep, image_prep, device
+        self.clips = _Cache(CLIP_BATCH)
+        self.frames = _Cache(FRAME_BATCH)
+        self.signals = _Cache(SIGNAL_BATCH)
+
+    def encode_pending(self) -> None:
+        self.clips.encode(self._encode_clips)
+        self.frames.encode(self._encode_frames)
+        self.signals.encode(self._encode_signals)
+
+    def tokens(self, batch: Sequence[_Pending]) -> dict[str, Tensor]:
+        """The head's input for windows with as many clips and the same modalities (all encoded)."""
+        tokens: dict[str, Tensor] = {}
+        if batch[0].clip_keys is not None:
+            tokens["skeleton"] = torch.stack([torch.stack([self.clips[k] for k in w.clip_keys]) for w in batch])
+        if batch[0].image_frames is not None:
+            tokens["rgb"] = torch.stack(
+                [
+                    torch.stack([torch.stack([self.frames[i] for i in frames]) for frames in w.image_frames])
+                    for w in batch
+                ]
+            )
+        for name in batch[0].signal_keys:
+            tokens[name] = torch.stack([torch.stack([self.signals[k] for k in w.signal_keys[name]]) for w in batch])
+        return tokens
+
+    def _encode_clips(self, keys: list[tuple], poses: list[np.ndarray]) -> Iterable[tuple[tuple, Tensor]]:
+        clips = pose_clips(np.stack(poses), self.prep)
+        return zip(keys, self.model.encode_clips(torch.from_numpy(clips).to(self.device)))
+
+    def _encode_frames(self, indices: list[int], frames: list[Tensor]) -> Iterable[tuple[int, Tensor]]:
+        batch = normalize_frames(torch.stack(frames), self.image_prep).to(self.device)
+        if self.device.type == "cpu":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return zip(indices, self.model.encode_frames(batch))
+
+    def _encode_signals(self, keys: list[tuple], clips: list[np.ndarray]) -> Iterable[tuple[tuple, Tensor]]:
+        """One encoder call per modality: a batch may hold clips of several sensors."""
+        out: list[tuple[tuple, Tensor]] = []
+        for name in dict.fromkeys(k[0] for k in keys):
+            mine = [i for i, k in enumerate(keys) if k[0] == name]
+            batch = torch.from_numpy(np.stack([clips[i] for i in mine])).to(self.device)
+            out += zip([keys[i] for i in mine], self.model.encode(name, batch))
+        return out
+
+
+class _FrameBuffer:
+    """The source's recent frames, resized for the image encoder: source frame -> ``(3, S, S)`` uint8.
+
+    The engine keeps the frames a window can still need (``window + max_gap``) and forgets older ones,
+    but never the last one left: it stands in for frames a live source dropped.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.images: dict[int, Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def add(self, frame: int, image: np.ndarray | Tensor) -> None:
+        size = self.size
+        if not (isinstance(image, Tensor) and tuple(image.shape) == (3, size, size) and image.dtype == torch.uint8):
+            image = resize_frame(image, size)
+        self.images[frame] = image
+
+    def at(self, frame: int) -> Tensor:
+        """The frame at ``frame``, or the latest one before it (a frame a live source dropped)."""
+        if frame in self.images:
+            return self.images[frame]
+        earlier = [i for i in self.images if i <= frame]
+        if not earlier:
+            raise InputError(f"no image for frame {frame}: frames of image models must come with their pictures")
+        return self.images[max(earlier)]
+
+    def forget_before(self, horizon: int) -> None:
+        for i in [i for i in self.images if i < horizon]:
+            if len(self.images) > 1:
+                del self.images[i]
+
+
+class _SensorSignals:
+    """The sensor recordings the tracks wear, and which clips of a window they cover.
+
+    A sensor clip is keyed ``(modality, track, t0, t1)`` (seconds on the source's timeline) and its
+    input queued in ``cache``, so overlapping windows share it as they share pose clips.
+    """
+
+    def __init__(self, model: HARModel, fps: float | None, prep: PreprocessConfig, cache: _Cache) -> None:
+        self.model, self.fps, self.prep, self.cache = model, fps, prep, cache
+        self.names = model.config.signal_modalities
+        self.recordings: dict[int, dict[str, SignalRecording]] = {}  # track -> modality -> recording
+        self.windows_without: dict[str, int] = {name: 0 for name in self.names}  # windows a signal did not cover
+
+    def attach(
+        self,
+        track_id: int,
+        name: str,
+        samples: SignalRecording | np.ndarray,
+        rate: float | None,
+        channels: tuple[str, ...] | list[str] | None,
+        start: float,
+        ended: bool,
+    ) -> None:
+        """See :meth:`WindowEngine.attach_signal`; ``ended``: the track ended already."""
+        if name not in self.names:
+            raise InputError(
+                f"this model has no {name!r} sensor modality (it reads {list(self.model.config.modalities)}); "
+                + ("a model with an imu_model section reads one" if name == "imu" else "check the modality name")
+            )
+        if self.fps is None:
+            raise InputError("a sensor signal needs a timeline: give the engine the source's fps")
+        if ended:
+            raise InputError(f"track {track_id} already ended: attach its {name} signal before its windows are due")
+        config = self.model.config.modality_config(name)
+        if not isinstance(samples, SignalRecording):
+            if rate is None:
+                raise InputError("attach_signal: samples given as an array need their rate (Hz)")
+            samples = SignalRecording(
+                np.asarray(samples), rate, tuple(channels or config.channels), start, source=f"the {name} signal"
+            )
+        recording = samples.select(config.channels)
+        if recording.rate < MIN_RATE_FRACTION * config.rate:
+            raise InputError(
+                f"{recording.source}: sampled at {recording.rate:g} Hz; the model reads {config.rate:g} Hz "
+                f"and needs at least {MIN_RATE_FRACTION * config.rate:g} Hz"
+            )
+        self.recordings.setdefault(track_id, {})[name] = recording
+
+    def drop(self, track_id: int) -> None:
+        self.recordings.pop(track_id, None)
+
+    def window_keys(self, track_id: int, start: int, end: int, clips: int) -> dict[str, list[tuple]]:
+        """The sensor clips of window ``[start, end)`` of a track, for each signal its recording covers
+        (queueing the inputs of those not encoded yet)."""
+        out: dict[str, list[tuple]] = {}
+        for name in self.names:
+            recording = self.recordings.get(track_id, {}).get(name)
+            if recording is None or coverage(recording, start / self.fps, end / self.fps) < MIN_SIGNAL_COVERAGE:
+                self.windows_without[name] += 1
+                continue
+            spans = clip_spans(start, end, clips, self.fps)
+            keys = [(name, track_id, a, b) for a, b in spans]
+            todo = [(k, span) for k, span in zip(keys, spans) if self.cache.wants(k)]
+            if todo:
+                config = self.model.config.modality_config(name)
+                inputs = signal_clips(recording, [span for _, span in todo], self.prep, config)
+                for (key, _), clip in zip(todo, inputs):
+                    self.cache.pending[key] = clip
+            out[name] = keys
+        return out
+
+
 class WindowEngine:
     """Cuts tracks into windows and classifies them with a :class:`~unihar.models.HARModel`.
 
@@ -224,19 +422,27 @@ class WindowEngine:
         self.tracks: dict[int, _Track] = {}
         self.ended: dict[int, TrackEnd] = {}
         self._latest_frame = -1
-        self._images: dict[int, Tensor] = {}  # source frame -> (3, S, S) uint8, the last window + max_gap frames
-        self._clip_cache: dict[tuple, Tensor] = {}  # (track, *source frames) -> (T, D)
-        self._feature_cache: dict[int, Tensor] = {}  # source frame -> (Di,)
-        self._pending: list[_Pending] = []
-        self._pending_clips: dict[tuple, np.ndarray] = {}  # clip key -> (T, J, 3) model input, until encoded
-        self._pending_frames: dict[int, Tensor] = {}  # source frame -> (3, S, S) uint8, until encoded
-        self._signals: dict[int, dict[str, SignalRecording]] = {}  # track -> modality -> recording
-        self._signal_cache: dict[tuple, Tensor] = {}  # (modality, track, t0, t1) -> (T', D)
-        self._pending_signals: dict[tuple, np.ndarray] = {}  # signal clip key -> (S, C) model input, until encoded
-        self.clips_encoded = 0
-        self.frames_encoded = 0
-        self.signal_clips_encoded = 0
-        self.windows_without: dict[str, int] = {name: 0 for name in self.signal_names}  # windows a signal did not cover
+        self._pending: list[_Pending] = []  # windows due, waiting for the model
+        self.images = _FrameBuffer(self.image_prep.image_size)  # the last window + max_gap frames
+        self.features = _Features(model, self.prep, self.image_prep, self.device)
+        self.signals = _SensorSignals(model, fps, self.prep, self.features.signals)
+
+    @property
+    def clips_encoded(self) -> int:
+        return self.features.clips.encoded
+
+    @property
+    def frames_encoded(self) -> int:
+        return self.features.frames.encoded
+
+    @property
+    def signal_clips_encoded(self) -> int:
+        return self.features.signals.encoded
+
+    @property
+    def windows_without(self) -> dict[str, int]:
+        """Per sensor modality, the windows its recording did not cover."""
+        return self.signals.windows_without
 
     # ------------------------------------------------------------------ input
     def push(
@@ -254,10 +460,10 @@ class WindowEngine:
                 if not track.closed and frame - track.next_frame > self.max_gap:
                     self._close(track)  # the gap's frames are about to be forgotten: classify what it had
         if self.uses_images:
-            if image is None and not self._images:
+            if image is None and not self.images:
                 raise InputError("this model also reads RGB frames: the first frame pushed needs one")
             if image is not None:
-                self._images[frame] = self._resized(image)
+                self.images.add(frame, image)
         for track_id, keypoints in people.items():
             self._add_pose(int(track_id), frame, keypoints)
         self._forget_old_frames()
@@ -287,29 +493,7 @@ class WindowEngine:
         """Give track ``track_id`` (now or before it appears) the ``name`` sensor recording it wears:
         a :class:`~unihar.data.signals.SignalRecording`, or ``samples`` ``(N, C)`` at ``rate`` Hz whose
         ``channels`` default to the model's, starting at ``start`` s on the source's timeline."""
-        if name not in self.signal_names:
-            raise InputError(
-                f"this model has no {name!r} sensor modality (it reads {self.modalities}); "
-                + ("a model with an imu_model section reads one" if name == "imu" else "check the modality name")
-            )
-        if self.fps is None:
-            raise InputError("a sensor signal needs a timeline: give the engine the source's fps")
-        if track_id in self.ended:
-            raise InputError(f"track {track_id} already ended: attach its {name} signal before its windows are due")
-        config = self.model.config.modality_config(name)
-        if not isinstance(samples, SignalRecording):
-            if rate is None:
-                raise InputError("attach_signal: samples given as an array need their rate (Hz)")
-            samples = SignalRecording(
-                np.asarray(samples), rate, tuple(channels or config.channels), start, source=f"the {name} signal"
-            )
-        recording = samples.select(config.channels)
-        if recording.rate < MIN_RATE_FRACTION * config.rate:
-            raise InputError(
-                f"{recording.source}: sampled at {recording.rate:g} Hz; the model reads {config.rate:g} Hz "
-                f"and needs at least {MIN_RATE_FRACTION * config.rate:g} Hz"
-            )
-        self._signals.setdefault(track_id, {})[name] = recording
+        self.signals.attach(track_id, name, samples, rate, channels, start, ended=track_id in self.ended)
 
     def end_track(self, track_id: int) -> list[WindowResult]:
         """The person of ``track_id`` is gone: classify what its windows have not covered yet."""
@@ -326,7 +510,7 @@ class WindowEngine:
                 f"at least {self.min_frames} frames ({self.min_frames / self.fps:.2f} s) are needed to classify"
             )
         self.ended[track_id] = TrackEnd(track_id, track.start, track.next_frame - 1, track.classified, reason)
-        self._signals.pop(track_id, None)  # its windows hold their sensor clips already
+        self.signals.drop(track_id)  # its windows hold their sensor clips already
         return self._run_if_due()
 
     def finish(self) -> list[WindowResult]:
@@ -357,7 +541,8 @@ class WindowEngine:
         pose = np.asarray(keypoints, dtype=np.float32)
         if pose.shape != (self.pose_layout.num_joints, 3):
             raise InputError(
-                f"keypoints: expected shape ({self.pose_layout.num_joints}, 3) for layout {self.pose_layout.name!r}, got {pose.shape}"
+                f"keypoints: expected shape ({self.pose_layout.num_joints}, 3) for layout "
+                f"{self.pose_layout.name!r}, got {pose.shape}"
             )
         if self.pose_layout is not self.layout:
             pose = convert_keypoints(pose, self.pose_layout, self.layout)
@@ -392,7 +577,7 @@ class WindowEngine:
         """Make the window ``[start, end)`` of ``track`` due: gather the inputs of its clips not yet encoded."""
         keys: list[tuple] | None = [] if self.uses_poses else None
         image_frames: list[list[int]] | None = [] if self.uses_images else None
-        signal_keys = self._queue_signals(track.id, start, end, clips)
+        signal_keys = self.signals.window_keys(track.id, start, end, clips)
         if keys is None and image_frames is None and not signal_keys:
             raise InputError(
                 f"track {track.id}: this model reads only {self.signal_names}, and no recording covers frames "
@@ -402,79 +587,37 @@ class WindowEngine:
             if keys is not None:
                 key = (track.id, *frames.tolist())
                 keys.append(key)
-                if key not in self._clip_cache and key not in self._pending_clips:
-                    self._pending_clips[key] = np.stack([track.pose_at(int(i)) for i in frames])
+                if self.features.clips.wants(key):
+                    self.features.clips.pending[key] = np.stack([track.pose_at(int(i)) for i in frames])
             if image_frames is not None:
                 wanted = [int(i) for i in frames[:: self.image_stride]]
                 image_frames.append(wanted)
                 for i in wanted:
-                    if i not in self._feature_cache and i not in self._pending_frames:
-                        self._pending_frames[i] = self._image_at(i)
+                    if self.features.frames.wants(i):
+                        self.features.frames.pending[i] = self.images.at(i)
         self._pending.append(_Pending(track.id, start, end, keys, image_frames, signal_keys, clips))
 
-    def _queue_signals(self, track_id: int, start: int, end: int, clips: int) -> dict[str, list[tuple]]:
-        """The sensor clips of window ``[start, end)`` of a track, for each signal its recording covers."""
-        out: dict[str, list[tuple]] = {}
-        for name in self.signal_names:
-            recording = self._signals.get(track_id, {}).get(name)
-            if recording is None or coverage(recording, start / self.fps, end / self.fps) < MIN_SIGNAL_COVERAGE:
-                self.windows_without[name] += 1
-                continue
-            spans = clip_spans(start, end, clips, self.fps)
-            keys = [(name, track_id, a, b) for a, b in spans]
-            todo = [
-                (k, span)
-                for k, span in zip(keys, spans)
-                if k not in self._signal_cache and k not in self._pending_signals
-            ]
-            if todo:
-                config = self.model.config.modality_config(name)
-                inputs = signal_clips(recording, [span for _, span in todo], self.prep, config)
-                for (key, _), clip in zip(todo, inputs):
-                    self._pending_signals[key] = clip
-            out[name] = keys
-        return out
-
-    # ------------------------------------------------------------------ frames
-    def _resized(self, image: np.ndarray | Tensor) -> Tensor:
-        size = self.image_prep.image_size
-        if isinstance(image, Tensor) and tuple(image.shape) == (3, size, size) and image.dtype == torch.uint8:
-            return image
-        return resize_frame(image, size)
-
-    def _image_at(self, frame: int) -> Tensor:
-        """The frame at ``frame``, or the latest one before it (a frame a live source dropped)."""
-        if frame in self._images:
-            return self._images[frame]
-        earlier = [i for i in self._images if i <= frame]
-        if not earlier:
-            raise InputError(f"no image for frame {frame}: frames of image models must come with their pictures")
-        return self._images[max(earlier)]
-
+    # ------------------------------------------------------------------ memory
     def _forget_old_frames(self) -> None:
         if not self.uses_images or self.geometry is None:
             return
-        horizon = self._latest_frame - (self.geometry.window + self.max_gap)
-        for i in [i for i in self._images if i < horizon]:
-            if len(self._images) > 1:
-                del self._images[i]
+        self.images.forget_before(self._latest_frame - (self.geometry.window + self.max_gap))
 
     def _forget_old_features(self) -> None:
         """Drop cached clips and frame features no future window can use (called with nothing pending)."""
         reach = None if self.geometry is None else self.geometry.window + self.max_gap
-        for key in list(self._clip_cache):
-            track = self.tracks.get(key[0])
-            if track is None or (reach is not None and key[1] < track.next_frame - reach):
-                del self._clip_cache[key]
+        # keys: clips (track, *source frames), frames the source frame, signals (modality, track, t0, t1)
+        self.features.clips.forget(lambda key: self._out_of_reach(key[0], key[1], reach))
         if reach is None:
             return
         horizon = self._latest_frame - reach
-        for i in [i for i in self._feature_cache if i < horizon]:
-            del self._feature_cache[i]
-        for key in list(self._signal_cache):  # (modality, track, t0, t1)
-            track = self.tracks.get(key[1])
-            if track is None or key[3] * self.fps < track.next_frame - reach:
-                del self._signal_cache[key]
+        self.features.frames.forget(lambda frame: frame < horizon)
+        self.features.signals.forget(lambda key: self._out_of_reach(key[1], key[3] * self.fps, reach))
+
+    def _out_of_reach(self, track_id: int, frame: float, reach: int | None) -> bool:
+        """No future window of the track can use what starts at source frame ``frame`` (or the track is gone)."""
+        track = self.tracks.get(track_id)
+        return track is None or (reach is not None and frame < track.next_frame - reach)
 
     # ------------------------------------------------------------------ the model
     def _run_if_due(self) -> list[WindowResult]:
@@ -485,9 +628,7 @@ class WindowEngine:
         """Encode the new clips and frames of the pending windows, then run the head on them."""
         if not self._pending:
             return []
-        self._encode_clips()
-        self._encode_frames()
-        self._encode_signals()
+        self.features.encode_pending()
         pending, self._pending = self._pending, []
         results: list[WindowResult] = []
         groups: dict[tuple, list[_Pending]] = {}  # windows with as many clips and the same modalities run together
@@ -496,25 +637,7 @@ class WindowEngine:
         for group in groups.values():
             for first in range(0, len(group), HEAD_BATCH):
                 batch = group[first : first + HEAD_BATCH]
-                tokens: dict[str, Tensor] = {}
-                if batch[0].clip_keys is not None:
-                    tokens["skeleton"] = torch.stack(
-                        [torch.stack([self._clip_cache[k] for k in w.clip_keys]) for w in batch]
-                    )
-                if batch[0].image_frames is not None:
-                    tokens["rgb"] = torch.stack(
-                        [
-                            torch.stack(
-                                [torch.stack([self._feature_cache[i] for i in frames]) for frames in w.image_frames]
-                            )
-                            for w in batch
-                        ]
-                    )
-                for name in batch[0].signal_keys:
-                    tokens[name] = torch.stack(
-                        [torch.stack([self._signal_cache[k] for k in w.signal_keys[name]]) for w in batch]
-                    )
-                logits = self.model.forward_head(UniHARFeatures(tokens))
+                logits = self.model.forward_head(UniHARFeatures(self.features.tokens(batch)))
                 probs = self.model.probabilities(logits).cpu().numpy()
                 results += [
                     WindowResult(w.track, w.start, w.end, w.clips, p, w.modalities) for w, p in zip(batch, probs)
@@ -522,43 +645,6 @@ class WindowEngine:
         self._forget_old_features()
         results.sort(key=lambda r: (r.end_frame, r.track))
         return results
-
-    def _encode_clips(self) -> None:
-        keys = list(self._pending_clips)
-        for first in range(0, len(keys), CLIP_BATCH):
-            chunk = keys[first : first + CLIP_BATCH]
-            clips = pose_clips(np.stack([self._pending_clips[k] for k in chunk]), self.prep)
-            tokens = self.model.encode_clips(torch.from_numpy(clips).to(self.device))
-            for key, value in zip(chunk, tokens):
-                self._clip_cache[key] = value
-        self.clips_encoded += len(keys)
-        self._pending_clips.clear()
-
-    def _encode_signals(self) -> None:
-        keys = list(self._pending_signals)
-        for first in range(0, len(keys), SIGNAL_BATCH):
-            chunk = keys[first : first + SIGNAL_BATCH]
-            for name in dict.fromkeys(k[0] for k in chunk):
-                mine = [k for k in chunk if k[0] == name]
-                clips = torch.from_numpy(np.stack([self._pending_signals[k] for k in mine])).to(self.device)
-                for key, value in zip(mine, self.model.encode(name, clips)):
-                    self._signal_cache[key] = value
-        self.signal_clips_encoded += len(keys)
-        self._pending_signals.clear()
-
-    def _encode_frames(self) -> None:
-        indices = list(self._pending_frames)
-        for first in range(0, len(indices), FRAME_BATCH):
-            chunk = indices[first : first + FRAME_BATCH]
-            batch = normalize_frames(torch.stack([self._pending_frames[i] for i in chunk]), self.image_prep).to(
-                self.device
-            )
-            if self.device.type == "cpu":
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            for index, feature in zip(chunk, self.model.encode_frames(batch)):
-                self._feature_cache[index] = feature
-        self.frames_encoded += len(indices)
-        self._pending_frames.clear()
 
 
 def run_sequences(

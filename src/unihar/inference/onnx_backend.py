@@ -25,8 +25,8 @@ one output of two independent branches costs both), so :class:`OnnxModel` runs e
 session of its own, cut from the file's graph, and never pays for the others.
 
 ``quantize=True`` stores the weights of the linear layers as int8 (dynamic quantization: activations
-are quantized on the fly; convolutions stay float, onnxruntime's int8 convolution being 5x slower
-than its float one on the CPU measured). A smaller file, close but not exact; not faster on that CPU
+are quantized on the fly; convolutions stay float, onnxruntime's int8 convolution being slower than
+its float one on the CPU). A smaller file, close but not exact, and not faster on the CPU
 (benchmarks/model_speed.py has the numbers, and the probability change on a trained model).
 """
 
@@ -76,7 +76,7 @@ def _unit_example(modality: Modality, prefix: str) -> tuple[Tensor, dict[int, An
     and differ from each other, so that no dynamic axis is specialised while tracing."""
     Dim = torch.export.Dim
     if modality.name == "skeleton":
-        cfg = modality.cfg
+        cfg = modality.config.pose_model
         frames = Dim(f"{prefix}_frames", max=cfg.max_seq_len) if cfg.max_seq_len >= 2 else Dim.STATIC
         return torch.zeros(5, min(3, cfg.max_seq_len), cfg.joints, 3), {0: Dim(f"{prefix}_n"), 1: frames}, False
     if modality.name == "rgb":
@@ -86,7 +86,7 @@ def _unit_example(modality: Modality, prefix: str) -> tuple[Tensor, dict[int, An
             True,
         )
     if modality.name == "imu":
-        return torch.zeros(5, modality.samples, len(modality.cfg.channels)), {0: Dim(f"{prefix}_n")}, False
+        return torch.zeros(5, modality.samples, len(modality.config.imu_model.channels)), {0: Dim(f"{prefix}_n")}, False
     raise ConfigError(f"the {modality.name!r} modality cannot be exported to ONNX yet (known: skeleton, rgb, imu)")
 
 
@@ -242,7 +242,8 @@ def export_onnx(
     proto = program.model_proto
     if quantize:
         proto = _quantized(onnx, proto)
-    # The part inputs default to their smallest value (dynamic axes 1): feeding only the window inputs runs the window graph.
+    # The part inputs default to their smallest value (dynamic axes 1): feeding only the window inputs runs
+    # the window graph.
     window_inputs = {m.input_name for m in modalities}
     for value in proto.graph.input:
         if value.name not in window_inputs:
@@ -345,8 +346,8 @@ class OnnxModel:
     """An exported model run by onnxruntime: a :class:`~unihar.models.HARModel` like the PyTorch one.
 
     onnxruntime runs every node of a graph whatever outputs are asked for, and with the image branch
-    the nodes of the parts not wanted cost ~8 ms a run even on placeholder inputs (measured,
-    benchmarks/model_speed.py). So each part (the window, each encoder, the head) gets its own session
+    the nodes of the parts not wanted cost time on every run even on placeholder inputs
+    (benchmarks/model_speed.py). So each part (the window, each encoder, the head) gets its own session
     over only its nodes (``onnx.utils.Extractor``), made the first time it is run.
     """
 
@@ -417,7 +418,8 @@ class OnnxModel:
                 from onnx.utils import Extractor
 
                 part = Extractor(self._proto).extract_model(inputs, [output])
-                # The exported file gives part inputs defaults (for callers of the window graph); here they are required.
+                # The exported file gives part inputs defaults (for callers of the window graph); here they
+                # are required.
                 kept = [tensor for tensor in part.graph.initializer if tensor.name not in inputs]
                 del part.graph.initializer[:]
                 part.graph.initializer.extend(kept)

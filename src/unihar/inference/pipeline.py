@@ -25,14 +25,14 @@ import torch
 
 from unihar.data.layouts import KeypointLayout
 from unihar.data.pose import PoseSequence, fill_missing, get_pose_backend
-from unihar.data.pose.tracking import PoseTracker
+from unihar.data.pose.tracking import Tracker, multi_person_tracker, single_person_tracker
 from unihar.data.signals import SignalRecording, check_recording, read_signal_file
 from unihar.data.video import DEFAULT_IMAGE_FOLDER_FPS, VideoInfo, open_video
 from unihar.errors import InputError, NoPersonError
 from unihar.inference.device import place_model
 from unihar.inference.engine import TrackEnd, WindowEngine, WindowResult, max_gap_frames
 from unihar.inference.results import PersonPrediction, VideoPrediction, WindowPrediction, scores_of
-from unihar.inference.streaming import FrameUpdate, Tracker, run_source
+from unihar.inference.streaming import FrameUpdate, run_source
 from unihar.loading import load_model
 from unihar.models import HARModel
 
@@ -52,51 +52,6 @@ __all__ = [
 ProgressCallback = Callable[[int, "int | None"], None]
 DEFAULT_MAX_PEOPLE = 6
 MIN_SECONDS = 0.5  # a person seen for less is listed without a classification
-MIN_HITS = 3  # detections that make a new track a person (see multi_person_tracker)
-
-
-def single_person_tracker() -> Tracker:
-    """``--max-people 1``: one person for the whole video (id 0), the largest one found in each frame."""
-
-    def track(people: np.ndarray, number: int | None = None) -> tuple[dict[int, np.ndarray], list[int]]:
-        if len(people) == 0:
-            return {}, []
-        visible = people[..., 2] > 0
-        extent = [np.ptp(p[v, :2], axis=0).prod() if v.sum() >= 2 else 0.0 for p, v in zip(people, visible)]
-        return {0: people[int(np.argmax(extent))]}, []
-
-    return track
-
-
-def multi_person_tracker(max_age: int, min_hits: int = MIN_HITS) -> Tracker:
-    """Persistent ids (:class:`PoseTracker`), and which tracks ended (unseen for more than ``max_age`` frames).
-
-    As in SORT, a new track is tentative until it was found in ``min_hits`` frames out of its first
-    ``min_hits + 2``: a spurious detection for a frame or two never becomes a person. A confirmed track
-    starts at the frame it was confirmed. ``number`` is the source's frame number: ages count source
-    frames, while confirmation counts the frames looked at (a frame a live source dropped is no miss).
-    """
-    tracker = PoseTracker(max_age=max_age)
-    frame, looked = [-1], [-1]
-    born: dict[int, int] = {}  # track id -> the frame looked at (count) it was first seen in
-    confirmed: set[int] = set()
-
-    def track(people: np.ndarray, number: int | None = None) -> tuple[dict[int, np.ndarray], list[int]]:
-        frame[0] = frame[0] + 1 if number is None else number
-        looked[0] += 1
-        ids = tracker.update(people, frame[0])
-        hits = {t.id: t.hits for t in tracker.tracks}
-        for track_id in hits:
-            born.setdefault(track_id, looked[0])
-            if hits[track_id] >= min_hits and looked[0] - born[track_id] <= min_hits + 1:
-                confirmed.add(track_id)
-        ended = sorted(i for i in confirmed if i not in hits)
-        confirmed.difference_update(ended)
-        for track_id in [i for i in born if i not in hits]:
-            del born[track_id]
-        return {int(i): people[k] for k, i in enumerate(ids) if i in confirmed}, ended
-
-    return track
 
 
 @dataclass
@@ -214,7 +169,8 @@ class VideoPipeline:
             return self._imported(source, poses, fps, topk, progress, recordings, wearer)
         if poses is not None:
             raise InputError(
-                f"the {self.pose_backend.name!r} pose backend estimates poses from the video; --poses is for imported poses"
+                f"the {self.pose_backend.name!r} pose backend estimates poses from the video; --poses is for "
+                "imported poses"
             )
         reader = open_video(source, fps=fps)
         return self.predict_frames(
@@ -345,7 +301,8 @@ class VideoPipeline:
             frames = iter(reader) if self.uses_images else None
         elif self.uses_images:
             raise InputError(
-                "this model also reads RGB frames (image_model.enabled); give the video as SOURCE and the keypoints with --poses"
+                "this model also reads RGB frames (image_model.enabled); give the video as SOURCE and the keypoints "
+                "with --poses"
             )
         sequence = self.pose_backend.load(pose_path, frame_size=video.frame_size if video is not None else None)
         # Counted in the file where the header only estimates it (mkv, webm: off for a variable frame rate).

@@ -6,7 +6,8 @@ Frames are drawn with Pillow and encoded with PyAV: H.264 (``libx264``) for .mp4
 padded by one black pixel row/column. Each person is drawn in a colour of their own (by track id), with
 a label over the head: their id and the top action of their window nearest to the frame. The panel in
 the corner shows the main person's top-3 probabilities. Joints with confidence below
-``MIN_DRAW_CONFIDENCE`` are not drawn; frames where a person was not found (interpolated) are drawn thin.
+``MIN_DRAW_CONFIDENCE`` (:mod:`unihar.inference.palette`) are not drawn; frames where a person was not
+found (interpolated) are drawn thin.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from PIL import Image, ImageDraw, ImageFont
 from unihar.data.layouts import KeypointLayout
 from unihar.data.video import VideoInfo, open_video
 from unihar.errors import InputError, VideoError
+from unihar.inference.palette import MIN_DRAW_CONFIDENCE, person_colour
 from unihar.inference.results import ActionScore, VideoPrediction
 
-__all__ = ["render_video", "draw_frame", "PersonOverlay", "check_output_path", "MIN_DRAW_CONFIDENCE", "person_colour"]
+__all__ = ["render_video", "draw_frame", "PersonOverlay", "check_output_path"]
 
-MIN_DRAW_CONFIDENCE = 0.3
 _CODECS = {
     ".mp4": "libx264",
     ".m4v": "libx264",
@@ -33,22 +34,6 @@ _CODECS = {
     ".webm": "libvpx-vp9",
     ".avi": "mpeg4",
 }
-# One colour per person id (cycled): distinct on both dark and bright scenes.
-_PALETTE = (
-    (255, 140, 0),
-    (0, 170, 255),
-    (80, 220, 80),
-    (230, 60, 160),
-    (250, 220, 40),
-    (150, 100, 255),
-    (0, 210, 190),
-    (255, 90, 90),
-)
-
-
-def person_colour(person_id: int) -> tuple[int, int, int]:
-    """The colour person ``person_id`` is drawn in (the web page uses the same palette)."""
-    return _PALETTE[person_id % len(_PALETTE)]
 
 
 @dataclass

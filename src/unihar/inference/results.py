@@ -15,6 +15,8 @@ to classify has no ``topk`` / ``windows`` but a ``reason``.
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,7 @@ import numpy as np
 from unihar.data.layouts import KeypointLayout
 from unihar.data.pose.tracking import main_track
 
-__all__ = ["ActionScore", "WindowPrediction", "PersonPrediction", "VideoPrediction", "scores_of"]
+__all__ = ["ActionScore", "WindowPrediction", "PersonPrediction", "VideoPrediction", "print_prediction", "scores_of"]
 
 
 @dataclass(frozen=True)
@@ -165,3 +167,73 @@ class VideoPrediction:
         if self.corrupt_frames:
             data["corrupt_frames"] = self.corrupt_frames
         return data
+
+    def to_json(self) -> str:
+        """The line ``unihar predict --json`` prints (without its newline)."""
+        return json.dumps(self.to_dict())
+
+    def summary(self, width: int = 100) -> str:
+        """The summary line and tables ``unihar predict`` prints, as plain text ``width`` columns wide."""
+        from rich.console import Console
+
+        console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
+        print_prediction(self, console)
+        return console.file.getvalue().rstrip("\n")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def print_prediction(result: VideoPrediction, console: Any) -> None:
+    """Print ``result`` on a rich ``console`` as ``unihar predict`` does: a summary line, the main
+    person's top-k, their timeline when they have several windows, and everyone when several people."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    duration = result.frames / result.fps if result.fps else 0.0
+    main = result.main
+    summary = (
+        f"{result.source}: {result.frames} frames, {result.fps:.2f} fps ({duration:.1f} s), "
+        f"{len(result.people)} {'person' if len(result.people) == 1 else 'people'}; main person {main.id}: "
+        f"{len(main.windows)} window{'s' if len(main.windows) != 1 else ''}"
+    )
+    if result.missing_frames:
+        summary += f", not found in {result.missing_frames} of their frames (interpolated)"
+    if result.corrupt_frames:
+        summary += f"; {result.corrupt_frames} frames could not be decoded (damaged file: the previous frame stands in)"
+    console.print(summary, soft_wrap=True, highlight=False, markup=False)
+    table = Table(title=f"Top {len(result.topk)} actions (main person, whole video)")
+    table.add_column("#", justify="right")
+    table.add_column("action")
+    table.add_column("probability", justify="right")
+    table.add_column("", min_width=20)
+    for rank, score in enumerate(result.topk, start=1):
+        table.add_row(str(rank), escape(score.label), f"{score.prob:.3f}", "█" * int(round(score.prob * 20)))
+    console.print(table)
+    if len(result.windows) > 1:
+        timeline = Table(title=f"Timeline of person {main.id} (top action per window)")
+        timeline.add_column("from (s)", justify="right")
+        timeline.add_column("to (s)", justify="right")
+        timeline.add_column("action")
+        timeline.add_column("probability", justify="right")
+        for window in result.windows:
+            best = window.topk[0]
+            timeline.add_row(
+                f"{window.start_frame / result.fps:.1f}",
+                f"{window.end_frame / result.fps:.1f}",
+                escape(best.label),
+                f"{best.prob:.3f}",
+            )
+        console.print(timeline)
+    if len(result.people) > 1:
+        people = Table(title="People")
+        for column in ("person", "from (s)", "to (s)", "top action", "probability"):
+            people.add_column(column, justify="left" if column == "top action" else "right")
+        for person in result.people:
+            first, last = person.start_frame / result.fps, (person.end_frame + 1) / result.fps
+            if person.topk is None:
+                people.add_row(str(person.id), f"{first:.1f}", f"{last:.1f}", escape(f"- ({person.reason})"), "")
+            else:
+                best = person.topk[0]
+                people.add_row(str(person.id), f"{first:.1f}", f"{last:.1f}", escape(best.label), f"{best.prob:.3f}")
+        console.print(people)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from unihar.data.layouts import KeypointLayout
+from unihar.data.pose.tracking import Tracker
 from unihar.data.preprocess import resize_frame
 from unihar.data.video import MAX_PLAUSIBLE_FPS, open_stream, open_video
 from unihar.errors import InputError, VideoError
@@ -53,9 +54,6 @@ __all__ = [
     "Reconnect",
     "Outage",
 ]
-
-# track(people (P, J, 3), source frame number) -> ({track id: (J, 3)}, [ids of tracks that ended])
-Tracker = Callable[[np.ndarray, int], "tuple[dict[int, np.ndarray], list[int]]"]
 
 
 @dataclass
@@ -259,7 +257,8 @@ class LiveSource:
         return round(fps, 2)
 
     def _retry(self, reason: str) -> tuple[Any, Iterator[np.ndarray]] | None:
-        """Connect again, waiting as ``reconnect`` says; None (``gave_up`` set) if that fails or the source is closed."""
+        """Connect again, waiting as ``reconnect`` says; None (``gave_up`` set) if that fails or the source is
+        closed."""
         started, tried = time.monotonic(), 0
         for delay in self.reconnect.delays() if self.reconnect is not None else ():
             if time.monotonic() - started + delay > self.reconnect.timeout:
@@ -513,71 +512,123 @@ def run_source(
         on_frame: called from the caller's thread for every frame handled (display, progress, recording);
             its ``FrameUpdate.frame`` is the decoded frame only with ``with_frames`` (a display).
     """
-    stop = threading.Event()
-    # Both channels are short: a 1080p frame is 6 MB, and memory must not grow with the video.
-    to_pose = _Channel(max_pending if live else 4, stop, drop_oldest=live)
-    to_model = _Channel(16, stop)
-    errors: list[BaseException] = []
-    delivered, lost, outages = [0], [0], [0]
-    started = time.perf_counter()
+    run = _SourceRun(live, max_pending)
+    threads = [
+        threading.Thread(target=run.decode, args=(frames, pace_fps), name="unihar-decode", daemon=True),
+        threading.Thread(
+            target=run.estimate_poses, args=(estimator, track, engine, with_frames), name="unihar-pose", daemon=True
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        run.classify(engine, on_windows, on_frame)
+    except _Stop:
+        pass
+    finally:
+        run.stop.set()
+        if isinstance(frames, LiveSource):
+            frames.close()  # wakes a reconnection wait, so the decoding thread stops now
+        for thread in threads:
+            thread.join(timeout=10)  # each stage gives up within 0.1 s of the stop; a stuck camera read may not
+    if run.errors:
+        raise run.errors[0]
+    return run.summary()
 
-    def decode() -> None:
-        items = iter(frames)
-        index = 0  # the source's frame number of the next frame
+
+class _SourceRun:
+    """What the three stages of :func:`run_source` share: the stop signal, the channels between them,
+    the errors to surface in the caller's thread, and the counts for the summary.
+
+    Each stage is a method: :meth:`decode` and :meth:`estimate_poses` run on their own threads,
+    :meth:`classify` on the caller's (the model and the callbacks stay there).
+    """
+
+    def __init__(self, live: bool, max_pending: int) -> None:
+        self.stop = threading.Event()
+        # Both channels are short: a 1080p frame is 6 MB, and memory must not grow with the video.
+        self.to_pose = _Channel(max_pending if live else 4, self.stop, drop_oldest=live)
+        self.to_model = _Channel(16, self.stop)
+        self.errors: list[BaseException] = []
+        self.delivered = self.lost = self.outages = 0
+        self.started = time.perf_counter()
+
+    def _guarded(self, stage: Callable[..., None], *args: Any) -> None:
+        """Run a threaded stage: a stop ends it quietly, an error stops every stage and is kept for the caller."""
         try:
-            for item in items:
-                if stop.is_set():
-                    return
-                if isinstance(item, Outage):
-                    index += item.lost
-                    lost[0] += item.lost
-                    outages[0] += 1
-                    continue
-                if pace_fps:
-                    delay = started + index / pace_fps - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                delivered[0] += 1
-                to_pose.put((index, item))
-                index += 1
-            to_pose.close()
+            stage(*args)
         except _Stop:
             pass
         except BaseException as err:  # surfaced in the caller's thread
-            errors.append(err)
-            stop.set()
+            self.errors.append(err)
+            self.stop.set()
+
+    def decode(self, frames: Iterable[np.ndarray | Outage], pace_fps: float | None) -> None:
+        """Stage 1: number the source's frames (an outage moves the numbers on) and hand them to the pose stage."""
+        items = iter(frames)
+        try:
+            self._guarded(self._deliver, items, pace_fps)
         finally:
             close = getattr(items, "close", None)
             if close is not None:
                 close()  # a generator: releases its file or camera in the thread that read it
 
-    def pose() -> None:
-        try:
-            with estimator() as estimate:
-                while True:
-                    item = to_pose.get()
-                    if item is _END:
-                        break
-                    index, frame = item
-                    people, ended = track(estimate(frame), index)
-                    image = resize_frame(frame, engine.image_prep.image_size) if engine.uses_images else None
-                    to_model.put(FrameUpdate(index, frame if with_frames else None, people, ended, image))
-            to_model.close()
-        except _Stop:
-            pass
-        except BaseException as err:
-            errors.append(err)
-            stop.set()
+    def _deliver(self, items: Iterator[np.ndarray | Outage], pace_fps: float | None) -> None:
+        index = 0  # the source's frame number of the next frame
+        for item in items:
+            if self.stop.is_set():
+                return
+            if isinstance(item, Outage):
+                index += item.lost
+                self.lost += item.lost
+                self.outages += 1
+                continue
+            if pace_fps:
+                delay = self.started + index / pace_fps - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            self.delivered += 1
+            self.to_pose.put((index, item))
+            index += 1
+        self.to_pose.close()
 
-    threads = [
-        threading.Thread(target=decode, name="unihar-decode", daemon=True),
-        threading.Thread(target=pose, name="unihar-pose", daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
-    try:
+    def estimate_poses(
+        self,
+        estimator: Callable[[], AbstractContextManager[Callable[[np.ndarray], np.ndarray]]],
+        track: Tracker,
+        engine: WindowEngine,
+        with_frames: bool,
+    ) -> None:
+        """Stage 2: the people in each frame, tracked; it opens and closes the estimator itself."""
+        self._guarded(self._estimate, estimator, track, engine, with_frames)
+
+    def _estimate(
+        self,
+        estimator: Callable[[], AbstractContextManager[Callable[[np.ndarray], np.ndarray]]],
+        track: Tracker,
+        engine: WindowEngine,
+        with_frames: bool,
+    ) -> None:
+        with estimator() as estimate:
+            while True:
+                item = self.to_pose.get()
+                if item is _END:
+                    break
+                index, frame = item
+                people, ended = track(estimate(frame), index)
+                image = resize_frame(frame, engine.image_prep.image_size) if engine.uses_images else None
+                self.to_model.put(FrameUpdate(index, frame if with_frames else None, people, ended, image))
+        self.to_model.close()
+
+    def classify(
+        self,
+        engine: WindowEngine,
+        on_windows: Callable[[list[WindowResult]], None],
+        on_frame: Callable[[FrameUpdate], None] | None,
+    ) -> None:
+        """Stage 3: each frame's tracks into the engine, the windows it completes out; the last ones at the end."""
         while True:
-            update = to_model.get()
+            update = self.to_model.get()
             if update is _END:
                 break
             windows: list[WindowResult] = []
@@ -591,14 +642,8 @@ def run_source(
         windows = engine.finish()
         if windows:
             on_windows(windows)
-    except _Stop:
-        pass
-    finally:
-        stop.set()
-        if isinstance(frames, LiveSource):
-            frames.close()  # wakes a reconnection wait, so the decoding thread stops now
-        for thread in threads:
-            thread.join(timeout=10)  # each stage gives up within 0.1 s of the stop; a stuck camera read may not
-    if errors:
-        raise errors[0]
-    return SourceSummary(delivered[0], to_pose.dropped, time.perf_counter() - started, lost[0], outages[0])
+
+    def summary(self) -> SourceSummary:
+        return SourceSummary(
+            self.delivered, self.to_pose.dropped, time.perf_counter() - self.started, self.lost, self.outages
+        )

@@ -1,5 +1,8 @@
 """Checkpoint files: reading them onto a :class:`UniHAR` strictly, and writing ``save_pretrained`` folders.
 
+The model module builds on this one, so the functions here take the model as a plain ``nn.Module``
+(a :class:`~unihar.models.UniHAR`: its ``config``, ``labels`` and branches) and never import it.
+
 A checkpoint is a ``pytorch_model.bin`` (``torch.save`` of a state dict, plain or wrapped as
 ``{"state_dict": ...}``) or a ``model.safetensors``. :func:`checkpoint_filter_fn` maps the foreign
 wrappings we know of onto the model's key names; :func:`load_checkpoint` then refuses any checkpoint
@@ -15,7 +18,7 @@ import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -26,10 +29,9 @@ from torch import Tensor, nn
 from unihar.errors import CheckpointError, UniHARError
 from unihar.hub import CONFIG_NAME, LABELS_NAME, SAFETENSORS_NAME
 
-if TYPE_CHECKING:  # the model module imports this one
-    from unihar.models.unihar import UniHAR
-
 __all__ = ["read_state_dict", "checkpoint_filter_fn", "load_checkpoint", "save_pretrained"]
+
+Model = TypeVar("Model", bound=nn.Module)  # load_checkpoint hands back the model it was given
 
 # Prefixes that training wrappers add to every key: DistributedDataParallel, torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -61,7 +63,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     return dict(obj)
 
 
-def checkpoint_filter_fn(state_dict: Mapping[str, object], model: nn.Module | None = None) -> dict[str, Tensor]:
+def checkpoint_filter_fn(state_dict: Mapping[str, object]) -> dict[str, Tensor]:
     """Unwrap ``{"state_dict": ...}`` / ``{"model": ...}`` and strip DDP / torch.compile key prefixes."""
     for wrapper in ("state_dict", "model"):
         inner = state_dict.get(wrapper)
@@ -79,7 +81,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, object], model: nn.Module | No
     return out
 
 
-def _adapt_aux_head(model: UniHAR, state_dict: Mapping[str, Tensor]) -> None:
+def _adapt_aux_head(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
     """The auxiliary pose head is unused in the forward pass and its width is whatever the checkpoint
     holds (6 in the published layout): resize ours to match instead of refusing the checkpoint."""
     weight = state_dict.get("short_seq_model.head.weight")
@@ -109,14 +111,14 @@ def _listing(title: str, keys: list[str], limit: int = 12) -> str:
     return f"\n  {title} ({len(keys)}): {shown}; first: {', '.join(keys[:3])}"
 
 
-def load_checkpoint(model: UniHAR, checkpoint: str | Path | Mapping[str, Tensor]) -> UniHAR:
+def load_checkpoint(model: Model, checkpoint: str | Path | Mapping[str, Tensor]) -> Model:
     """Load a checkpoint file or state dict into ``model`` with strict key and shape matching.
 
     Raises :class:`CheckpointError` listing missing keys, unexpected keys and shape mismatches.
     """
     source = str(checkpoint) if isinstance(checkpoint, (str, Path)) else "the given state dict"
     raw = read_state_dict(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
-    state_dict = checkpoint_filter_fn(raw, model)
+    state_dict = checkpoint_filter_fn(raw)
     _adapt_aux_head(model, state_dict)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
@@ -141,7 +143,7 @@ def load_checkpoint(model: UniHAR, checkpoint: str | Path | Mapping[str, Tensor]
     return model
 
 
-def save_pretrained(model: UniHAR, save_directory: str | Path, overwrite: bool = False) -> Path:
+def save_pretrained(model: nn.Module, save_directory: str | Path, overwrite: bool = False) -> Path:
     """Write ``config.json``, ``model.safetensors`` and ``class_label.json`` (the Hugging Face layout).
 
     Refuses to replace existing files unless ``overwrite=True``.

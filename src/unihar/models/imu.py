@@ -80,14 +80,14 @@ class ImuModality(Modality):
 
     @property
     def samples(self) -> int:
-        return samples_per_clip(self.config.preprocessing, self.cfg)
+        return samples_per_clip(self.config.preprocessing, self.config.imu_model)
 
     @property
     def feature_dim(self) -> int:
-        return self.cfg.hidden_dim
+        return self.config.imu_model.hidden_dim
 
     def build(self, pretrained_backbone: bool = False) -> dict[str, nn.Module | None]:
-        cfg = self.cfg
+        cfg = self.config.imu_model
         return {
             "imu_encoder": ImuEncoder(
                 len(cfg.channels),
@@ -103,10 +103,9 @@ class ImuModality(Modality):
         }
 
     def check(self, x: Any, batch: int | None, clips: int | None) -> tuple[int, int]:
-        c, s = len(self.cfg.channels), self.samples
-        expected = (
-            f"(B, L, S, C) with S={s} samples per clip ({self.cfg.rate:g} Hz), C={c} channels {list(self.cfg.channels)}"
-        )
+        imu = self.config.imu_model
+        c, s = len(imu.channels), self.samples
+        expected = f"(B, L, S, C) with S={s} samples per clip ({imu.rate:g} Hz), C={c} channels {list(imu.channels)}"
         if batch is not None:
             expected += f", B={batch}, L={clips}"
         check_float_tensor(self.input_name, x)

@@ -92,8 +92,7 @@ class Modality:
     classifier: ClassVar[str | None] = None
 
     def __init__(self, config: ModelConfig) -> None:
-        self.config = config
-        self.cfg = getattr(config, self.section)
+        self.config = config  # the whole model config: a modality reads its own section, config.<section>
 
     @property
     def feature_dim(self) -> int:

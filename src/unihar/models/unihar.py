@@ -54,8 +54,8 @@ from unihar.models.modalities import (
 
 # Inference on the CPU takes a tuned path (see :func:`cpu_inference`):
 # * linear layers go through oneDNN, whose float32 GEMM uses AVX-512 wherever the CPU has it, while
-#   PyTorch's default (MKL's sgemm) takes its AVX2 code on AMD CPUs: 2.3x slower on this project's
-#   AMD EPYC (benchmarks/model_speed.py); the MLP's GELU is fused into its first GEMM;
+#   PyTorch's default (MKL's sgemm) takes its slower AVX2 code on AMD CPUs (benchmarks/model_speed.py
+#   has the numbers); the MLP's GELU is fused into its first GEMM;
 # * clips are encoded a few at a time, so a layer's activations stay in cache between its ops;
 # * frames go through the ResNet in channels-last layout, 32 at a time (bounded activations).
 # Same float32 arithmetic in another order: the outputs agree with the plain path to ~1e-6.
@@ -263,10 +263,10 @@ class SkeletonModality(Modality):
 
     @property
     def feature_dim(self) -> int:
-        return self.cfg.hidden_dim
+        return self.config.pose_model.hidden_dim
 
     def build(self, pretrained_backbone: bool = False) -> dict[str, nn.Module | None]:
-        pose, lt = self.cfg, self.config.long_term_model
+        pose, lt = self.config.pose_model, self.config.long_term_model
         return {
             "short_seq_model": PoseFormerFactorized(
                 joints=pose.joints,
@@ -284,7 +284,7 @@ class SkeletonModality(Modality):
         }
 
     def check(self, x: Any, batch: int | None, clips: int | None) -> tuple[int, int]:
-        j, tm = self.cfg.joints, self.cfg.max_seq_len
+        j, tm = self.config.pose_model.joints, self.config.pose_model.max_seq_len
         expected = f"(B, L, T, J, C) with J={j}, 1 <= T <= {tm}, C >= 2"
         check_float_tensor("pose", x)
         if x.dim() != 5:
@@ -294,7 +294,8 @@ class SkeletonModality(Modality):
             raise InputError(f"pose: expected shape {expected}, got {tuple(x.shape)}")
         if batch is not None and (b, l) != (batch, clips):
             raise InputError(
-                f"pose: expected shape {expected} with B={batch}, L={clips} (matching the other inputs), got {tuple(x.shape)}"
+                f"pose: expected shape {expected} with B={batch}, L={clips} (matching the other inputs), "
+                f"got {tuple(x.shape)}"
             )
         check_finite("pose", x)
         return b, l
@@ -321,10 +322,14 @@ class RgbModality(Modality):
 
     @property
     def feature_dim(self) -> int:
-        return self.cfg.feature_dim
+        return self.config.image_model.feature_dim
 
     def build(self, pretrained_backbone: bool = False) -> dict[str, nn.Module | None]:
-        return {"image_encoder": ImageEncoder(self.cfg.feature_dim, self.cfg.backbone, pretrained=pretrained_backbone)}
+        return {
+            "image_encoder": ImageEncoder(
+                self.config.image_model.feature_dim, self.config.image_model.backbone, pretrained=pretrained_backbone
+            )
+        }
 
     def check(self, x: Any, batch: int | None, clips: int | None) -> tuple[int, int]:
         check_float_tensor("images", x)
@@ -394,7 +399,8 @@ class UniHAR(nn.Module):
     # ------------------------------------------------------------------ properties
     @property
     def modalities(self) -> list[str]:
-        """The modalities this model reads, in order (``["skeleton"]``, ``["skeleton", "rgb"]``, ``["skeleton", "imu"]``...)."""
+        """The modalities this model reads, in order (``["skeleton"]``, ``["skeleton", "rgb"]``,
+        ``["skeleton", "imu"]``...)."""
         return list(self._modalities)
 
     @property
@@ -448,7 +454,8 @@ class UniHAR(nn.Module):
         return self._modalities[name]
 
     def encode(self, modality: str, units: Tensor) -> Tensor:
-        """One modality's units of input (clips; frames for ``rgb``) -> their tokens ``(N, T, D)`` (``(N, D)`` for frames)."""
+        """One modality's units of input (clips; frames for ``rgb``) -> their tokens ``(N, T, D)``
+        (``(N, D)`` for frames)."""
         return self._modality(modality).encode(self, units)
 
     def encode_clips(self, clips: Tensor) -> Tensor:

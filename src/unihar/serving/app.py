@@ -1,8 +1,8 @@
 """The Uni-HAR HTTP API and web page (FastAPI).
 
-    from unihar.inference.pipeline import VideoPipeline
+    from unihar import Recognizer
     from unihar.serving import create_app
-    app = create_app(VideoPipeline.from_pretrained())   # then: uvicorn.run(app)
+    app = create_app(Recognizer())   # then: uvicorn.run(app); a VideoPipeline is accepted too
 
 Endpoints:
 
@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unihar.errors import CheckpointError, ConfigError, HubError, UniHARError
 from unihar.inference.pipeline import VideoPipeline
+from unihar.recognizer import Recognizer
 from unihar.serving.service import (
     DEFAULT_KEYPOINTS_FPS,
     PredictionService,
@@ -174,11 +175,11 @@ async def _busy_handler(request: Request, error: ServerBusy) -> JSONResponse:
 
 
 # ---------------------------------------------------------------------------------------------- app
-def create_app(pipeline: VideoPipeline, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(recognizer: Recognizer | VideoPipeline, settings: ServeSettings | None = None) -> FastAPI:
     """The API + web page around one loaded model (shared by all requests)."""
     from unihar import __version__
 
-    service = PredictionService(pipeline, settings)
+    service = PredictionService(recognizer, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -221,7 +222,8 @@ def create_app(pipeline: VideoPipeline, settings: ServeSettings | None = None) -
         if content_type not in ("multipart/form-data", "application/json"):
             return JSONResponse(
                 {
-                    "detail": "expected a video as multipart/form-data (field 'file') or keypoints as application/json, "
+                    "detail": "expected a video as multipart/form-data (field 'file') or keypoints as "
+                    "application/json, "
                     f"got Content-Type {content_type or 'none'!r}"
                 },
                 status_code=415,

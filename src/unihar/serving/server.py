@@ -30,7 +30,8 @@ def uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
 
 
 def paced_protocol(timeout: float, min_rate: float) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP/1.1 protocol (h11, or httptools when installed), closing connections too slow outside a request."""
+    """uvicorn's HTTP/1.1 protocol (h11, or httptools when installed), closing connections too slow outside a
+    request."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     class PacedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]

@@ -34,9 +34,10 @@ import numpy as np
 from unihar.data.pose.arrays import poses_from_array
 from unihar.data.video import DEFAULT_IMAGE_FOLDER_FPS, open_video
 from unihar.errors import ConfigError, InputError, UniHARError
+from unihar.inference.palette import MIN_DRAW_CONFIDENCE, person_colour
 from unihar.inference.pipeline import VideoPipeline
-from unihar.inference.render import MIN_DRAW_CONFIDENCE, person_colour
 from unihar.inference.results import VideoPrediction
+from unihar.recognizer import Recognizer
 
 __all__ = [
     "ServeSettings",
@@ -130,7 +131,8 @@ class ServeSettings:
 
     @property
     def upload_disk_bytes(self) -> int:
-        """Most disk the video uploads can hold at once: the running one and every waiting one, each at the size limit."""
+        """Most disk the video uploads can hold at once: the running one and every waiting one, each at the size
+        limit."""
         return (1 + self.max_pending) * self.max_upload_bytes
 
     @property
@@ -222,7 +224,7 @@ class JobQueue:
 def poses_payload(result: VideoPrediction) -> dict[str, Any]:
     """Everyone's keypoints over their frames and the skeleton's bones, for drawing over the video.
 
-    Each person carries their id and colour (:func:`~unihar.inference.render.person_colour`, the
+    Each person carries their id and colour (:func:`~unihar.inference.palette.person_colour`, the
     annotated video's palette) so the page draws them alike. Pixel x/y are rounded to 0.1 px and
     confidences to 0.01 to keep the response small.
     """
@@ -253,22 +255,30 @@ def poses_payload(result: VideoPrediction) -> dict[str, Any]:
 
 
 class PredictionService:
-    """Runs a :class:`VideoPipeline` for the API: videos on one thread, JSON pose sequences on ``workers``."""
+    """Runs a :class:`~unihar.recognizer.Recognizer` for the API: videos on one thread, JSON pose
+    sequences on ``workers``. A bare :class:`VideoPipeline` is accepted too (wrapped in one)."""
 
-    def __init__(self, pipeline: VideoPipeline, settings: ServeSettings | None = None) -> None:
+    def __init__(self, recognizer: Recognizer | VideoPipeline, settings: ServeSettings | None = None) -> None:
+        if isinstance(recognizer, VideoPipeline):
+            recognizer = Recognizer.from_pipeline(recognizer)
+        pipeline = recognizer.pipeline
         if not pipeline.pose_backend.needs_video:
             raise ConfigError(
                 f"the server estimates poses from uploaded videos; the pipeline's pose backend "
                 f"{pipeline.pose_backend.name!r} only imports keypoint files"
             )
-        self.pipeline = pipeline
+        self.recognizer = recognizer
         self.settings = settings or ServeSettings()
         self.videos = JobQueue("video", 1, self.settings.max_pending)
         self.keypoints = JobQueue("keypoint", self.settings.workers, self.settings.max_pending)
 
     @property
+    def pipeline(self) -> VideoPipeline:
+        return self.recognizer.pipeline
+
+    @property
     def labels(self) -> list[str]:
-        return self.pipeline.labels
+        return self.recognizer.labels
 
     def close(self) -> None:
         self.videos.close()
@@ -301,7 +311,8 @@ class PredictionService:
         with_poses: bool = False,
         source: str = "keypoints",
     ) -> dict[str, Any]:
-        """One person's pose sequence (``(frames, joints, 3)`` pixels + confidence) through the model: the predict JSON."""
+        """One person's pose sequence (``(frames, joints, 3)`` pixels + confidence) through the model: the predict
+        JSON."""
         pipeline = self.pipeline
         pipeline.check_topk(topk)
         if pipeline.uses_images:
@@ -312,7 +323,8 @@ class PredictionService:
             array = np.asarray(keypoints, dtype=np.float32)
         except (ValueError, TypeError):
             raise InputError(
-                "keypoints: expected a (frames, joints, 3) array of numbers with the same number of joints in every frame"
+                "keypoints: expected a (frames, joints, 3) array of numbers with the same number of joints in every "
+                "frame"
             ) from None
         if array.ndim == 3 and array.shape[0] * array.shape[1] > self.settings.max_keypoints:
             raise TooManyKeypointsError(
@@ -330,7 +342,7 @@ class PredictionService:
         limit = self.settings.frame_limit(fps)
         if sequence.num_frames > limit:
             raise self._too_long(sequence.num_frames, fps, limit)
-        return self._response(pipeline.classify(sequence, fps, topk=topk, source=source), with_poses)
+        return self._response(self.recognizer.predict(sequence, fps=fps, topk=topk, name=source), with_poses)
 
     def _at_most(self, frames: Iterable[np.ndarray], fps: float, limit: int) -> Iterator[np.ndarray]:
         # The header's frame count can be missing or wrong (webm): count while decoding, too.

@@ -23,8 +23,8 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -147,18 +147,76 @@ def _safe_label(filename: str) -> str:
     return name[:200] or "upload"
 
 
-@dataclass
 class _FilePart:
-    """What the multipart callbacks learn about the ``file`` field (they run synchronously, inside ``parser.write``)."""
+    """The ``file`` field of a multipart body as the parser reports it: its methods are the parser's
+    callbacks (run synchronously, inside ``parser.write``), which note its headers and gather its bytes
+    in ``pending`` until :meth:`flush` writes them on a worker thread."""
 
-    header_name: bytes = b""
-    header_value: bytes = b""
-    headers: dict[bytes, bytes] = field(default_factory=dict)
-    in_file: bool = False
-    seen_file: bool = False
-    filename: str = "upload"
-    pending: bytearray = field(default_factory=bytearray)  # file bytes not yet written
-    problem: HTTPException | None = None
+    def __init__(self) -> None:
+        self.header_name = b""
+        self.header_value = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.in_file = False
+        self.seen_file = False
+        self.filename = "upload"
+        self.pending = bytearray()  # file bytes not yet written
+        self.size = 0  # file bytes written
+        self.problem: HTTPException | None = None
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+        }
+
+    def on_part_begin(self) -> None:
+        self.headers = {}
+        self.in_file = False
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self.header_name.strip().lower()] = self.header_value.strip()
+        self.header_name, self.header_value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
+        if options.get(b"name") != FILE_FIELD.encode() or self.seen_file:
+            return  # other fields (and a second file) are ignored
+        content_type = self.headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        if not (content_type.startswith("video/") or content_type in VIDEO_CONTENT_TYPES):
+            self.problem = HTTPException(
+                415, f"field 'file': expected a video (video/*, e.g. video/mp4 or video/webm), got {content_type!r}"
+            )
+            return
+        self.in_file = self.seen_file = True
+        raw_name = options.get(b"filename", b"")
+        self.filename = _safe_label(raw_name.decode("utf-8", errors="replace")) if raw_name else "upload"
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.in_file:
+            self.pending += data[start:end]
+
+    def on_part_end(self) -> None:
+        self.in_file = False
+
+    async def flush(self, handle: BinaryIO) -> None:
+        """Write the gathered bytes on a worker thread (the event loop never touches the disk)."""
+        data = bytes(self.pending)
+        self.pending.clear()
+        self.size += len(data)
+        await asyncio.to_thread(handle.write, data)
 
 
 def _open_temp_file(upload_dir: str | None) -> tuple[BinaryIO, Path]:
@@ -173,6 +231,47 @@ def _close_and_delete(handle: BinaryIO, path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _boundary(request: Request) -> bytes:
+    """The multipart boundary of the request's Content-Type; 400 without one."""
+    from python_multipart.multipart import parse_options_header
+
+    _, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise HTTPException(400, "multipart/form-data body without a boundary parameter in its Content-Type")
+    return boundary
+
+
+async def _write_file_part(
+    request: Request, limit: int, pace: BodyPace, boundary: bytes, handle: BinaryIO
+) -> _FilePart:
+    """Parse the body as it arrives, writing its ``file`` field to ``handle``: the part, checked whole."""
+    from python_multipart.exceptions import FormParserError
+    from python_multipart.multipart import MultipartParser
+
+    part = _FilePart()
+    try:
+        parser = MultipartParser(boundary, part.callbacks())
+        async for chunk in _limited(request, limit, pace):
+            parser.write(chunk)
+            if part.problem is not None:
+                raise part.problem
+            if len(part.pending) >= WRITE_CHUNK:
+                await part.flush(handle)
+        parser.finalize()
+    except FormParserError:
+        raise HTTPException(400, "malformed multipart/form-data body") from None
+    if part.problem is not None:
+        raise part.problem
+    await part.flush(handle)
+    await asyncio.to_thread(handle.flush)
+    if not part.seen_file:
+        raise HTTPException(422, "expected a multipart/form-data body with the video in a field named 'file'")
+    if part.size == 0:
+        raise HTTPException(422, "field 'file': the uploaded video is empty")
+    return part
+
+
 @contextlib.asynccontextmanager
 async def receive_video(
     request: Request, limit: int, upload_dir: str | None, pace: BodyPace
@@ -182,91 +281,11 @@ async def receive_video(
     Raises HTTP 413 (too large), 415 (the part is not a video type), 400 (malformed multipart),
     422 (no ``file`` field / an empty file) or 408 (the body came too slowly).
     """
-    from python_multipart.exceptions import FormParserError
-    from python_multipart.multipart import MultipartParser, parse_options_header
-
-    _, params = parse_options_header(request.headers.get("content-type", ""))
-    boundary = params.get(b"boundary")
-    if not boundary:
-        raise HTTPException(400, "multipart/form-data body without a boundary parameter in its Content-Type")
+    boundary = _boundary(request)
     check_declared_length(request, limit)  # before a temporary file exists
-
-    part = _FilePart()
-
-    def on_part_begin() -> None:
-        part.headers = {}
-        part.in_file = False
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        part.header_name += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        part.header_value += data[start:end]
-
-    def on_header_end() -> None:
-        part.headers[part.header_name.strip().lower()] = part.header_value.strip()
-        part.header_name, part.header_value = b"", b""
-
-    def on_headers_finished() -> None:
-        _, options = parse_options_header(part.headers.get(b"content-disposition", b""))
-        if options.get(b"name") != FILE_FIELD.encode() or part.seen_file:
-            return  # other fields (and a second file) are ignored
-        content_type = part.headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
-        if not (content_type.startswith("video/") or content_type in VIDEO_CONTENT_TYPES):
-            part.problem = HTTPException(
-                415, f"field 'file': expected a video (video/*, e.g. video/mp4 or video/webm), got {content_type!r}"
-            )
-            return
-        part.in_file = part.seen_file = True
-        raw_name = options.get(b"filename", b"")
-        part.filename = _safe_label(raw_name.decode("utf-8", errors="replace")) if raw_name else "upload"
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if part.in_file:
-            part.pending += data[start:end]
-
-    def on_part_end() -> None:
-        part.in_file = False
-
-    callbacks = {
-        "on_part_begin": on_part_begin,
-        "on_part_data": on_part_data,
-        "on_part_end": on_part_end,
-        "on_header_field": on_header_field,
-        "on_header_value": on_header_value,
-        "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished,
-    }
     handle, path = await asyncio.to_thread(_open_temp_file, upload_dir)
-    size = 0
-
-    async def flush() -> None:
-        nonlocal size
-        data = bytes(part.pending)
-        part.pending.clear()
-        size += len(data)
-        await asyncio.to_thread(handle.write, data)
-
     try:
-        try:
-            parser = MultipartParser(boundary, callbacks)
-            async for chunk in _limited(request, limit, pace):
-                parser.write(chunk)
-                if part.problem is not None:
-                    raise part.problem
-                if len(part.pending) >= WRITE_CHUNK:
-                    await flush()
-            parser.finalize()
-        except FormParserError:
-            raise HTTPException(400, "malformed multipart/form-data body") from None
-        if part.problem is not None:
-            raise part.problem
-        await flush()
-        await asyncio.to_thread(handle.flush)
-        if not part.seen_file:
-            raise HTTPException(422, "expected a multipart/form-data body with the video in a field named 'file'")
-        if size == 0:
-            raise HTTPException(422, "field 'file': the uploaded video is empty")
-        yield UploadedVideo(path, part.filename, size)
+        part = await _write_file_part(request, limit, pace, boundary, handle)
+        yield UploadedVideo(path, part.filename, part.size)
     finally:
         await asyncio.to_thread(_close_and_delete, handle, path)

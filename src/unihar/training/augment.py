@@ -21,43 +21,53 @@ confidence jitter: its input confidences are exactly 0 or 1 at inference, and mu
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
+from typing import ClassVar
 
 import numpy as np
 
 from unihar.data.camera import CameraRanges
 from unihar.data.layouts import KeypointLayout
 from unihar.errors import ConfigError
+from unihar.schema import ConfigBase, build, config_dataclass, number
 from unihar.training.signal_augment import SignalAugmentConfig
-from unihar.training.validation import checked_fields
 
 __all__ = ["AugmentConfig", "SkeletonAugment"]
 
+Number = number()
+Amount = number(ge=0)  # a strength: 0 turns it off
+Chance = number(ge=0, le=1)
+Kept = number(gt=0, le=1)  # a share of the frames
+Range = tuple[Number, Number]  # [low, high]
+Factors = tuple[number(gt=0), number(gt=0)]  # [low, high] of a zoom or a speed
 
-@dataclass
-class AugmentConfig:
-    """Strengths of each augmentation; 0 (or an empty range) turns one off."""
 
-    scale: tuple[float, float] = (0.85, 1.15)  # isotropic zoom range
-    aspect: float = 0.1  # extra x-only stretch, +-
-    rotation_deg: float = 15.0  # in-plane rotation, +- degrees
-    shift: float = 0.1  # translation, +- body sizes
-    flip_prob: float = 0.5  # mirror x and swap left/right joints
-    swap_sides_prob: float = 0.5  # swap left/right names only (no mirroring)
-    joint_dropout: float = 0.05  # chance a joint is missing in a frame
-    frame_dropout: float = 0.02  # chance a whole frame is missing (detector miss)
-    noise_std: float = 0.01  # Gaussian jitter of x/y
-    confidence_jitter: float = 0.3  # visible confidences scaled by U(1 - c, 1)
-    speed: tuple[float, float] = (0.75, 1.33)  # playback speed range when the window is cut
-    min_crop: float = 0.8  # temporal crop keeps this..1 of the window's frames
+@config_dataclass
+class AugmentConfig(ConfigBase):
+    """Strengths of each augmentation; 0 (or an empty range) turns one off. The ``augment`` section
+    of a run config; numbers are kept as written."""
+
+    SECTION: ClassVar[str] = "augment"
+    scale: Factors = (0.85, 1.15)  # isotropic zoom range
+    aspect: Amount = 0.1  # extra x-only stretch, +-
+    rotation_deg: Amount = 15.0  # in-plane rotation, +- degrees
+    shift: Amount = 0.1  # translation, +- body sizes
+    flip_prob: Chance = 0.5  # mirror x and swap left/right joints
+    swap_sides_prob: Chance = 0.5  # swap left/right names only (no mirroring)
+    joint_dropout: Chance = 0.05  # chance a joint is missing in a frame
+    frame_dropout: Chance = 0.02  # chance a whole frame is missing (detector miss)
+    noise_std: Amount = 0.01  # Gaussian jitter of x/y
+    confidence_jitter: Chance = 0.3  # visible confidences scaled by U(1 - c, 1)
+    speed: Factors = (0.75, 1.33)  # playback speed range when the window is cut
+    min_crop: Kept = 0.8  # temporal crop keeps this..1 of the window's frames
     # 3D data: the virtual camera. Defaults stay near the recording view (on UT-Kinect, a +-90 degree yaw
     # cost 6 points of top-1 against none, benchmarks/train_small_data.py); a model that must work from
     # any side (the universal recipe) widens them up to CameraRanges' full ranges.
-    camera_yaw: tuple[float, float] = (-30.0, 30.0)  # person turned by, degrees
-    camera_pitch: tuple[float, float] = (-10.0, 20.0)  # camera above (+) or below, degrees
-    camera_roll: tuple[float, float] = (-5.0, 5.0)  # image tilt, degrees
-    camera_distance: tuple[float, float] = CameraRanges.distance  # metres to the person
-    camera_focal: tuple[float, float] = CameraRanges.focal  # pixels
+    camera_yaw: Range = (-30.0, 30.0)  # person turned by, degrees
+    camera_pitch: Range = (-10.0, 20.0)  # camera above (+) or below, degrees
+    camera_roll: Range = (-5.0, 5.0)  # image tilt, degrees
+    camera_distance: Range = CameraRanges.distance  # metres to the person
+    camera_focal: Range = CameraRanges.focal  # pixels
     # A body-worn sensor's recording (the run config's "augment": {"imu": {...}}).
     imu: SignalAugmentConfig = field(default_factory=SignalAugmentConfig)
 
@@ -75,20 +85,17 @@ class AugmentConfig:
     def from_dict(cls, data: dict, source: str | None = None) -> AugmentConfig:
         """The ``augment`` section of a run config (``imu``: its sensor subsection); keys left out keep
         their defaults."""
-        values = checked_fields(cls, data, "augment", source)
-        if "imu" in values:
-            values["imu"] = SignalAugmentConfig.from_dict(values["imu"], source)
-        config = cls(**values)
-        config.check(source)
-        return config
+        if isinstance(data, dict) and "imu" in data:  # its own messages: "augment.imu: unknown keys ..."
+            data = {**data, "imu": SignalAugmentConfig.from_dict(data["imu"], source)}
+        return build(cls, data, source)
 
-    def check(self, source: str | None = None) -> None:
-        """Types as declared (``imu`` by its own class) and valid camera ranges."""
-        checked_fields(type(self), {k: v for k, v in self.__dict__.items() if k != "imu"}, "augment", source)
-        if not isinstance(self.imu, SignalAugmentConfig):
-            raise ConfigError(f"augment.imu must be a SignalAugmentConfig, got {self.imu!r}")
-        self.imu.check(source)
-        self.camera_ranges()  # checks the camera ranges
+    def check_rules(self) -> None:
+        """Valid camera ranges."""
+        for name in ("camera_yaw", "camera_pitch", "camera_roll", "camera_distance", "camera_focal"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ConfigError(f"augment.{name} must be a [low, high] pair with low <= high, got {[low, high]}")
+        self.camera_ranges()
 
     @classmethod
     def off(cls) -> AugmentConfig:

@@ -1,7 +1,7 @@
 """Training samples: which sequence each step sees (:class:`BalancedSampler`) and how a sequence becomes
 one augmented model window (:class:`WindowDataset`).
 
-A run trains on one dataset or on a mixture of several (:class:`TrainingMixture`), all relabelled into
+A run trains on one dataset or on a mixture of several, all relabelled (:func:`relabel`) into
 one vocabulary and converted to the model's joint layout. Every epoch draws ``epoch_size`` samples:
 
 * a dataset ``d`` with probability proportional to ``w_d * n_d ** dataset_balance`` (``n_d``: its
@@ -28,7 +28,6 @@ holds no per-epoch state (workers may persist across epochs).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,7 +42,6 @@ from unihar.errors import InputError
 
 __all__ = [
     "SampleKey",
-    "TrainingMixture",
     "BalancedSampler",
     "WindowDataset",
     "crop_for_training",
@@ -96,27 +94,6 @@ def hold_out(data: SkeletonDataset, fraction: float, seed: int) -> tuple[Skeleto
     held_mask = np.zeros(len(data), dtype=bool)
     held_mask[held] = True
     return data.subset(np.flatnonzero(~held_mask)), data.subset(np.flatnonzero(held_mask), name=f"{data.name}/held-out")
-
-
-@dataclass
-class TrainingMixture:
-    """The training datasets of a run: one vocabulary (``classes``), the model's joint layout."""
-
-    datasets: list[SkeletonDataset]
-    classes: list[str]
-
-    def __post_init__(self) -> None:
-        if not self.datasets:
-            raise InputError("a training run needs at least one dataset")
-        for data in self.datasets:
-            if list(data.classes) != list(self.classes):
-                raise InputError(f"{data.name}: its classes are not the run's vocabulary; relabel it first")
-
-    def __len__(self) -> int:
-        return sum(len(d) for d in self.datasets)
-
-    def class_counts(self) -> np.ndarray:
-        return sum(d.class_counts() for d in self.datasets)
 
 
 def sampling_weights(
@@ -240,9 +217,10 @@ class WindowDataset(torch.utils.data.Dataset):
     Items are ``(pose (L, T, J, 3), label)``, or ``(pose, images (L, T, 3, S, S), label)`` with
     ``images=True`` (stage 2; video datasets only). With ``signals`` (sensor modality -> its config
     section, e.g. ``{"imu": ImuModelConfig}``) a dict of each sensor's clips ``(L, S, C)`` comes before
-    the label: the samples in the same time span as the skeleton window, augmented by ``signal_augment``. ``datasets`` must already be in the model's layout
-    (2D, or 3D seen through ``camera_ranges``). An ``int`` index is sequence ``i`` of the datasets
-    laid end to end, drawn in the epoch set by :meth:`set_epoch` (for inspection and tests).
+    the label: the samples in the same time span as the skeleton window, augmented by ``signal_augment``.
+    ``datasets`` must already be in the model's layout (2D, or 3D seen through ``camera_ranges``). An
+    ``int`` index is sequence ``i`` of the datasets laid end to end, drawn in the epoch set by
+    :meth:`set_epoch` (for inspection and tests).
     """
 
     def __init__(

@@ -40,7 +40,6 @@ __all__ = [
     "mean_probabilities",
     "predict_sequences",
     "evaluate",
-    "compute_metrics",
     "plot_confusion",
     "align_labels",
     "eval_view",
@@ -318,10 +317,6 @@ def evaluate(
         probs = np.where(allowed, probs, 0.0)
         probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
     return EvalResult(probs, data.labels.copy(), list(data.classes), excluded)
-
-
-def compute_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, float | int]:
-    return EvalResult(np.asarray(probs), np.asarray(labels), classes).metrics()
 
 
 def plot_confusion(result: EvalResult, path: str | Path, title: str = "") -> Path:

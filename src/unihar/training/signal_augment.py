@@ -10,41 +10,43 @@ Speed changes and temporal crops come from the window cut shared with the skelet
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
+from typing import Annotated, ClassVar
 
 import numpy as np
+from pydantic import WithJsonSchema
 from scipy.spatial.transform import Rotation
 
 from unihar.data.signals import SignalRecording
 from unihar.errors import ConfigError
-from unihar.training.validation import checked_fields
+from unihar.schema import ConfigBase, build, config_dataclass, number
 
 __all__ = ["SignalAugmentConfig", "SignalAugment"]
 
+# Never negative; check_rules says so in one message for all four, so the bound is the schema's only.
+Strength = Annotated[number(), WithJsonSchema({"type": "number", "minimum": 0})]
 
-@dataclass
-class SignalAugmentConfig:
-    """Strengths; 0 turns one off. The ``imu`` subsection of a run config's ``augment`` section."""
 
-    rotation_deg: float = 15.0  # sensor mounting: rotation of the axes about a random axis, up to this angle
-    gain: float = 0.1  # per-channel gain, 1 +- this
-    noise: float = 0.02  # Gaussian noise, in units of each channel's standard deviation in the window
-    shift_seconds: float = 0.1  # clock offset against the video, +- this
+@config_dataclass
+class SignalAugmentConfig(ConfigBase):
+    """Strengths; 0 turns one off, and none may be negative (that would silently turn one off too).
+    The ``imu`` subsection of a run config's ``augment`` section."""
+
+    SECTION: ClassVar[str] = "augment.imu"
+    rotation_deg: Strength = 15.0  # sensor mounting: rotation of the axes about a random axis, up to this angle
+    gain: Strength = 0.1  # per-channel gain, 1 +- this
+    noise: Strength = 0.02  # Gaussian noise, in units of each channel's standard deviation in the window
+    shift_seconds: Strength = 0.1  # clock offset against the video, +- this
 
     @classmethod
     def from_dict(cls, data: dict, source: str | None = None) -> SignalAugmentConfig:
         """The ``augment.imu`` section of a run config; keys left out keep their defaults."""
-        config = cls(**checked_fields(cls, data, "augment.imu", source))
-        config.check(source)
-        return config
+        return build(cls, data, source)
 
-    def check(self, source: str | None = None) -> None:
-        """Types as declared, and no negative strength (which would silently turn one off)."""
-        checked_fields(type(self), asdict(self), "augment.imu", source)
+    def check_rules(self) -> None:
         negative = {k: v for k, v in asdict(self).items() if v < 0}
         if negative:
-            where = f"{source}: " if source else ""
-            raise ConfigError(f"{where}augment.imu: strengths must be >= 0 (0 turns one off), got {negative}")
+            raise ConfigError(f"augment.imu: strengths must be >= 0 (0 turns one off), got {negative}")
 
     @classmethod
     def off(cls) -> SignalAugmentConfig:

@@ -34,12 +34,13 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from pydantic import Field
 
 from unihar.config import (
     ClassifierConfig,
@@ -60,6 +61,7 @@ from unihar.errors import ConfigError, InputError
 from unihar.inference.device import default_device
 from unihar.jsonfile import read_json
 from unihar.models import UniHAR, build_model
+from unihar.schema import Bool, ConfigBase, Int, Str, build, config_dataclass, number
 from unihar.training import defaults
 from unihar.training.augment import AugmentConfig, SkeletonAugment
 from unihar.training.calibration import MIN_SEQUENCES, fit_temperature
@@ -74,7 +76,6 @@ from unihar.training.evaluation import (
 )
 from unihar.training.modalities import apply_modalities, augment_for, check_signals, parse_modalities
 from unihar.training.signal_augment import SignalAugment
-from unihar.training.validation import checked_fields
 
 __all__ = ["TrainConfig", "RunConfig", "Vocabulary", "build_vocabulary", "train", "RECIPES_DIR", "resolve_recipe"]
 
@@ -87,58 +88,45 @@ MIXTURE_LAYOUT = "penn13"  # the 13 body joints every skeleton dataset and pose 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
-@dataclass
-class TrainConfig:
+Count = Annotated[Int, Field(ge=1)]
+Naturals = Annotated[Int, Field(ge=0)]  # 0 has a meaning: see the field
+
+
+@config_dataclass
+class TrainConfig(ConfigBase):
     """Optimisation, sampling and evaluation settings (the ``train`` section of a run config).
 
-    ``None`` means: chosen from the data (:mod:`unihar.training.defaults`).
+    ``None`` means: chosen from the data (:mod:`unihar.training.defaults`). Numbers are kept as written.
     """
 
-    epochs: int | None = None
-    batch_size: int = 32
-    lr: float = 4e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float | None = None  # linear warm-up, then cosine decay to lr * min_lr_ratio
-    min_lr_ratio: float = 0.01
-    label_smoothing: float = 0.1
-    grad_clip: float = 1.0
-    seed: int = 0
-    amp: str = "auto"  # auto: bf16/fp16 on CUDA, off on CPU; or "off", "bf16", "fp16"
-    num_threads: int = 0  # torch CPU threads per process; 0 = torch's default
-    workers: int | None = None  # DataLoader processes; None: 0 for poses, 2 when decoding video
-    epoch_size: int = 0  # samples drawn per epoch; 0 = the number of training sequences
-    dataset_balance: float = 0.5  # dataset d drawn with probability ~ n_d ** dataset_balance
-    class_balance: float = 0.5  # class c of d drawn with probability ~ n_dc ** class_balance
-    dataset_weights: dict[str, float] = field(default_factory=dict)  # {"ur-fall": 3}: that dataset's share x 3
-    vocabulary: str = "auto"  # "dataset" names, "taxonomy" names, or auto (taxonomy for mixtures)
-    taxonomy: str | None = None  # a taxonomy.json of your own; None: the packaged one
-    calibration_split: float = 0.1  # share of each class held out of training to fit the temperature
-    eval_every: int | None = None  # evaluate every N epochs (and always after the last)
-    eval_split: str | None = None  # None: "val" if the dataset has one, else "test"; "" = no evaluation
-    eval_batch_size: int = 256
-    freeze_pose: bool = False  # stage 2: keep the pose encoder fixed
-    keep_checkpoint: bool = False  # keep checkpoint.pt after a finished run
+    SECTION: ClassVar[str] = "train"
+    epochs: Count | None = None
+    batch_size: Count = 32
+    lr: number(gt=0) = 4e-3
+    weight_decay: number(ge=0) = 0.05
+    warmup_epochs: number(ge=0) | None = None  # linear warm-up, then cosine decay to lr * min_lr_ratio
+    min_lr_ratio: number(ge=0, le=1) = 0.01
+    label_smoothing: number(ge=0, lt=1) = 0.1
+    grad_clip: number(ge=0) = 1.0  # 0 = no clipping
+    seed: Int = 0
+    amp: Literal[AMP_MODES] = "auto"  # auto: bf16/fp16 on CUDA, off on CPU; or "off", "bf16", "fp16"
+    num_threads: Naturals = 0  # torch CPU threads per process; 0 = torch's default
+    workers: Naturals | None = None  # DataLoader processes; None: 0 for poses, 2 when decoding video
+    epoch_size: Naturals = 0  # samples drawn per epoch; 0 = the number of training sequences
+    dataset_balance: number(ge=0, le=1) = 0.5  # dataset d drawn with probability ~ n_d ** dataset_balance
+    class_balance: number(ge=0, le=1) = 0.5  # class c of d drawn with probability ~ n_dc ** class_balance
+    dataset_weights: dict[str, number()] = field(default_factory=dict)  # {"ur-fall": 3}: that dataset's share x 3
+    vocabulary: Literal["auto", "dataset", "taxonomy"] = "auto"  # dataset names, taxonomy names, or auto
+    taxonomy: Str | None = None  # a taxonomy.json of your own; None: the packaged one
+    calibration_split: number(ge=0, lt=0.5) = 0.1  # share of each class held out to fit the temperature
+    eval_every: Count | None = None  # evaluate every N epochs (and always after the last)
+    eval_split: Str | None = None  # None: "val" if the dataset has one, else "test"; "" = no evaluation
+    eval_batch_size: Count = 256
+    freeze_pose: Bool = False  # stage 2: keep the pose encoder fixed
+    keep_checkpoint: Bool = False  # keep checkpoint.pt after a finished run
 
-    def check(self, source: str | None = None) -> None:
-        """Types first (a value of the wrong type would fail the range checks below with a TypeError),
-        then the values."""
-        checked_fields(type(self), asdict(self), "train", source)
-        if self.epochs is not None and self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError(
-                f"train.epochs and train.batch_size must be >= 1, got {self.epochs} and {self.batch_size}"
-            )
-        if self.vocabulary not in ("auto", "dataset", "taxonomy"):
-            raise ConfigError(f"train.vocabulary must be auto, dataset or taxonomy, got {self.vocabulary!r}")
-        if self.amp not in AMP_MODES:
-            raise ConfigError(f"train.amp must be one of {list(AMP_MODES)}, got {self.amp!r}")
-        if not 0.0 <= self.calibration_split < 0.5:
-            raise ConfigError(f"train.calibration_split must be in [0, 0.5), got {self.calibration_split}")
-        for name in ("dataset_balance", "class_balance"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"train.{name} must be in [0, 1], got {getattr(self, name)}")
-        if not isinstance(self.dataset_weights, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in self.dataset_weights.values()
-        ):
+    def check_rules(self) -> None:
+        if not all(v > 0 for v in self.dataset_weights.values()):
             raise ConfigError(
                 f"train.dataset_weights must map dataset names to numbers > 0, got {self.dataset_weights!r}"
             )
@@ -148,13 +136,14 @@ class TrainConfig:
         unknown = sorted(set(self.dataset_weights) - set(names))
         if unknown:
             raise ConfigError(
-                f"train.dataset_weights names {unknown}, which this run does not train on; its datasets are {list(names)}"
+                f"train.dataset_weights names {unknown}, which this run does not train on; "
+                f"its datasets are {list(names)}"
             )
         return [float(self.dataset_weights.get(n, 1.0)) for n in names]
 
 
-@dataclass
-class RunConfig:
+@config_dataclass
+class RunConfig(ConfigBase):
     """Everything a run needs: the data (a recipe names its mixture), model overrides, preprocessing,
     optimisation and augmentation.
 
@@ -181,18 +170,18 @@ class RunConfig:
         specs = data.get("data", [])
         if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
             raise ConfigError(f"{source}: 'data' must be a list of FORMAT:PATH strings, got {specs!r}")
-        checked_fields(cls, {k: v for k, v in data.items() if k != "about"}, None, source)  # each section's type
         train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
-        bad = set(data.get("train", {})) - train_keys
+        bad = set(data.get("train", {})) - train_keys if isinstance(data.get("train"), dict) else set()
         if bad:
             raise ConfigError(f"{source}: unknown train keys {sorted(bad)}; expected a subset of {sorted(train_keys)}")
-        run = cls(
-            data=list(specs),
-            model=copy.deepcopy(dict(data.get("model", {}))),
-            preprocessing=dict(data.get("preprocessing", {})),
-            train=TrainConfig(**checked_fields(TrainConfig, data.get("train", {}), "train", source)),
-            augment=AugmentConfig.from_dict(data.get("augment", {}), source),
-        )
+        sections = {
+            "data": list(specs),
+            "model": copy.deepcopy(data.get("model", {})),
+            "preprocessing": copy.deepcopy(data.get("preprocessing", {})),
+            "train": build(TrainConfig, data.get("train", {}), source),
+            "augment": AugmentConfig.from_dict(data.get("augment", {}), source),
+        }
+        run = build(cls, sections, source)
         run.check(source)
         return run
 
@@ -497,25 +486,112 @@ def train(
     Returns the final evaluation metrics: of the one dataset, or ``{name: metrics}`` for a mixture
     (empty without an evaluation split).
     """
-    run = copy.deepcopy(run) if run is not None else RunConfig()
+    run = _with_overrides(run, epochs, batch_size)
     cfg = run.train
-    if epochs is not None:
-        cfg.epochs = epochs
-    if batch_size is not None:
-        cfg.batch_size = batch_size
-    run.check()
     modalities = parse_modalities(modalities) if modalities is not None else None
-    specs = [data] if isinstance(data, str) else list(data or run.data)
-    if not specs:
-        raise ConfigError("no training data: pass --data FORMAT:PATH (or a run config with a 'data' list)")
-    specs = _resolve_specs(specs, data_root)
-    if cfg.eval_split:  # checked before any data is read (a video dataset extracts its poses first)
-        for spec in specs:
-            check_split(spec, cfg.eval_split)
+    specs = _data_specs(data, run, data_root)
     out = Path(out)
     rank, world, device = _setup_distributed()
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
+    resuming = _agree_on_out_dir(out, resume, overwrite, rank, world)
+
+    # ---- data: every training set, one vocabulary, a calibration slice held out
+    options = {"workers": pose_workers, **({"skip_failed": True} if skip_failed_videos else {})}
+    datasets, init_model = _load_data(specs, cfg, init, options, rank, world)
+
+    # ---- preprocessing and model config: from the stage-1 folder (init), or chosen from the data, then the run's own
+    summary = defaults.summarize(datasets.train_sets, len(datasets.vocabulary.names))
+    prep, model_config, chosen = _model_config(run, datasets, summary, init_model, modalities)
+    check_signals(datasets.train_sets + datasets.eval_sets, model_config.signal_modalities)
+    _choose_schedule(cfg, summary, model_config, chosen)
+    datasets.view_for_evaluation(prep.layout)
+
+    # ---- the model, the batches it learns from, and how it learns
+    model = _build_model(model_config, datasets.vocabulary, init_model, cfg, rank, device)
+    del init_model
+    windows, sampler, loader = _training_loader(
+        run, datasets, prep, model_config, model.has_image_branch, rank, world, device
+    )
+    steps_per_epoch = len(loader)
+    optimiser = _Optimiser.create(model, cfg, steps_per_epoch, device)
+    loop = _Loop(model, _distributed(model, world, device), optimiser, model_config, datasets.vocabulary, cfg, device)
+    config_record = model_config.to_dict()
+    start_epoch = _resume(out / CHECKPOINT_NAME, model, optimiser, config_record, device, rank) if resuming else 0
+
+    # ---- the output folder: the logs, and how the run was made
+    eval_names = datasets.eval_names()
+    if rank == 0:
+        _start_output(out, resuming)
+        _log_run(rank, datasets, len(windows), model, model_config, prep, world, device, cfg.epochs, steps_per_epoch)
+        _write_recipe(out / RECIPE_NAME, specs, init, world, command, run, chosen)
+    writer = _tensorboard(out) if rank == 0 else None
+    columns = ["epoch", "lr", "train_loss", "train_acc"] + _eval_columns(eval_names) + ["epoch_seconds"]
+    results: dict[str, EvalResult] = {}
+
+    # ---- epochs
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout: same numbers whether or not we resumed
+        sampler.set_epoch(epoch)
+        bar = _progress_bar(rank, progress, steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
+        train_loss, train_acc = loop.epoch(loader, bar)
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": optimiser.lr, "train_loss": train_loss, "train_acc": train_acc}
+        last = epoch + 1 == cfg.epochs
+        if last and rank == 0:
+            model.config.classifier.temperature = _calibrate(
+                model, datasets.held_sets, cfg.eval_batch_size, device, rank
+            )
+        if rank == 0 and datasets.eval_sets and ((epoch + 1) % cfg.eval_every == 0 or last):
+            results = _evaluate_all(model, eval_names, datasets.eval_sets, prep, cfg.eval_batch_size, device)
+            row.update(_eval_row(results))
+        row["epoch_seconds"] = time.perf_counter() - t0
+        if rank == 0:
+            _record_epoch(out, row, columns, writer, rank)
+            _save_checkpoint(out, model, optimiser, epoch, config_record)
+        if world > 1:
+            dist.barrier()
+    if start_epoch >= cfg.epochs and rank == 0:  # resumed after the last epoch: only calibration was left
+        model.config.classifier.temperature = _calibrate(model, datasets.held_sets, cfg.eval_batch_size, device, rank)
+        results = _evaluate_all(model, eval_names, datasets.eval_sets, prep, cfg.eval_batch_size, device)
+
+    # ---- the result: a save_pretrained folder
+    metrics: dict[str, Any] = {}
+    if rank == 0:
+        metrics = _save_results(out, model, results, datasets.eval_split, cfg.keep_checkpoint, writer, rank)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return metrics
+
+
+# ---------------------------------------------------------------------------- setup
+def _with_overrides(run: RunConfig | None, epochs: int | None, batch_size: int | None) -> RunConfig:
+    """A checked copy of the run config with the command line's epochs and batch size (the caller's is left alone)."""
+    run = copy.deepcopy(run) if run is not None else RunConfig()
+    if epochs is not None:
+        run.train.epochs = epochs
+    if batch_size is not None:
+        run.train.batch_size = batch_size
+    run.check()
+    return run
+
+
+def _data_specs(data: str | Sequence[str] | None, run: RunConfig, root: str | Path | None) -> list[str]:
+    """The datasets to train on, their paths resolved; the evaluation split is checked before any data is
+    read (a video dataset extracts its poses first)."""
+    specs = [data] if isinstance(data, str) else list(data or run.data)
+    if not specs:
+        raise ConfigError("no training data: pass --data FORMAT:PATH (or a run config with a 'data' list)")
+    specs = _resolve_specs(specs, root)
+    if run.train.eval_split:
+        for spec in specs:
+            check_split(spec, run.train.eval_split)
+    return specs
+
+
+def _agree_on_out_dir(out: Path, resume: bool, overwrite: bool, rank: int, world: int) -> bool:
+    """Whether to resume, decided by rank 0 and told to every rank, so all of them go on or all stop."""
     resuming, problem = False, None
     if rank == 0:
         try:
@@ -527,11 +603,47 @@ def train(
         if world > 1:
             dist.destroy_process_group()
         raise InputError(problem)
+    return resuming
 
-    # ---- data: every training set, one vocabulary, a calibration slice held out
-    if world > 1 and rank != 0:  # rank 0 extracts any missing video poses first; the others then read the cache
+
+# ---------------------------------------------------------------------------- data
+@dataclass
+class _Data:
+    """The run's datasets, relabelled into its vocabulary."""
+
+    vocabulary: Vocabulary
+    names: list[str]  # one per training dataset (its format, numbered when repeated)
+    dataset_weights: list[float]  # the sampling weight of each training dataset
+    train_sets: list[SkeletonDataset]
+    held_sets: list[SkeletonDataset]  # held out of training to fit the temperature
+    eval_split: str
+    eval_sets: list[SkeletonDataset]  # read on rank 0 only
+
+    def view_for_evaluation(self, layout: str | list[str]) -> None:
+        """The held-out and evaluation sets as the model sees them at inference (2D, its layout), once."""
+        with warnings.catch_warnings():  # what the conversion drops was said for the training split already
+            warnings.simplefilter("ignore")
+            self.eval_sets = [eval_view(d, layout) for d in self.eval_sets]
+            self.held_sets = [eval_view(d, layout) for d in self.held_sets]
+
+    def eval_names(self) -> list[str]:
+        """A name per evaluation set for the metrics' columns: the split alone for one dataset."""
+        if len(self.eval_sets) > 1:
+            return _names(self.eval_sets)
+        return [self.eval_split] if self.eval_sets else []
+
+
+def _load_data(
+    specs: list[str], cfg: TrainConfig, init: str | Path | None, options: dict[str, Any], rank: int, world: int
+) -> tuple[_Data, UniHAR | None]:
+    """Read the training sets, the taxonomy and the stage-1 model (``init``), build the vocabulary and hold
+    out each dataset's calibration slice; rank 0 also reads the evaluation sets.
+
+    With several processes rank 0 reads first (extracting any missing video poses), the others then read
+    its cache.
+    """
+    if world > 1 and rank != 0:
         dist.barrier()
-    options = {"workers": pose_workers, **({"skip_failed": True} if skip_failed_videos else {})}
     loaded = [load_dataset(spec, "train", **_loader_options(spec, options)) for spec in specs]
     taxonomy = load_taxonomy(cfg.taxonomy)
     init_model = UniHAR.from_pretrained(str(init)) if init is not None else None
@@ -553,79 +665,40 @@ def train(
             )
     if world > 1 and rank == 0:
         dist.barrier()
+    data = _Data(vocabulary, names, dataset_weights, train_sets, held_sets, eval_split, eval_sets)
+    return data, init_model
 
-    # ---- preprocessing and model config: from the stage-1 folder (init), or chosen from the data, then the run's own
-    summary = defaults.summarize(train_sets, len(vocabulary.names))
-    chosen: dict[str, Any] = {}
-    if init_model is not None:
-        base = init_model.config.to_dict()
-        prep = PreprocessConfig.from_dict({**init_model.prep.to_dict(), **run.preprocessing})
-        init_state = init_model.state_dict()
-    else:
-        layout = _data_layout(train_sets[0]) if len({d.layout.joints for d in train_sets}) == 1 else MIXTURE_LAYOUT
-        chosen["preprocessing"] = {"layout": layout, **defaults.default_preprocessing(summary)}
-        prep = PreprocessConfig.from_dict({**chosen["preprocessing"], **run.preprocessing})
-        chosen["model"] = defaults.default_model(summary, prep.clip_len, prep.clips)
-        base = _merge(
-            default_config(num_classes=len(vocabulary.names), joints=get_layout(prep.layout).num_joints, image=False),
-            chosen["model"],
-        )
-        init_state = None
-    model_dict = _merge(base, run.model)
-    model_dict["classifier"] = {**model_dict["classifier"], "num_classes": len(vocabulary.names), "temperature": 1.0}
-    model_dict["pose_model"]["joints"] = get_layout(prep.layout).num_joints
-    model_dict["preprocessing"] = prep.to_dict()
-    if modalities is not None:
-        chosen["modalities"] = modalities
-        model_dict = apply_modalities(model_dict, modalities, run.model, train_sets)
-    model_config = ModelConfig.from_dict(model_dict)
-    sensors = model_config.signal_modalities  # recordings worn by the person, read beside the skeleton
-    check_signals(train_sets + eval_sets, sensors)
-    schedule = defaults.default_schedule(summary)
-    for key, value in schedule.items():
-        if getattr(cfg, key) is None:
-            setattr(cfg, key, value)
-            chosen.setdefault("train", {})[key] = value
-    if cfg.workers is None:
-        cfg.workers = 2 if model_config.has_image_branch else 0
-        chosen.setdefault("train", {})["workers"] = cfg.workers
 
-    with warnings.catch_warnings():  # what the conversion drops was said for the training split already
-        warnings.simplefilter("ignore")
-        eval_sets = [eval_view(d, prep.layout) for d in eval_sets]  # once, not at every evaluation
-        held_sets = [eval_view(d, prep.layout) for d in held_sets]
-
-    torch.manual_seed(cfg.seed)
-    model = build_model(model_config, labels=list(vocabulary.names))
-    if init_state is not None:
-        _load_init_weights(model, init_state, rank)
-    del init_model
-    if cfg.freeze_pose:
-        for module in (model.short_seq_model, model.long_term):
-            if module is not None:
-                module.requires_grad_(False)
-    model.to(device)
-
-    use_images = model.has_image_branch  # stage 2: the RGB frames behind each window, too
+def _training_loader(
+    run: RunConfig,
+    data: _Data,
+    prep: PreprocessConfig,
+    model_config: ModelConfig,
+    use_images: bool,
+    rank: int,
+    world: int,
+    device: torch.device,
+) -> tuple[WindowDataset, BalancedSampler, torch.utils.data.DataLoader]:
+    """Augmented windows of the training sets, drawn balanced across datasets and classes (this rank's share)."""
+    cfg = run.train
     augments = [
         SkeletonAugment(
-            get_layout(prep.layout), augment_for(run.augment, data), binary_confidence=prep.binarize_confidence
+            get_layout(prep.layout), augment_for(run.augment, d), binary_confidence=prep.binarize_confidence
         )
-        for data in train_sets
+        for d in data.train_sets
     ]  # per dataset: one with a body-worn sensor is never mirrored, the others are
     dataset = WindowDataset(
-        train_sets,
+        data.train_sets,
         prep,
         augments,
         speed=run.augment.speed,
         min_crop=run.augment.min_crop,
         seed=cfg.seed,
-        images=use_images,
+        images=use_images,  # stage 2: the RGB frames behind each window, too
         camera_ranges=run.augment.camera_ranges(),
-        signals={name: model_config.modality_config(name) for name in sensors},
+        signals={name: model_config.modality_config(name) for name in model_config.signal_modalities},
         signal_augment=SignalAugment(run.augment.imu),
     )
-    uses_pose = "skeleton" in model_config.modalities
     sampler = BalancedSampler(
         dataset.datasets,
         cfg.epoch_size,
@@ -634,7 +707,7 @@ def train(
         cfg.seed,
         rank,
         world,
-        dataset_weights=dataset_weights,
+        dataset_weights=data.dataset_weights,
     )
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -647,116 +720,181 @@ def train(
         generator=torch.Generator(),  # its seed draws must not move the global generator dropout uses
         multiprocessing_context=WORKER_START if cfg.workers > 0 else None,
     )
-    steps_per_epoch = len(loader)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
-    ruled_out = [torch.tensor(r, device=device) for r in vocabulary.ruled_out]
+    return dataset, sampler, loader
 
-    # ---- optimiser: AdamW, no weight decay on biases, norms and embeddings' 1-D params
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=device.type == "cuda")
-    scheduler = _scheduler(optimizer, warmup_steps, total_steps, cfg.min_lr_ratio)
-    amp_dtype = _amp_dtype(cfg.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
-    ddp_model = model
-    if world > 1:
-        # find_unused_parameters: the pose encoder's auxiliary head (and an image branch fed no
-        # images) take no part in the loss.
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+# ---------------------------------------------------------------------------- the model
+def _model_config(
+    run: RunConfig,
+    data: _Data,
+    summary: defaults.DataSummary,
+    init_model: UniHAR | None,
+    modalities: list[str] | None,
+) -> tuple[PreprocessConfig, ModelConfig, dict[str, Any]]:
+    """Preprocessing and model config, and what of them was chosen from the data (for the recipe file)."""
+    chosen: dict[str, Any] = {}
+    num_classes = len(data.vocabulary.names)
+    if init_model is not None:
+        base = init_model.config.to_dict()
+        prep = PreprocessConfig.from_dict({**init_model.prep.to_dict(), **run.preprocessing})
+    else:
+        train_sets = data.train_sets
+        layout = _data_layout(train_sets[0]) if len({d.layout.joints for d in train_sets}) == 1 else MIXTURE_LAYOUT
+        chosen["preprocessing"] = {"layout": layout, **defaults.default_preprocessing(summary)}
+        prep = PreprocessConfig.from_dict({**chosen["preprocessing"], **run.preprocessing})
+        chosen["model"] = defaults.default_model(summary, prep.clip_len, prep.clips)
+        base = _merge(
+            default_config(num_classes=num_classes, joints=get_layout(prep.layout).num_joints, image=False),
+            chosen["model"],
         )
+    model_dict = _merge(base, run.model)
+    model_dict["classifier"] = {**model_dict["classifier"], "num_classes": num_classes, "temperature": 1.0}
+    model_dict["pose_model"]["joints"] = get_layout(prep.layout).num_joints
+    model_dict["preprocessing"] = prep.to_dict()
+    if modalities is not None:
+        chosen["modalities"] = modalities
+        model_dict = apply_modalities(model_dict, modalities, run.model, data.train_sets)
+    return prep, ModelConfig.from_dict(model_dict), chosen
 
-    config_record = model_config.to_dict()
-    start_epoch = 0
-    if resuming:
-        state = torch.load(out / CHECKPOINT_NAME, map_location=device, weights_only=False)
-        if state["model_config"] != config_record:
-            raise InputError(
-                f"{out / CHECKPOINT_NAME} was written by a run with a different model config; "
-                "start a new output folder or pass --overwrite"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch = state["epoch"] + 1
-        _log(rank, f"resuming from {out / CHECKPOINT_NAME} at epoch {start_epoch + 1}")
 
-    eval_names = _names(eval_sets) if len(eval_sets) > 1 else [eval_split] if eval_sets else []
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resuming:  # --overwrite: a fresh run replaces the previous run's logs, it does not append
-            for name in (METRICS_NAME, CHECKPOINT_NAME, EVAL_NAME):
-                (out / name).unlink(missing_ok=True)
-        n_params = sum(p.numel() for p in model.parameters())
-        sizes = ", ".join(f"{n} {len(d)}" for n, d in zip(names, train_sets))
-        _log(
-            rank,
-            f"train: {len(dataset)} sequences ({sizes}), {len(vocabulary.names)} classes"
-            f"{f' + negatives {vocabulary.negatives}' if vocabulary.negatives else ''}, layout "
-            f"{get_layout(prep.layout).name}; held out for calibration: {sum(len(h) for h in held_sets)}; eval: "
-            f"{eval_split or 'none'} ({sum(len(e) for e in eval_sets)}); model {n_params / 1e6:.2f} M parameters; "
-            f"modalities {model_config.modalities}; {world} process(es) on {device}; {cfg.epochs} epochs x {steps_per_epoch} steps",
-        )
-        (out / RECIPE_NAME).write_text(
-            json.dumps(
-                {
-                    "data": specs,
-                    "init": str(init) if init else None,
-                    "world_size": world,
-                    "command": command,
-                    "run_config": run.to_dict(),
-                    "chosen_from_data": chosen,
-                },
-                indent=2,
-            )
-            + "\n",
-            encoding="utf-8",
-        )
-    writer = _tensorboard(out) if rank == 0 else None
-    metric_keys = ("top1", "top5", "mean_class_acc", "ece")
-    columns = (
-        ["epoch", "lr", "train_loss", "train_acc"]
-        + [f"{n}_{k}" for n in eval_names for k in metric_keys]
-        + ["epoch_seconds"]
+def _choose_schedule(
+    cfg: TrainConfig, summary: defaults.DataSummary, model_config: ModelConfig, chosen: dict[str, Any]
+) -> None:
+    """Fill in the train settings left to the data (None), noting each in ``chosen``."""
+    for key, value in defaults.default_schedule(summary).items():
+        if getattr(cfg, key) is None:
+            setattr(cfg, key, value)
+            chosen.setdefault("train", {})[key] = value
+    if cfg.workers is None:
+        cfg.workers = 2 if model_config.has_image_branch else 0
+        chosen.setdefault("train", {})["workers"] = cfg.workers
+
+
+def _frozen_parts(model: UniHAR) -> list[torch.nn.Module]:
+    """What ``train.freeze_pose`` keeps fixed: the pose encoder and its long-term part."""
+    return [module for module in (model.short_seq_model, model.long_term) if module is not None]
+
+
+def _build_model(
+    model_config: ModelConfig,
+    vocabulary: Vocabulary,
+    init_model: UniHAR | None,
+    cfg: TrainConfig,
+    rank: int,
+    device: torch.device,
+) -> UniHAR:
+    """A fresh model (seeded), with the stage-1 weights that fit it; on ``device``."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_config, labels=list(vocabulary.names))
+    if init_model is not None:
+        _load_init_weights(model, init_model.state_dict(), rank)
+    if cfg.freeze_pose:
+        for module in _frozen_parts(model):
+            module.requires_grad_(False)
+    model.to(device)
+    return model
+
+
+def _distributed(model: UniHAR, world: int, device: torch.device) -> torch.nn.Module:
+    """What the training steps call: the model, or with several processes its DistributedDataParallel wrapper."""
+    if world <= 1:
+        return model
+    # find_unused_parameters: the pose encoder's auxiliary head (and an image branch fed no
+    # images) take no part in the loss.
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
     )
-    results: dict[str, EvalResult] = {}
 
-    # ---- epochs
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout: same numbers whether or not we resumed
-        sampler.set_epoch(epoch)
-        model.train()
-        if cfg.freeze_pose:  # frozen parts keep dropout off
-            for module in (model.short_seq_model, model.long_term):
-                if module is not None:
-                    module.eval()
+
+# ---------------------------------------------------------------------------- the loop
+@dataclass
+class _Optimiser:
+    """AdamW on a warm-up + cosine schedule, with mixed precision (and fp16's loss scaler)."""
+
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler
+    grad_clip: float
+
+    @classmethod
+    def create(cls, model: UniHAR, cfg: TrainConfig, steps_per_epoch: int, device: torch.device) -> _Optimiser:
+        """No weight decay on biases, norms and embeddings' 1-D params; frozen parameters are left out."""
+        total_steps = steps_per_epoch * cfg.epochs
+        warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+        params = [p for p in model.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=device.type == "cuda")
+        scheduler = _scheduler(optimizer, warmup_steps, total_steps, cfg.min_lr_ratio)
+        amp_dtype = _amp_dtype(cfg.amp, device)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        return cls(params, optimizer, scheduler, amp_dtype, scaler, cfg.grad_clip)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+class _Loop:
+    """The training steps: each batch to the device, forward under autocast, the loss of the fused head
+    and of each modality's own head, one optimiser step."""
+
+    def __init__(
+        self,
+        model: UniHAR,
+        forward: torch.nn.Module,
+        optimiser: _Optimiser,
+        model_config: ModelConfig,
+        vocabulary: Vocabulary,
+        cfg: TrainConfig,
+        device: torch.device,
+    ) -> None:
+        self.model = model
+        self.forward = forward  # the model, or its DistributedDataParallel wrapper
+        self.optimiser = optimiser
+        self.device = device
+        self.uses_pose = "skeleton" in model_config.modalities
+        self.use_images = model.has_image_branch
+        self.sensors = model_config.signal_modalities  # recordings worn by the person, read beside the skeleton
+        self.ruled_out = [torch.tensor(r, device=device) for r in vocabulary.ruled_out]
+        self.label_smoothing = cfg.label_smoothing
+        self.freeze_pose = cfg.freeze_pose
+
+    def epoch(self, loader: torch.utils.data.DataLoader, bar: _Bar | None) -> tuple[float, float]:
+        """One pass over ``loader``: the mean loss and the accuracy (labels of the model's classes), over every rank."""
+        self.model.train()
+        if self.freeze_pose:  # frozen parts keep dropout off
+            for module in _frozen_parts(self.model):
+                module.eval()
         loss_sum, correct, seen, positives = 0.0, 0.0, 0.0, 0.0
-        bar = _progress_bar(rank, progress, steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
         for step, batch in enumerate(loader):
-            x = batch[0].to(device, non_blocking=True)
-            images = batch[1].to(device, non_blocking=True) if use_images else None
-            signals = {name: v.to(device, non_blocking=True) for name, v in batch[-2].items()} if sensors else {}
-            y = batch[-1].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits, auxiliary = ddp_model(x if uses_pose else None, images=images, return_auxiliary=True, **signals)
-                loss = _loss(logits.float(), y, ruled_out, cfg.label_smoothing)
-                for own in auxiliary.values():  # several modalities: each also learns alone (UniHAR.auxiliary_logits)
-                    loss = loss + _loss(own.float(), y, ruled_out, cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            loss, logits, y = self.step(batch)
             loss_sum += loss.item() * len(y)
             positive = y < logits.shape[1]  # negative labels have no class to be right about
             correct += (logits.argmax(-1)[positive] == y[positive]).sum().item()
@@ -766,69 +904,168 @@ def train(
                 bar.update(step + 1, f"loss {loss_sum / seen:.3f}")
         if bar is not None:
             bar.close()
-        loss_sum, correct, seen, positives = _all_reduce_sum([loss_sum, correct, seen, positives], device)
+        loss_sum, correct, seen, positives = _all_reduce_sum([loss_sum, correct, seen, positives], self.device)
+        return loss_sum / max(seen, 1), correct / max(positives, 1)
 
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": loss_sum / max(seen, 1),
-            "train_acc": correct / max(positives, 1),
-        }
-        last = epoch + 1 == cfg.epochs
-        if last and rank == 0:
-            model.config.classifier.temperature = _calibrate(model, held_sets, cfg.eval_batch_size, device, rank)
-        if rank == 0 and eval_sets and ((epoch + 1) % cfg.eval_every == 0 or last):
-            results = {n: evaluate(model, d, prep, cfg.eval_batch_size, device) for n, d in zip(eval_names, eval_sets)}
-            for n, result in results.items():
-                row.update({f"{n}_{k}": v for k, v in result.metrics().items() if k in metric_keys})
-        row["epoch_seconds"] = time.perf_counter() - t0
-        if rank == 0:
-            _append_csv(out / METRICS_NAME, row, columns)
-            if writer is not None:
-                for key, value in row.items():
-                    if key != "epoch":
-                        writer.add_scalar(key, value, epoch + 1)
-            _log(rank, "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch,
-                    "model_config": config_record,
-                },
-                out / (CHECKPOINT_NAME + ".tmp"),
+    def step(self, batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimiser step on ``batch``: (loss, logits, labels)."""
+        device = self.device
+        x = batch[0].to(device, non_blocking=True)
+        images = batch[1].to(device, non_blocking=True) if self.use_images else None
+        signals = {name: v.to(device, non_blocking=True) for name, v in batch[-2].items()} if self.sensors else {}
+        y = batch[-1].to(device, non_blocking=True)
+        amp_dtype = self.optimiser.amp_dtype
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits, auxiliary = self.forward(
+                x if self.uses_pose else None, images=images, return_auxiliary=True, **signals
             )
-            os.replace(out / (CHECKPOINT_NAME + ".tmp"), out / CHECKPOINT_NAME)
-        if world > 1:
-            dist.barrier()
-    if start_epoch >= cfg.epochs and rank == 0:  # resumed after the last epoch: only calibration was left
-        model.config.classifier.temperature = _calibrate(model, held_sets, cfg.eval_batch_size, device, rank)
-        results = {n: evaluate(model, d, prep, cfg.eval_batch_size, device) for n, d in zip(eval_names, eval_sets)}
+            loss = _loss(logits.float(), y, self.ruled_out, self.label_smoothing)
+            for own in auxiliary.values():  # several modalities: each also learns alone (UniHAR.auxiliary_logits)
+                loss = loss + _loss(own.float(), y, self.ruled_out, self.label_smoothing)
+        self.optimiser.step(loss)
+        return loss, logits, y
 
-    # ---- the result: a save_pretrained folder
-    metrics: dict[str, Any] = {}
-    if rank == 0:
-        model.cpu().save_pretrained(out, overwrite=True)
-        per_dataset = {n: r.metrics() for n, r in results.items()}
-        if len(per_dataset) == 1:
-            metrics = next(iter(per_dataset.values()))
-            summary_json = {"split": eval_split, **metrics}
-        else:
-            metrics = per_dataset
-            summary_json = {"split": eval_split, "datasets": per_dataset}
-        if per_dataset:
-            summary_json["temperature"] = model.config.classifier.temperature
-            (out / EVAL_NAME).write_text(json.dumps(summary_json, indent=2) + "\n")
-        if not cfg.keep_checkpoint:
-            (out / CHECKPOINT_NAME).unlink(missing_ok=True)
-        if writer is not None:
-            writer.close()
-        _log(rank, f"saved {out}")
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
+
+def _resume(
+    path: Path, model: UniHAR, optimiser: _Optimiser, config_record: dict, device: torch.device, rank: int
+) -> int:
+    """Load the checkpoint of an interrupted run into the model and the optimiser: the epoch to go on from."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    if state["model_config"] != config_record:
+        raise InputError(
+            f"{path} was written by a run with a different model config; start a new output folder or pass --overwrite"
+        )
+    model.load_state_dict(state["model"])
+    optimiser.load_state_dict(state)
+    start_epoch = state["epoch"] + 1
+    _log(rank, f"resuming from {path} at epoch {start_epoch + 1}")
+    return start_epoch
+
+
+def _save_checkpoint(out: Path, model: UniHAR, optimiser: _Optimiser, epoch: int, config_record: dict) -> None:
+    """Written aside, then renamed over the last one: a run stopped while writing keeps a whole checkpoint."""
+    torch.save(
+        {"model": model.state_dict(), **optimiser.state_dict(), "epoch": epoch, "model_config": config_record},
+        out / (CHECKPOINT_NAME + ".tmp"),
+    )
+    os.replace(out / (CHECKPOINT_NAME + ".tmp"), out / CHECKPOINT_NAME)
+
+
+# ---------------------------------------------------------------------------- evaluation and logs
+METRIC_KEYS = ("top1", "top5", "mean_class_acc", "ece")  # the metrics of each evaluation set in metrics.csv
+
+
+def _evaluate_all(
+    model: UniHAR,
+    names: list[str],
+    eval_sets: list[SkeletonDataset],
+    prep: PreprocessConfig,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, EvalResult]:
+    return {n: evaluate(model, d, prep, batch_size, device) for n, d in zip(names, eval_sets)}
+
+
+def _eval_columns(names: list[str]) -> list[str]:
+    return [f"{n}_{k}" for n in names for k in METRIC_KEYS]
+
+
+def _eval_row(results: dict[str, EvalResult]) -> dict[str, float]:
+    return {f"{n}_{k}": v for n, result in results.items() for k, v in result.metrics().items() if k in METRIC_KEYS}
+
+
+def _start_output(out: Path, resuming: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if not resuming:  # --overwrite: a fresh run replaces the previous run's logs, it does not append
+        for name in (METRICS_NAME, CHECKPOINT_NAME, EVAL_NAME):
+            (out / name).unlink(missing_ok=True)
+
+
+def _log_run(
+    rank: int,
+    data: _Data,
+    sequences: int,
+    model: UniHAR,
+    model_config: ModelConfig,
+    prep: PreprocessConfig,
+    world: int,
+    device: torch.device,
+    epochs: int,
+    steps_per_epoch: int,
+) -> None:
+    """The line that opens the log: the data, the model and how it is trained."""
+    vocabulary = data.vocabulary
+    n_params = sum(p.numel() for p in model.parameters())
+    sizes = ", ".join(f"{n} {len(d)}" for n, d in zip(data.names, data.train_sets))
+    _log(
+        rank,
+        f"train: {sequences} sequences ({sizes}), {len(vocabulary.names)} classes"
+        f"{f' + negatives {vocabulary.negatives}' if vocabulary.negatives else ''}, layout "
+        f"{get_layout(prep.layout).name}; held out for calibration: {sum(len(h) for h in data.held_sets)}; eval: "
+        f"{data.eval_split or 'none'} ({sum(len(e) for e in data.eval_sets)}); model {n_params / 1e6:.2f} M "
+        f"parameters; modalities {model_config.modalities}; {world} process(es) on {device}; {epochs} epochs x "
+        f"{steps_per_epoch} steps",
+    )
+
+
+def _write_recipe(
+    path: Path,
+    specs: list[str],
+    init: str | Path | None,
+    world: int,
+    command: str | None,
+    run: RunConfig,
+    chosen: dict[str, Any],
+) -> None:
+    """How the run was made: enough to make it again."""
+    recipe = {
+        "data": specs,
+        "init": str(init) if init else None,
+        "world_size": world,
+        "command": command,
+        "run_config": run.to_dict(),
+        "chosen_from_data": chosen,
+    }
+    path.write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+
+
+def _record_epoch(out: Path, row: dict[str, Any], columns: list[str], writer: Any, rank: int) -> None:
+    """An epoch's row in metrics.csv, TensorBoard and the log."""
+    _append_csv(out / METRICS_NAME, row, columns)
+    if writer is not None:
+        for key, value in row.items():
+            if key != "epoch":
+                writer.add_scalar(key, value, row["epoch"])
+    _log(rank, "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+
+
+# ---------------------------------------------------------------------------- the result
+def _save_results(
+    out: Path,
+    model: UniHAR,
+    results: dict[str, EvalResult],
+    eval_split: str,
+    keep_checkpoint: bool,
+    writer: Any,
+    rank: int,
+) -> dict[str, Any]:
+    """The save_pretrained folder and its eval_results.json; the final metrics (see :func:`train`)."""
+    model.cpu().save_pretrained(out, overwrite=True)
+    per_dataset = {n: r.metrics() for n, r in results.items()}
+    if len(per_dataset) == 1:
+        metrics = next(iter(per_dataset.values()))
+        summary_json = {"split": eval_split, **metrics}
+    else:
+        metrics = per_dataset
+        summary_json = {"split": eval_split, "datasets": per_dataset}
+    if per_dataset:
+        summary_json["temperature"] = model.config.classifier.temperature
+        (out / EVAL_NAME).write_text(json.dumps(summary_json, indent=2) + "\n")
+    if not keep_checkpoint:
+        (out / CHECKPOINT_NAME).unlink(missing_ok=True)
+    if writer is not None:
+        writer.close()
+    _log(rank, f"saved {out}")
     return metrics
 
 
@@ -859,7 +1096,8 @@ def _calibrate(model: UniHAR, held: Sequence[SkeletonDataset], batch_size: int, 
     after = expected_calibration_error(mean_probabilities(logits, temperature), labels)
     _log(
         rank,
-        f"calibration on {len(labels)} held-out sequences: temperature {temperature:.3f}, ECE {before:.3f} -> {after:.3f}",
+        f"calibration on {len(labels)} held-out sequences: temperature {temperature:.3f}, "
+        f"ECE {before:.3f} -> {after:.3f}",
     )
     return temperature
 

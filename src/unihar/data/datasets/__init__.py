@@ -22,10 +22,10 @@ variant after ``@`` (``sbu@3:PATH`` tests on SBU's fold 3).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from unihar.data.datasets.base import SkeletonDataset, sequence_windows, window_spans
+from unihar.data.datasets.base import SkeletonDataset
+from unihar.data.datasets.formats import FORMATS, check_format_split
 from unihar.errors import InputError
 
 __all__ = [
@@ -37,134 +37,19 @@ __all__ = [
     "split_variant",
     "load_dataset",
     "SkeletonDataset",
-    "sequence_windows",
-    "window_spans",
 ]
 
-
-def _penn(path: str, split: str, **kw) -> SkeletonDataset:
-    from unihar.data.datasets.penn_action import load_penn_action
-
-    return load_penn_action(path, split)
-
-
-def _mpose(path: str, split: str, **kw) -> SkeletonDataset:
-    from unihar.data.datasets.mpose import load_mpose
-
-    return load_mpose(path, split)
-
-
-def _npz(path: str, split: str, **kw) -> SkeletonDataset:
-    from unihar.data.datasets.skeleton_npz import load_skeleton_npz
-
-    return load_skeleton_npz(path, split)
-
-
-def _sensor_npz(path: str, split: str, **kw) -> SkeletonDataset:
-    from unihar.data.datasets.sensor_npz import load_sensor_npz
-
-    return load_sensor_npz(path, split)
-
-
-def _haa500(path: str, split: str, **kw) -> SkeletonDataset:
-    from unihar.data.datasets.videos import load_haa500
-
-    return load_haa500(path, split, **kw)
-
-
-def _video_folder(path: str, split: str, **kw) -> SkeletonDataset:
-    from unihar.data.datasets.videos import load_video_folder
-
-    return load_video_folder(path, split, **kw)
-
-
-def _nw_ucla(path: str, split: str, variant: str | None = None, **kw) -> SkeletonDataset:
-    from unihar.data.datasets.nw_ucla import load_nw_ucla
-
-    return load_nw_ucla(path, split, variant)
-
-
-def _ut_kinect(path: str, split: str, variant: str | None = None, **kw) -> SkeletonDataset:
-    from unihar.data.datasets.ut_kinect import load_ut_kinect
-
-    return load_ut_kinect(path, split, variant)
-
-
-def _msr_action3d(path: str, split: str, variant: str | None = None, **kw) -> SkeletonDataset:
-    from unihar.data.datasets.msr_action3d import load_msr_action3d
-
-    return load_msr_action3d(path, split, variant)
-
-
-def _mall_cctv(path: str, split: str, variant: str | None = None, **kw) -> SkeletonDataset:
-    from unihar.data.datasets.mall_cctv import load_mall_cctv
-
-    return load_mall_cctv(path, split, variant)
-
-
-def _sbu(path: str, split: str, variant: str | None = None, **kw) -> SkeletonDataset:
-    from unihar.data.datasets.sbu import load_sbu
-
-    return load_sbu(path, split, variant)
-
-
-def _ur_fall(path: str, split: str, variant: str | None = None, **kw) -> SkeletonDataset:
-    from unihar.data.datasets.ur_fall import load_ur_fall
-
-    return load_ur_fall(path, split, variant)
-
-
-def _utd_mhad(path: str, split: str, variant: str | None = None, **kw) -> SkeletonDataset:
-    from unihar.data.datasets.utd_mhad import load_utd_mhad
-
-    return load_utd_mhad(path, split, variant)
-
-
-FORMATS: dict[str, Callable[..., SkeletonDataset]] = {
-    "penn-action": _penn,
-    "mpose": _mpose,
-    "haa500": _haa500,
-    "skeleton-npz": _npz,
-    "sensor-npz": _sensor_npz,
-    "video-folder": _video_folder,
-    "nw-ucla": _nw_ucla,
-    "ut-kinect": _ut_kinect,
-    "msr-action3d": _msr_action3d,
-    "mall-cctv": _mall_cctv,
-    "sbu": _sbu,
-    "ur-fall": _ur_fall,
-    "utd-mhad": _utd_mhad,
-}
-
-# Formats that take a protocol variant (``FORMAT@VARIANT:PATH``), and what it selects.
-VARIANTS: dict[str, str] = {
-    "nw-ucla": "the test view, 1-3 (default 3)",
-    "ut-kinect": "the half-subject split, 1-10 (default 1)",
-    "msr-action3d": "the action subset: all, as1, as2, as3 (default all)",
-    "mall-cctv": "the test videos joined by '+', e.g. 9+10 (default 1+10)",
-    "sbu": "the test fold, 1-5 (default 1)",
-    "ur-fall": "the test fold: sequence number % 3, 0-2 (default 0)",
-    "utd-mhad": "the test subject (default: subjects 2, 4, 6, 8 when present, else 7)",
-}
-
-
-# The splits of each format (``--split``, ``train.eval_split``). haa500's val split is clip 16 of each
-# class; the folder formats read ``DIR/val`` when the user made one; the others define train and test.
-SPLITS: dict[str, tuple[str, ...]] = {
-    name: ("train", "val", "test")
-    if name in ("haa500", "skeleton-npz", "sensor-npz", "video-folder")
-    else ("train", "test")
-    for name in FORMATS
-}
+# Views of the one table (unihar.data.datasets.formats.FORMATS): the formats that take a protocol
+# variant (``FORMAT@VARIANT:PATH``) and what it selects, and the splits of each format (``--split``,
+# ``train.eval_split``).
+VARIANTS: dict[str, str] = {name: f.variant for name, f in FORMATS.items() if f.variant is not None}
+SPLITS: dict[str, tuple[str, ...]] = {name: f.splits for name, f in FORMATS.items()}
 
 
 def check_split(spec: str, split: str) -> str:
     """``split`` if the format of ``spec`` has it, else one error listing the splits it has: checked
     before anything is loaded (a model, poses from video)."""
-    name = split_variant(parse_data_spec(spec)[0])[0]
-    if split not in SPLITS[name]:
-        raise InputError(f"{name}: split must be one of {list(SPLITS[name])}, got {split!r}")
-    return split
+    return check_format_split(split_variant(parse_data_spec(spec)[0])[0], split)
 
 
 def parse_data_spec(spec: str) -> tuple[str, Path]:
@@ -202,6 +87,4 @@ def load_dataset(spec: str, split: str = "train", **options) -> SkeletonDataset:
     if not path.exists():
         raise InputError(f"{fmt}: path not found: {path}")
     name, variant = split_variant(fmt)
-    if name in VARIANTS:
-        options["variant"] = variant
-    return FORMATS[name](str(path), split, **options)
+    return FORMATS[name].load(str(path), split, variant, **options)

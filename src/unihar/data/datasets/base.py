@@ -16,12 +16,12 @@ import numpy as np
 
 from unihar.data.camera import KINECT_V1, Camera, project
 from unihar.data.layouts import KeypointLayout, convert_keypoints, get_layout, source_joints
-from unihar.data.preprocess import PreprocessConfig, frame_indices, pose_window, window_ranges
+from unihar.data.preprocess import frame_indices
 from unihar.data.signals import SignalRecording
 from unihar.data.video import open_video
 from unihar.errors import InputError
 
-__all__ = ["SkeletonDataset", "sequence_windows", "window_spans"]
+__all__ = ["SkeletonDataset"]
 
 
 @dataclass
@@ -131,7 +131,8 @@ class SkeletonDataset:
             )
         if missing:
             warnings.warn(
-                f"{self.name}: the model's joints {missing} are not in the data; they are fed as missing (confidence 0)",
+                f"{self.name}: the model's joints {missing} are not in the data; "
+                "they are fed as missing (confidence 0)",
                 stacklevel=2,
             )
         sequences = [convert_keypoints(seq, self.layout, dst) for seq in self.sequences]
@@ -183,14 +184,3 @@ class SkeletonDataset:
         if last is None:
             raise InputError(f"{self.name}: could not decode frames of {path}")
         return np.stack([frames.get(int(i), last) for i in wanted])
-
-
-def window_spans(num_frames: int, fps: float | None, prep: PreprocessConfig) -> list[tuple[int, int]]:
-    """``[start, end)`` of every evaluation window of a sequence: inference's sliding windows, or the
-    whole sequence when there is no frame rate."""
-    return [(0, num_frames)] if fps is None else window_ranges(num_frames, fps, prep)
-
-
-def sequence_windows(seq: np.ndarray, fps: float | None, prep: PreprocessConfig) -> np.ndarray:
-    """All evaluation windows of one sequence, ``(W, L, T, J, 3)``, exactly as inference cuts a video."""
-    return np.stack([pose_window(seq[s:e], prep) for s, e in window_spans(seq.shape[0], fps, prep)])

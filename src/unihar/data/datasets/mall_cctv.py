@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from unihar.data.datasets.base import SkeletonDataset
-from unihar.data.datasets.readers import check_split, read_numbers
+from unihar.data.datasets.formats import check_format_split
+from unihar.data.datasets.readers import read_numbers
 from unihar.data.layouts import get_layout
 from unihar.errors import InputError
 
@@ -71,7 +72,8 @@ def read_track(track: Path, num_classes: int) -> tuple[np.ndarray, int]:
         )
     if (ids != ids[0]).any() or not (0 <= ids[0] < num_classes) or ids[0] != int(ids[0]):
         raise InputError(
-            f"{_NAME}: {track / 'Y.txt'} must hold one class ID in 0..{num_classes - 1} on every line, got {np.unique(ids)}"
+            f"{_NAME}: {track / 'Y.txt'} must hold one class ID in 0..{num_classes - 1} on every line, "
+            f"got {np.unique(ids)}"
         )
     missing = (xy == -1.0).any(axis=-1)
     kpts = np.concatenate([xy, (~missing)[..., None]], axis=-1).astype(np.float32)
@@ -81,7 +83,7 @@ def read_track(track: Path, num_classes: int) -> tuple[np.ndarray, int]:
 
 def load_mall_cctv(path: str | Path, split: str = "train", variant: str | None = None) -> SkeletonDataset:
     """Load the tracks of the train videos or the test videos (2D pixels, layout ``coco18``, 30 fps)."""
-    check_split(_NAME, split)
+    check_format_split(_NAME, split)
     test_videos = _test_videos(variant)
     root = Path(path)
     if not root.is_dir():

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from unihar.data.datasets.base import SkeletonDataset
+from unihar.data.datasets.formats import check_format_split
 from unihar.data.layouts import get_layout
 from unihar.errors import InputError
 
@@ -44,7 +45,6 @@ MPOSE_CLASSES = (
     "run",
 )
 _LAYOUT_BY_K = {25: "body25", 17: "coco17"}
-SPLITS = ("train", "test")
 
 
 def _arrays_dir(path: Path) -> Path:
@@ -58,8 +58,7 @@ def _arrays_dir(path: Path) -> Path:
 
 def load_mpose(path: str | Path, split: str = "train") -> SkeletonDataset:
     """Load ``X_<split>.npy`` / ``y_<split>.npy`` (``split`` = ``"train"`` or ``"test"``)."""
-    if split not in SPLITS:
-        raise InputError(f"mpose: split must be one of {SPLITS}, got {split!r}")
+    check_format_split("mpose", split)
     path = Path(path)
     if not path.exists():
         raise InputError(f"mpose: folder not found: {path}")

@@ -33,7 +33,8 @@ import numpy as np
 
 from unihar.data.camera import Camera, back_project
 from unihar.data.datasets.base import SkeletonDataset
-from unihar.data.datasets.readers import check_split, check_variant, read_numbers
+from unihar.data.datasets.formats import check_format_split
+from unihar.data.datasets.readers import check_variant, read_numbers
 from unihar.data.layouts import get_layout
 from unihar.errors import InputError
 
@@ -100,7 +101,7 @@ def read_msr_file(f: Path) -> np.ndarray:
 
 def load_msr_action3d(path: str | Path, split: str = "train", variant: str | None = None) -> SkeletonDataset:
     """Load one cross-subject split as 3D skeletons (``dims=3``, layout ``msr_action3d``, 15 fps)."""
-    check_split(_NAME, split)
+    check_format_split(_NAME, split)
     subset = check_variant(_NAME, variant, ["all", *MSR_SUBSETS], "all", "action subset")
     actions = tuple(range(1, 21)) if subset == "all" else MSR_SUBSETS[subset]
     path = Path(path)

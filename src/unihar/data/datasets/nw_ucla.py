@@ -27,7 +27,8 @@ import numpy as np
 
 from unihar.data.camera import KINECT_V1
 from unihar.data.datasets.base import SkeletonDataset
-from unihar.data.datasets.readers import check_split, check_variant, kinect_joints
+from unihar.data.datasets.formats import check_format_split
+from unihar.data.datasets.readers import check_variant, kinect_joints
 from unihar.data.layouts import get_layout
 from unihar.errors import InputError
 
@@ -85,7 +86,7 @@ def _read(f: Path, label_by_action: dict[int, int]) -> tuple[np.ndarray, int]:
 
 def load_nw_ucla(path: str | Path, split: str = "train", variant: str | None = None) -> SkeletonDataset:
     """Load one cross-view split as 3D skeletons (``dims=3``, layout ``kinect_v1``, 15 fps)."""
-    check_split(_NAME, split)
+    check_format_split(_NAME, split)
     test_view = int(check_variant(_NAME, variant, ("1", "2", "3"), "3", "test view"))
     path = Path(path)
     if not path.exists():

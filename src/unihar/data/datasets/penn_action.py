@@ -18,6 +18,7 @@ import numpy as np
 
 from unihar.cache import cache_dir, save_npz_atomic
 from unihar.data.datasets.base import SkeletonDataset
+from unihar.data.datasets.formats import check_format_split
 from unihar.data.layouts import get_layout
 from unihar.errors import InputError
 
@@ -42,7 +43,6 @@ PENN_ACTION_CLASSES = (
 )
 # The dataset does not state a frame rate; its clips are YouTube videos, which are ~30 fps.
 PENN_ACTION_FPS = 30.0
-SPLITS = ("train", "test")
 _CORNER_PX = 2.0  # unannotated joints sit at about (0.67, 0.67); no real joint is that close to the corner
 
 
@@ -53,7 +53,7 @@ def _labels_dir(path: Path) -> Path:
     raise InputError(f"penn-action: expected a folder with labels/*.mat (or the labels folder itself), got {path}")
 
 
-def _read_all(labels: Path, files: list[Path]) -> dict[str, np.ndarray]:
+def _read_all(files: list[Path]) -> dict[str, np.ndarray]:
     from scipy.io import loadmat
 
     xs, ys, vis, offsets, actions, train, sizes, ids = [], [], [], [0], [], [], [], []
@@ -92,7 +92,7 @@ def _load_cached(labels: Path) -> dict[str, np.ndarray]:
     if path.is_file():
         with np.load(path) as data:
             return dict(data)
-    arrays = _read_all(labels, files)
+    arrays = _read_all(files)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_npz_atomic(path, **arrays)
     return arrays
@@ -106,8 +106,7 @@ def load_penn_action(path: str | Path, split: str = "train", occluded_confidence
     out of the frame) at the image corner, x and y below 2 px; those are not positions, and left in
     they would stretch every normalised window towards the corner, so they count as missing.
     """
-    if split not in SPLITS:
-        raise InputError(f"penn-action: split must be one of {SPLITS}, got {split!r}")
+    check_format_split("penn-action", split)
     path = Path(path)
     if not path.exists():
         raise InputError(f"penn-action: folder not found: {path}")

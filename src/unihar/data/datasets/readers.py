@@ -1,4 +1,4 @@
-"""Small pieces the skeleton-dataset loaders share: split and variant checks, reading numeric text files
+"""Small pieces the skeleton-dataset loaders share: the variant check, reading numeric text files
 with one clear error, Kinect joints with a confidence channel, and resampling to a uniform frame rate."""
 
 from __future__ import annotations
@@ -12,14 +12,7 @@ import numpy as np
 from unihar.data.camera import from_kinect
 from unihar.errors import InputError
 
-__all__ = ["SPLITS", "check_split", "check_variant", "read_numbers", "kinect_joints", "resample_uniform"]
-
-SPLITS = ("train", "test")
-
-
-def check_split(dataset: str, split: str) -> None:
-    if split not in SPLITS:
-        raise InputError(f"{dataset}: split must be one of {SPLITS}, got {split!r}")
+__all__ = ["check_variant", "read_numbers", "kinect_joints", "resample_uniform"]
 
 
 def check_variant(dataset: str, variant: str | None, choices: Sequence[str], default: str, meaning: str) -> str:

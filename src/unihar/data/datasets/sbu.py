@@ -38,7 +38,8 @@ import numpy as np
 
 from unihar.data.camera import KINECT_V1
 from unihar.data.datasets.base import SkeletonDataset
-from unihar.data.datasets.readers import check_split, check_variant, read_numbers
+from unihar.data.datasets.formats import check_format_split
+from unihar.data.datasets.readers import check_variant, read_numbers
 from unihar.data.layouts import get_layout
 from unihar.errors import InputError
 
@@ -106,7 +107,7 @@ def _fold_of(set_name: str, folder: Path) -> int:
 def load_sbu(path: str | Path, split: str = "train", variant: str | None = None) -> SkeletonDataset:
     """Load one fold split (default: fold 1 tested) as 3D single-person samples (``dims=3``, layout
     ``sbu15``, 15 fps)."""
-    check_split(_NAME, split)
+    check_format_split(_NAME, split)
     test_fold = int(check_variant(_NAME, variant, ("1", "2", "3", "4", "5"), "1", "test fold (1-5)"))
     root = Path(path)
     if not root.is_dir():

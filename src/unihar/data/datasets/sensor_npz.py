@@ -95,7 +95,8 @@ def _read_file(
         raise InputError(f"{_NAME}: cannot read {f}: {err}") from None
     if kpts.ndim != 3 or kpts.shape[1:] != (num_joints, 3) or kpts.shape[0] < 1:
         raise InputError(
-            f"{_NAME}: {f}: 'keypoints' must be (frames, {num_joints}, 3) ({num_joints} joints in dataset.json), got {kpts.shape}"
+            f"{_NAME}: {f}: 'keypoints' must be (frames, {num_joints}, 3) ({num_joints} joints in dataset.json), "
+            f"got {kpts.shape}"
         )
     if label.size != 1 or label.dtype.kind not in "iu":
         raise InputError(f"{_NAME}: {f}: 'label' must be one integer, got {label!r}")
@@ -147,7 +148,8 @@ def load_sensor_npz(path: str | Path, split: str = "train") -> SkeletonDataset:
             covered = coverage(recording, 0.0, duration)
             if covered < MIN_COVERAGE:
                 raise InputError(
-                    f"{_NAME}: {where}: the recording ({recording.start:.2f}-{recording.end:.2f} s) covers {covered:.0%} of the "
+                    f"{_NAME}: {where}: the recording ({recording.start:.2f}-{recording.end:.2f} s) "
+                    f"covers {covered:.0%} of the "
                     f"keypoints (0-{duration:.2f} s); at least {MIN_COVERAGE:.0%} is needed"
                 )
             signals[name].append(recording)

@@ -14,7 +14,6 @@ names the model cannot use are dropped with a warning.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +21,17 @@ import numpy as np
 from unihar.data.datasets.base import SkeletonDataset
 from unihar.data.layouts import get_layout
 from unihar.errors import InputError
+from unihar.jsonfile import read_json
 
 __all__ = ["load_skeleton_npz", "read_dataset_json"]
 
 
 def read_dataset_json(root: Path) -> dict:
+    """``DIR/dataset.json``, checked: joint and class names, and the frame rate when it has one."""
     meta_file = root / "dataset.json"
     if not meta_file.is_file():
         raise InputError(f"skeleton-npz: expected {meta_file} with {{'joints': [...], 'classes': [...]}}")
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"skeleton-npz: {meta_file} is not valid JSON: {err}") from None
+    meta = read_json(meta_file, "skeleton-npz:", InputError, kind=None)
     for key in ("joints", "classes"):
         value = meta.get(key) if isinstance(meta, dict) else None
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):

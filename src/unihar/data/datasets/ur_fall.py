@@ -33,7 +33,8 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from unihar.data.datasets.base import SkeletonDataset
-from unihar.data.datasets.readers import check_split, check_variant
+from unihar.data.datasets.formats import check_format_split
+from unihar.data.datasets.readers import check_variant
 from unihar.data.layouts import get_layout
 from unihar.errors import InputError
 
@@ -94,7 +95,7 @@ def read_sequence(folder: Path) -> np.ndarray:
 
 def load_ur_fall(path: str | Path, split: str = "train", variant: str | None = None) -> SkeletonDataset:
     """Load one split (2D pixels, layout ``movenet13``, 30 fps) with the fall moment in ``events``."""
-    check_split(_NAME, split)
+    check_format_split(_NAME, split)
     residue = int(check_variant(_NAME, variant, ("0", "1", "2"), "0", "test fold (sequence number % 3)"))
     root = Path(path)
     if not root.is_dir():

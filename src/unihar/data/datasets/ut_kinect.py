@@ -32,7 +32,8 @@ import numpy as np
 
 from unihar.data.camera import KINECT_V1
 from unihar.data.datasets.base import SkeletonDataset
-from unihar.data.datasets.readers import check_split, check_variant, kinect_joints, read_numbers, resample_uniform
+from unihar.data.datasets.formats import check_format_split
+from unihar.data.datasets.readers import check_variant, kinect_joints, read_numbers, resample_uniform
 from unihar.data.layouts import get_layout
 from unihar.errors import InputError
 
@@ -119,7 +120,7 @@ def _segment(rows: np.ndarray, start: float, end: float) -> np.ndarray:
 
 def load_ut_kinect(path: str | Path, split: str = "train", variant: str | None = None) -> SkeletonDataset:
     """Load one cross-subject split as 3D segments (``dims=3``, layout ``kinect_v1``, 15 fps)."""
-    check_split(_NAME, split)
+    check_format_split(_NAME, split)
     number = int(check_variant(_NAME, variant, [str(i) for i in range(1, 11)], "1", "half-subject split (1-10)"))
     train_subjects = UT_KINECT_SPLITS[number - 1]
     path = Path(path)

@@ -31,7 +31,8 @@ from scipy.io import loadmat
 from unihar.config import IMU_CHANNELS
 from unihar.data.camera import KINECT_V1
 from unihar.data.datasets.base import SkeletonDataset
-from unihar.data.datasets.readers import check_split, check_variant, kinect_joints
+from unihar.data.datasets.formats import check_format_split
+from unihar.data.datasets.readers import check_variant, kinect_joints
 from unihar.data.layouts import get_layout
 from unihar.data.signals import SignalRecording
 from unihar.errors import InputError
@@ -122,13 +123,15 @@ def read_inertial(f: Path) -> SignalRecording:
     samples = _mat_array(f, "d_iner", "samples x 6 inertial channels")
     if samples.ndim != 2 or samples.shape[1] != len(IMU_CHANNELS) or samples.shape[0] < 2:
         raise InputError(
-            f"{_NAME}: {f}: 'd_iner' has shape {samples.shape}, expected (samples, 6): acc x y z (g), gyro x y z (deg/s)"
+            f"{_NAME}: {f}: 'd_iner' has shape {samples.shape}, expected (samples, 6): "
+            "acc x y z (g), gyro x y z (deg/s)"
         )
     return SignalRecording(samples, UTD_MHAD_INERTIAL_RATE, IMU_CHANNELS, source=str(f))
 
 
 def _inertial_recordings(files: list[Path], skeletons: list[np.ndarray]) -> list[SignalRecording] | None:
-    """Each skeleton file's inertial recording, stretched over the skeleton's duration; None without an Inertial folder."""
+    """Each skeleton file's inertial recording, stretched over the skeleton's duration; None without an
+    Inertial folder."""
     folder = files[0].parent.parent / "Inertial"
     if not folder.is_dir():
         return None
@@ -137,7 +140,8 @@ def _inertial_recordings(files: list[Path], skeletons: list[np.ndarray]) -> list
         inertial = folder / f.name.replace("_skeleton.mat", "_inertial.mat")
         if not inertial.is_file():
             raise InputError(
-                f"{_NAME}: {inertial} is missing (the inertial recording of {f.name}); the Inertial folder must hold one per sequence"
+                f"{_NAME}: {inertial} is missing (the inertial recording of {f.name}); "
+                "the Inertial folder must hold one per sequence"
             )
         recordings.append(read_inertial(inertial).stretched(0.0, len(skeleton) / UTD_MHAD_FPS))
     return recordings
@@ -146,7 +150,7 @@ def _inertial_recordings(files: list[Path], skeletons: list[np.ndarray]) -> list
 def load_utd_mhad(path: str | Path, split: str = "train", variant: str | None = None) -> SkeletonDataset:
     """Load one cross-subject split as 3D skeletons (``dims=3``, layout ``utd_mhad``, 30 fps), with the
     inertial recordings (``signals["imu"]``) when the ``Inertial`` folder is present."""
-    check_split(_NAME, split)
+    check_format_split(_NAME, split)
     path = Path(path)
     if not path.exists():
         raise InputError(f"{_NAME}: folder not found: {path}")

@@ -37,11 +37,12 @@ import numpy as np
 
 from unihar.cache import cache_dir, save_npz_atomic
 from unihar.data.datasets.base import SkeletonDataset
+from unihar.data.datasets.formats import check_format_split
 from unihar.data.layouts import get_layout
 from unihar.data.pose import get_pose_backend
 from unihar.data.pose.extract import estimate_main_person
 from unihar.data.preprocess import frame_indices
-from unihar.data.video import VIDEO_EXTENSIONS, is_video_file, open_video
+from unihar.data.video import is_video_file, open_video
 from unihar.errors import InputError, NoPersonError, UniHARError
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
     "load_video_folder",
     "extract_poses",
     "pose_cache_path",
-    "VIDEO_EXTENSIONS",
     "TIME_BASE_FPS",
     "POSE_BACKEND",
 ]
@@ -186,8 +186,7 @@ def load_haa500(
     skip_failed: bool = False,
 ) -> SkeletonDataset:
     """One HAA500 split (``train``: clips 0-15, ``val``: 16, ``test``: 17-19 of every class)."""
-    if split not in HAA500_SPLITS:
-        raise InputError(f"haa500: split must be one of {list(HAA500_SPLITS)}, got {split!r}")
+    check_format_split("haa500", split)
     root = Path(path)
     video_dir = root / "video" if (root / "video").is_dir() else root
     class_dirs = sorted(d for d in video_dir.iterdir() if d.is_dir()) if video_dir.is_dir() else []

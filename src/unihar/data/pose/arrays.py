@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from unihar.data.layouts import LAYOUTS_BY_NUM_JOINTS, KeypointLayout, get_layout
+from unihar.config import LAYOUT_BY_NUM_JOINTS
+from unihar.data.layouts import KeypointLayout, get_layout
 from unihar.data.pose.base import PoseSequence, finalize_poses
 from unihar.data.pose.openpose import _extent
 from unihar.errors import InputError
 
-__all__ = ["ArrayPoses", "LAYOUT_BY_NUM_JOINTS", "poses_from_array"]
-
-LAYOUT_BY_NUM_JOINTS = LAYOUTS_BY_NUM_JOINTS  # kept under this name for existing imports
+__all__ = ["ArrayPoses", "poses_from_array"]
 
 
 class ArrayPoses:
@@ -72,7 +71,8 @@ def poses_from_array(
     frame_size: tuple[int, int] | None = None,
     source: str = "the keypoints",
 ) -> PoseSequence:
-    """``(T, J, 3)`` (or ``(T, J, 2)``) pixel keypoints -> :class:`PoseSequence`, checked; shared by files and the server.
+    """``(T, J, 3)`` (or ``(T, J, 2)``) pixel keypoints -> :class:`PoseSequence`, checked; shared by files
+    and the server.
 
     ``layout`` defaults to the one implied by J, ``frame_size`` to the extent of the visible joints;
     ``source`` names the input in error messages.
@@ -89,13 +89,13 @@ def poses_from_array(
         raise InputError(f"{source}: keypoints contain NaN or infinite values; mark missing joints with confidence 0")
     if layout is not None:
         layout = get_layout(layout)
+    elif array.shape[1] in LAYOUT_BY_NUM_JOINTS:
+        layout = get_layout(LAYOUT_BY_NUM_JOINTS[array.shape[1]])
     else:
-        layout = LAYOUT_BY_NUM_JOINTS.get(array.shape[1])
-        if layout is None:
-            raise InputError(
-                f"{source}: cannot guess the layout of {array.shape[1]} joints; expected one of "
-                f"{ {j: l.name for j, l in LAYOUT_BY_NUM_JOINTS.items()} } or an explicit layout"
-            )
+        raise InputError(
+            f"{source}: cannot guess the layout of {array.shape[1]} joints; expected one of "
+            f"{LAYOUT_BY_NUM_JOINTS} or an explicit layout"
+        )
     if layout.num_joints != array.shape[1]:
         raise InputError(
             f"{source}: layout {layout.name!r} has {layout.num_joints} joints, the array has {array.shape[1]}"

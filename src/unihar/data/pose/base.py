@@ -79,7 +79,8 @@ def fill_missing(keypoints: np.ndarray, detected: np.ndarray) -> np.ndarray:
     detected = np.asarray(detected, dtype=bool)
     if keypoints.ndim != 3 or detected.shape != keypoints.shape[:1]:
         raise InputError(
-            f"fill_missing: expected keypoints (N, J, C) and a detected mask (N,), got {keypoints.shape} and {detected.shape}"
+            f"fill_missing: expected keypoints (N, J, C) and a detected mask (N,), got {keypoints.shape} and "
+            f"{detected.shape}"
         )
     if not detected.any():
         raise NoPersonError("nobody was detected in any frame")

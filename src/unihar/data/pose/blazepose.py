@@ -120,7 +120,8 @@ class _TFLiteModel:
         missing = [shape for shape in expected_outputs if shape not in self._outputs]
         if missing:
             raise ConfigError(
-                f"{path} is not the expected BlazePose model: no output of shape {missing}; it has {sorted(self._outputs)}"
+                f"{path} is not the expected BlazePose model: no output of shape {missing}; it has "
+                f"{sorted(self._outputs)}"
             )
 
     def run(self, tensor: np.ndarray) -> None:
@@ -337,7 +338,8 @@ class BlazePose:
                     frame_size = (frame.shape[1], frame.shape[0])
                 elif frame_size != (frame.shape[1], frame.shape[0]):
                     raise InputError(
-                        f"frame {index} of {source} is {frame.shape[1]}x{frame.shape[0]}, expected {frame_size[0]}x{frame_size[1]}"
+                        f"frame {index} of {source} is {frame.shape[1]}x{frame.shape[0]}, expected "
+                        f"{frame_size[0]}x{frame_size[1]}"
                     )
                 people.append(estimate(frame))
         keypoints, detected = select_main_actor(people, metric="oks")

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from scipy.special import expit
 
+from unihar.data.pose.tracking import box_iou
+
 __all__ = [
     "DETECTOR_SIZE",
     "LANDMARK_SIZE",
@@ -82,15 +84,6 @@ def decode_detections(
     return scores[keep], boxes, keypoints
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one (x0, y0, x1, y1) box with each of ``boxes``; 0 where the union is empty."""
-    width = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    height = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = width * height
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
 def weighted_nms(
     scores: np.ndarray, boxes: np.ndarray, keypoints: np.ndarray, iou_threshold: float = NMS_IOU
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,7 +97,7 @@ def weighted_nms(
     remaining = np.argsort(-scores, kind="stable")
     merged_scores, merged_boxes, merged_keypoints = [], [], []
     while remaining.size:
-        overlap = _iou(boxes[remaining[0]], boxes[remaining]) > iou_threshold
+        overlap = box_iou(boxes[remaining[0]][None], boxes[remaining])[0] > iou_threshold
         overlap[0] = True  # a degenerate (empty) best box still forms its own cluster
         cluster, remaining = remaining[overlap], remaining[~overlap]
         weights = scores[cluster] / scores[cluster].sum()

@@ -53,7 +53,8 @@ class OpenPoseJSON:
                 ]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise InputError(
-                    f"cannot read OpenPose file {str(path)!r}: expected {{'people': [{{'pose_keypoints_2d': [...]}}]}} ({exc})"
+                    f"cannot read OpenPose file {str(path)!r}: expected "
+                    f"{{'people': [{{'pose_keypoints_2d': [...]}}]}} ({exc})"
                 ) from None
             for values in flat:
                 if values.ndim != 1 or values.size % 3:

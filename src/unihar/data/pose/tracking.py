@@ -21,7 +21,7 @@ the camera is on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,15 +29,30 @@ from scipy.optimize import linear_sum_assignment
 
 from unihar.errors import ConfigError, InputError
 
-__all__ = ["PoseTracker", "box_iou", "keypoint_similarity", "main_track", "person_box", "presence", "select_main_actor"]
+__all__ = [
+    "PoseTracker",
+    "Tracker",
+    "box_iou",
+    "keypoint_similarity",
+    "main_track",
+    "multi_person_tracker",
+    "person_box",
+    "presence",
+    "select_main_actor",
+    "single_person_tracker",
+]
 
-MIN_IOU = 0.2  # below this two boxes in consecutive frames are not the same person
+# track(people (P, J, 3), source frame number) -> ({track id: (J, 3)}, [ids of tracks that ended])
+Tracker = Callable[[np.ndarray, int], "tuple[dict[int, np.ndarray], list[int]]"]
+
+MIN_SIMILARITY = 0.2  # below this keypoint similarity (or box IoU) a detection does not continue a track
 MAX_GAP = 15  # frames a track may go unseen and still be continued
 KAPPA = 0.1  # joint distance (in units of the person's size) at which a joint's similarity is exp(-1/2)
 MIN_SHARED_JOINTS = 4  # fewer joints visible in both poses -> compare boxes instead
 VELOCITY_MEMORY = 0.5  # weight of the old velocity when a track is seen again
 REJOIN_DISTANCE = 0.75  # a track the keypoints lost continues with a person this near (x its box diagonal) ...
 REJOIN_SIZE = 2.0  # ... whose box diagonal is within this factor of its own
+MIN_HITS = 3  # detections that make a new track a person (see multi_person_tracker)
 
 
 def person_box(kpts: np.ndarray, min_confidence: float = 0.0) -> np.ndarray | None:
@@ -127,7 +142,7 @@ class PoseTracker:
     def __init__(
         self,
         max_age: int = MAX_GAP,
-        min_similarity: float = MIN_IOU,
+        min_similarity: float = MIN_SIMILARITY,
         metric: str = "oks",
         min_confidence: float = 0.0,
     ) -> None:
@@ -313,3 +328,48 @@ def select_main_actor(
             keypoints[frame] = people[frame][index, :, :3]
             detected[frame] = True
     return keypoints, detected
+
+
+# ---------------------------------------------------------------------------- trackers for live frames
+def single_person_tracker() -> Tracker:
+    """``--max-people 1``: one person for the whole video (id 0), the largest one found in each frame."""
+
+    def track(people: np.ndarray, number: int | None = None) -> tuple[dict[int, np.ndarray], list[int]]:
+        if len(people) == 0:
+            return {}, []
+        visible = people[..., 2] > 0
+        extent = [np.ptp(p[v, :2], axis=0).prod() if v.sum() >= 2 else 0.0 for p, v in zip(people, visible)]
+        return {0: people[int(np.argmax(extent))]}, []
+
+    return track
+
+
+def multi_person_tracker(max_age: int, min_hits: int = MIN_HITS) -> Tracker:
+    """Persistent ids (:class:`PoseTracker`), and which tracks ended (unseen for more than ``max_age`` frames).
+
+    As in SORT, a new track is tentative until it was found in ``min_hits`` frames out of its first
+    ``min_hits + 2``: a spurious detection for a frame or two never becomes a person. A confirmed track
+    starts at the frame it was confirmed. ``number`` is the source's frame number: ages count source
+    frames, while confirmation counts the frames looked at (a frame a live source dropped is no miss).
+    """
+    tracker = PoseTracker(max_age=max_age)
+    frame, looked = [-1], [-1]
+    born: dict[int, int] = {}  # track id -> the frame looked at (count) it was first seen in
+    confirmed: set[int] = set()
+
+    def track(people: np.ndarray, number: int | None = None) -> tuple[dict[int, np.ndarray], list[int]]:
+        frame[0] = frame[0] + 1 if number is None else number
+        looked[0] += 1
+        ids = tracker.update(people, frame[0])
+        hits = {t.id: t.hits for t in tracker.tracks}
+        for track_id in hits:
+            born.setdefault(track_id, looked[0])
+            if hits[track_id] >= min_hits and looked[0] - born[track_id] <= min_hits + 1:
+                confirmed.add(track_id)
+        ended = sorted(i for i in confirmed if i not in hits)
+        confirmed.difference_update(ended)
+        for track_id in [i for i in born if i not in hits]:
+            del born[track_id]
+        return {int(i): people[k] for k, i in enumerate(ids) if i in confirmed}, ended
+
+    return track
