@@ -208,3 +208,12 @@ def test_data_spec_parsing():
         parse_data_spec("kinetics:/x")
     with pytest.raises(InputError, match="path not found"):
         load_dataset("mpose:/no/such/folder")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"), [("utd-mhad", "a1_s1_tX_skeleton.mat"), ("msr-action3d", "a01_s01_eX_skeleton.txt")]
+)
+def test_a_file_name_the_glob_takes_but_the_format_does_not_is_named(tmp_path: Path, fmt: str, name: str) -> None:
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(InputError, match=f"unexpected file name {name}"):
+        load_dataset(f"{fmt}:{tmp_path}", split="train")

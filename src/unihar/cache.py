@@ -28,7 +28,9 @@ def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            # numpy's stub gives savez_compressed a keyword ``allow_pickle: bool``, which mypy matches
+            # against any key of a **mapping; these are all arrays.
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

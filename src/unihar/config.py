@@ -24,9 +24,10 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import Field
+from typing_extensions import Self
 
 from unihar.errors import ConfigError
 from unihar.jsonfile import read_json
@@ -37,6 +38,10 @@ __all__ = [
     "FUSION_MODES",
     "FUSION_ANSWERS",
     "NORMALIZATIONS",
+    "Backbone",
+    "FusionMode",
+    "FusionAnswer",
+    "Normalization",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "LAYOUT_BY_NUM_JOINTS",
@@ -55,10 +60,14 @@ __all__ = [
     "default_config",
 ]
 
-FUSION_MODES = ("concat", "xattn")
-FUSION_ANSWERS = ("head", "product")
-BACKBONES = {"resnet18": 512, "resnet50": 2048}  # name -> trunk output channels (Cb)
-NORMALIZATIONS = ("center_scale", "none")
+FusionMode = Literal["concat", "xattn"]
+FusionAnswer = Literal["head", "product"]
+Backbone = Literal["resnet18", "resnet50"]
+Normalization = Literal["center_scale", "none"]
+FUSION_MODES: tuple[FusionMode, ...] = get_args(FusionMode)
+FUSION_ANSWERS: tuple[FusionAnswer, ...] = get_args(FusionAnswer)
+BACKBONES: dict[str, int] = dict(zip(get_args(Backbone), (512, 2048)))  # name -> trunk output channels (Cb)
+NORMALIZATIONS: tuple[Normalization, ...] = get_args(Normalization)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # A 6-axis inertial sensor: accelerometer in g (gravity included), gyroscope in degrees per second.
@@ -92,7 +101,7 @@ class Section(ConfigBase):
         return [f.name for f in dataclasses.fields(cls) if _is_required(f)]
 
     @classmethod
-    def from_dict(cls, data: Any) -> Section:
+    def from_dict(cls, data: Any) -> Self:
         if not isinstance(data, Mapping):
             raise ConfigError(f"config section '{cls.SECTION}' must be a JSON object, got {type(data).__name__}")
         return cls(**{k: v for k, v in data.items() if v is not None})
@@ -109,7 +118,7 @@ class Section(ConfigBase):
         }
 
 
-def _is_required(f: dataclasses.Field) -> bool:
+def _is_required(f: dataclasses.Field[Any]) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
@@ -146,6 +155,8 @@ class PoseModelConfig(Section):
         super().check_rules()
         if not self.on:
             return
+        # an enabled pose model has its sizes (super().check_rules() requires them)
+        assert self.hidden_dim is not None and self.heads is not None
         if self.hidden_dim % self.heads:
             raise ConfigError(
                 f"'pose_model.hidden_dim' ({self.hidden_dim}) must be divisible by 'pose_model.heads' ({self.heads})"
@@ -194,7 +205,7 @@ class ImageModelConfig(Section):
     MODALITY: ClassVar[str] = "rgb"
     enabled: Bool
     feature_dim: Count | None = None
-    backbone: Literal[tuple(BACKBONES)] = "resnet18"
+    backbone: Backbone = "resnet18"
 
     @classmethod
     def required_fields(cls, data: Mapping[str, Any]) -> list[str]:
@@ -267,7 +278,7 @@ class FusionConfig(Section):
     """
 
     SECTION: ClassVar[str] = "fusion_model"
-    mode: Literal[FUSION_MODES] | None = None
+    mode: FusionMode | None = None
     output_dim: Count | None = None
     # Our additions for models that must answer with a modality missing (a sensor that dropped out):
     # a learned stand-in feature per modality, and the chance that training drops each modality of a
@@ -275,7 +286,7 @@ class FusionConfig(Section):
     # alone through ``classifier_pose``.
     missing_embeddings: Bool | None = None
     modality_dropout: Share | None = None
-    answer: Literal[FUSION_ANSWERS] | None = None  # None = "head"
+    answer: FusionAnswer | None = None  # None = "head"
 
 
 @config_dataclass
@@ -298,7 +309,7 @@ class PreprocessConfig(Section):
     clip_len: Count = 30
     window_seconds: Positive = 4.0
     stride_seconds: Positive = 1.0
-    normalization: Literal[NORMALIZATIONS] = "center_scale"
+    normalization: Normalization = "center_scale"
     image_size: Count = 224
     image_mean: tuple[Float, Float, Float] = IMAGENET_MEAN
     image_std: tuple[Positive, Positive, Positive] = IMAGENET_STD
@@ -329,6 +340,7 @@ def _derived_preprocessing(pose: PoseModelConfig) -> PreprocessConfig:
             f"config has no 'preprocessing' section and pose_model.joints={pose.joints} matches no known layout "
             f"({sorted(LAYOUT_BY_NUM_JOINTS)}); add preprocessing.layout"
         )
+    assert pose.max_seq_len is not None  # only an enabled pose model gets here, and it has its sizes
     return PreprocessConfig(layout=LAYOUT_BY_NUM_JOINTS[pose.joints], clip_len=min(30, pose.max_seq_len))
 
 
@@ -344,7 +356,8 @@ _SECTIONS: tuple[type[Section], ...] = (
 # section class here (and a field of the same name to ModelConfig).
 _OPTIONAL_SECTIONS: tuple[type[Section], ...] = (ImuModelConfig,)
 # Every modality's section, in the order the model encodes and fuses them.
-MODALITY_SECTIONS: tuple[type[Section], ...] = (PoseModelConfig, ImageModelConfig, ImuModelConfig)
+ModalitySection = PoseModelConfig | ImageModelConfig | ImuModelConfig
+MODALITY_SECTIONS: tuple[type[ModalitySection], ...] = (PoseModelConfig, ImageModelConfig, ImuModelConfig)
 
 
 @config_dataclass
@@ -421,13 +434,20 @@ class ModelConfig(ConfigBase):
                     f"'xattn' fusion uses 4 heads: '{first.SECTION}.hidden_dim' ({first.hidden_dim}) "
                     "must be divisible by 4"
                 )
+        if not pose.on:
+            return
+        # the sections' own checks require the sizes of an enabled branch
+        assert pose.hidden_dim is not None and pose.max_seq_len is not None
         long_term = self.long_term_model
-        if pose.on and long_term.enabled and pose.hidden_dim % long_term.heads:
-            raise ConfigError(
-                f"'long_term_model' needs heads dividing hidden_dim ({pose.hidden_dim}), got heads={long_term.heads}"
-            )
+        if long_term.enabled:
+            assert long_term.heads is not None
+            if pose.hidden_dim % long_term.heads:
+                raise ConfigError(
+                    f"'long_term_model' needs heads dividing hidden_dim ({pose.hidden_dim}), "
+                    f"got heads={long_term.heads}"
+                )
         prep = self.preprocessing
-        if pose.on and prep.clip_len > pose.max_seq_len:
+        if prep.clip_len > pose.max_seq_len:
             raise ConfigError(
                 f"preprocessing.clip_len ({prep.clip_len}) exceeds pose_model.max_seq_len ({pose.max_seq_len})"
             )
@@ -458,7 +478,7 @@ class ModelConfig(ConfigBase):
     def modality_config(self, name: str) -> Section:
         """The config section of the modality ``name`` (``"imu"`` -> ``imu_model``), if this model reads it."""
         for kind in MODALITY_SECTIONS:
-            section = getattr(self, kind.SECTION)
+            section: ModalitySection | None = getattr(self, kind.SECTION)
             if kind.MODALITY == name and section is not None and section.on:
                 return section
         raise ConfigError(f"this model has no {name!r} modality; it reads {self.modalities}")
@@ -479,8 +499,8 @@ def json_schema() -> dict[str, Any]:
     counts, ``preprocessing.clip_len`` fits in ``pose_model.max_seq_len``, and a model with several
     modalities needs ``fusion_model.mode`` and ``output_dim``.
     """
-    sections = (*_SECTIONS, *_OPTIONAL_SECTIONS, PreprocessConfig)
-    optional = (FusionConfig, *_OPTIONAL_SECTIONS, PreprocessConfig)
+    sections: tuple[type[Section], ...] = (*_SECTIONS, *_OPTIONAL_SECTIONS, PreprocessConfig)
+    optional: tuple[type[Section], ...] = (FusionConfig, *_OPTIONAL_SECTIONS, PreprocessConfig)
     return object_schema(
         "config.json",
         "A Uni-HAR model config. Keys a published section does not know are ignored, and sections this "

@@ -12,7 +12,7 @@ asks for the Hub. This module only resolves and reads files: building and loadin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from unihar.errors import HubError
 from unihar.jsonfile import read_json
@@ -173,15 +173,16 @@ def download_model(repo_or_path: str | Path | None = None, revision: str | None 
 
 def load_config(repo_or_path: str | Path | None = None, revision: str | None = None) -> dict[str, Any]:
     """The model's ``config.json`` as a dict (validated when the model is built)."""
-    return read_json(resolve_file(CONFIG_NAME, repo_or_path, revision), "config", HubError)
+    config: dict[str, Any] = read_json(resolve_file(CONFIG_NAME, repo_or_path, revision), "config", HubError)
+    return config
 
 
 def load_labels(repo_or_path: str | Path | None = None, revision: str | None = None) -> dict[str, str]:
     """``class_label.json``: ``{"0": name, "1": ...}``, looked up as ``labels[str(class_id)]``."""
-    labels = read_json(resolve_file(LABELS_NAME, repo_or_path, revision), "labels file", HubError)
+    labels: dict[str, object] = read_json(resolve_file(LABELS_NAME, repo_or_path, revision), "labels file", HubError)
     if not all(isinstance(v, str) for v in labels.values()):
         raise HubError('class_label.json must map class ids to names: {"0": "name", ...}')
-    return labels
+    return cast("dict[str, str]", labels)  # every value checked above
 
 
 def labels_to_list(labels: dict[str, str], num_classes: int) -> list[str]:

@@ -28,6 +28,7 @@ def read_json(path: str | Path, what: str, error: type[UniHARError] = UniHARErro
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise error(f"{what} {path} is not valid JSON: {err}") from None
     if kind is not None and not isinstance(data, kind):
-        expected = {dict: "an object", list: "a list"}.get(kind, kind.__name__)
+        names: dict[type, str] = {dict: "an object", list: "a list"}
+        expected = names.get(kind, kind.__name__)
         raise error(f"{what} {path} must hold {expected}, got {type(data).__name__}")
     return data

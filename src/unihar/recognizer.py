@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -115,7 +115,8 @@ class LiveStream:
         if self._started:
             raise InputError("a stream can be iterated only once; call Recognizer.stream again")
         self._started = True
-        events: queue.Queue = queue.Queue(maxsize=4)  # bounded: a slow consumer slows the runner, not memory
+        # bounded: a slow consumer slows the runner, not memory
+        events: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=4)
         abandoned = threading.Event()
         thread = threading.Thread(target=self._run, args=(events, abandoned), name="unihar-stream", daemon=True)
         thread.start()
@@ -123,6 +124,7 @@ class LiveStream:
             while True:
                 kind, value = events.get()
                 if kind == "frame":
+                    assert self.on_frame is not None  # frames are sent only to an on_frame
                     self.on_frame(value)
                 elif kind == "windows":
                     for window in value:
@@ -137,7 +139,7 @@ class LiveStream:
             self.frames.close()
             thread.join(timeout=10)
 
-    def _run(self, events: queue.Queue, abandoned: threading.Event) -> None:
+    def _run(self, events: queue.Queue[tuple[str, Any]], abandoned: threading.Event) -> None:
         def put(item: tuple[str, Any]) -> None:
             while True:
                 if abandoned.is_set():
@@ -347,7 +349,7 @@ class Recognizer:
                 raise InputError(f"{self.weights} is already an ONNX file: there is no PyTorch model to export")
             if not self._loaded_here:
                 raise InputError("this recognizer was given an onnxruntime model: there is no PyTorch model to export")
-            model = load_model(self.weights, "torch", revision=self.revision)
+            model = cast(UniHAR, load_model(self.weights, "torch", revision=self.revision))  # torch: a UniHAR
         elif next(model.parameters()).device.type != "cpu":
             model = copy.deepcopy(model).cpu()  # the export traces on the CPU
         return export_onnx(

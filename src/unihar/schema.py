@@ -20,12 +20,14 @@ import copy
 import dataclasses
 import functools
 import json
-from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, cast, overload
 
+import annotated_types
 from pydantic import ConfigDict, Field, Strict, StrictFloat, StrictInt, TypeAdapter, ValidationError, WithJsonSchema
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic.json_schema import GenerateJsonSchema
+from typing_extensions import dataclass_transform
 
 from unihar.errors import ConfigError
 
@@ -34,6 +36,8 @@ __all__ = [
     "Float",
     "Int",
     "Str",
+    "Number",
+    "Bounds",
     "ConfigBase",
     "config_dataclass",
     "number",
@@ -54,11 +58,32 @@ _BOUNDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "ex
 _VALUE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "literal_error", "enum"}
 
 
+# A number kept as written (an integer stays an integer), so a run config written back to
+# ``training_args.json`` is unchanged. Declare a field ``Annotated[Number, Bounds(...)]``: the bounds
+# (``Bounds()`` for none) also make its JSON Schema one number.
+Number = StrictInt | StrictFloat
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds(annotated_types.GroupedMetadata):
+    """The range of a :data:`Number` (pydantic's ``ge`` / ``gt`` / ``le`` / ``lt``), and its JSON Schema:
+    ``{"type": "number"}`` with these bounds."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def __iter__(self) -> Iterator[object]:
+        yield from Field(ge=self.ge, gt=self.gt, le=self.le, lt=self.lt).metadata
+        bounds = {_BOUNDS[k]: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        yield WithJsonSchema({"type": "number", **bounds})
+
+
 def number(**bounds: float) -> Any:
-    """A number kept as written (an integer stays an integer), so a run config written back to
-    ``training_args.json`` is unchanged; ``bounds`` are pydantic's ``ge`` / ``gt`` / ``le`` / ``lt``."""
-    schema = {"type": "number", **{_BOUNDS[k]: v for k, v in bounds.items()}}
-    return Annotated[StrictInt | StrictFloat, Field(**bounds), WithJsonSchema(schema)]
+    """``Annotated[Number, Bounds(**bounds)]``, made at run time (a type checker cannot read it: prefer
+    that form); ``bounds`` are pydantic's ``ge`` / ``gt`` / ``le`` / ``lt``."""
+    return Annotated[Number, Bounds(**bounds)]
 
 
 class ConfigBase:
@@ -71,6 +96,9 @@ class ConfigBase:
 
     SECTION: ClassVar[str] = ""
     QUOTED: ClassVar[bool] = False
+
+    if TYPE_CHECKING:  # made a dataclass by config_dataclass, which gives it these fields
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def __post_init__(self) -> None:
         self.check_rules()
@@ -90,31 +118,48 @@ class ConfigBase:
         return f"'{name}'" if cls.QUOTED else name
 
 
-def config_dataclass(cls: type | None = None, *, unknown_keys: str = "forbid") -> Any:
+_Config = TypeVar("_Config", bound=ConfigBase)
+
+
+@overload
+def config_dataclass(cls: type[_Config], /) -> type[_Config]: ...
+
+
+@overload
+def config_dataclass(
+    *, unknown_keys: Literal["forbid", "ignore"] = "forbid"
+) -> Callable[[type[_Config]], type[_Config]]: ...
+
+
+@dataclass_transform(field_specifiers=(dataclasses.field, Field))
+def config_dataclass(
+    cls: type[_Config] | None = None, *, unknown_keys: Literal["forbid", "ignore"] = "forbid"
+) -> type[_Config] | Callable[[type[_Config]], type[_Config]]:
     """Make ``cls`` (a subclass of :class:`ConfigBase`) a pydantic dataclass whose construction raises
     :class:`ConfigError` naming every bad key. ``unknown_keys``: ``"forbid"`` (refused) or ``"ignore"``
     (the published model config: keys this version does not know are dropped)."""
 
-    def wrap(cls: type) -> type:
+    def wrap(cls: type[_Config]) -> type[_Config]:
         config = ConfigDict(extra=unknown_keys, revalidate_instances="always")
-        made = pydantic_dataclass(cls, config=config)
+        # pydantic's stubs say a PydanticDataclass: it is ``cls`` itself, made a dataclass.
+        made = cast("type[_Config]", pydantic_dataclass(cls, config=config))
         validated_init = made.__init__
 
         @functools.wraps(validated_init)
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
+        def __init__(self: _Config, *args: Any, **kwargs: Any) -> None:
             try:
                 validated_init(self, *args, **kwargs)
             except ValidationError as err:
                 given = {**dict(zip((f.name for f in dataclasses.fields(made)), args)), **kwargs}
                 raise ConfigError(_message(type(self), err, given)) from None
 
-        made.__init__ = __init__
+        setattr(made, "__init__", __init__)  # noqa: B010 (mypy refuses to assign to a method)
         return made
 
     return wrap(cls) if cls is not None else wrap
 
 
-def build(cls: type, data: Any, source: str | None = None) -> Any:
+def build(cls: type[_Config], data: Any, source: str | None = None) -> _Config:
     """``cls`` built from ``data`` (a section of a parsed JSON file), or a :class:`ConfigError` that
     ``source`` (e.g. the file) starts."""
     where = f"{source}: " if source else ""
@@ -163,7 +208,7 @@ def object_schema(
 
 def given(value: Any) -> str:
     """The value as it was written, and its JSON kind: ``"100" (a string)``."""
-    kinds = [
+    kinds: list[tuple[type | tuple[type, ...], str]] = [
         (bool, "a boolean"),
         (int, "an integer"),
         (float, "a number"),
@@ -180,9 +225,11 @@ def given(value: Any) -> str:
     return f"{shown} ({kind})"
 
 
-def _message(cls: type, err: ValidationError, data: Mapping[str, Any]) -> str:
+def _message(cls: type[ConfigBase], err: ValidationError, data: Mapping[str, Any]) -> str:
     """One line per problem of ``err`` (validating ``data`` as ``cls``), each key named once."""
-    schema = json_schema(cls)
+    # typeshed types a cached function's arguments as Hashable, and mypy checks a class object against it
+    # with its instances' __hash__ (a mypy limitation): a class is hashable.
+    schema = json_schema(cls)  # type: ignore[arg-type]
     unknown: list[str] = []
     problems: dict[str, str] = {}
     names = [f.name for f in dataclasses.fields(cls)]
@@ -216,7 +263,7 @@ def _message(cls: type, err: ValidationError, data: Mapping[str, Any]) -> str:
     return "; ".join(lines)
 
 
-def _locate(schema: dict[str, Any], loc: tuple, data: Any) -> tuple[str, dict[str, Any], Any, bool]:
+def _locate(schema: dict[str, Any], loc: tuple[int | str, ...], data: Any) -> tuple[str, dict[str, Any], Any, bool]:
     """The key an error is about (``imu.gain``: down through nested sections, not into lists or
     maps), its schema, the value given for it and whether the error is inside that value."""
     node: dict[str, Any] = schema
@@ -260,7 +307,12 @@ def _describe(node: dict[str, Any], schema: dict[str, Any], ranges: bool = False
         return (
             f"an object mapping names to {_plural(values, schema, ranges)}" if isinstance(values, dict) else "an object"
         )
-    nouns = {"boolean": "true or false", "null": "null", "integer": "an integer", "number": "a number"}
+    nouns: dict[str | None, str] = {
+        "boolean": "true or false",
+        "null": "null",
+        "integer": "an integer",
+        "number": "a number",
+    }
     if kind == "string":
         return "a non-empty string" if node.get("minLength") else "a string"
     return nouns.get(kind, str(kind)) + (_range(node) if ranges else "")

@@ -19,12 +19,22 @@ Bad input (missing or corrupt video, nobody in view, an existing --output withou
 ends with one ``error: ...`` line on stderr and exit code 2 (see :func:`unihar.cli.main`).
 """
 
+from __future__ import annotations
+
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from unihar.errors import InputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from unihar.data.signals import SignalRecording
+    from unihar.inference.results import VideoPrediction
+    from unihar.recognizer import Recognizer
 
 
 def predict(
@@ -197,7 +207,7 @@ def _check_one(
     fps: float | None,
     output: Path | None,
     overwrite: bool,
-):
+) -> Any:
     """Check everything the user gave before loading a model or decoding a frame; the pose backend."""
     from unihar.data.pose import get_pose_backend
     from unihar.data.video import open_video
@@ -222,17 +232,17 @@ def _check_one(
 
 
 def _run_with_progress(
-    recognizer,
+    recognizer: Recognizer,
     video: Path,
-    console,
+    console: Console,
     json_output: bool,
     output: Path | None,
     overwrite: bool,
     poses: Path | None,
     fps: float | None,
-    signals: dict | None,
+    signals: dict[str, SignalRecording] | None,
     wearer: int | None,
-):
+) -> VideoPrediction:
     """The prediction (and the annotated video), with progress bars on a terminal; the VideoPrediction."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -266,7 +276,7 @@ def _run_with_progress(
     return result
 
 
-def _note_missing_sensor(result, modalities: list[str], sensors: list[str], console) -> None:
+def _note_missing_sensor(result: VideoPrediction, modalities: list[str], sensors: list[str], console: Console) -> None:
     """Say how many of the main person's windows a sensor the model reads did not cover (classified without it)."""
     windows = result.windows
     for name in sensors:
@@ -388,7 +398,7 @@ def _predict_batch(
         raise typer.Exit(1)
 
 
-def _print_table(result, output: Path | None) -> None:
+def _print_table(result: VideoPrediction, output: Path | None) -> None:
     from rich.console import Console
 
     from unihar.inference.results import print_prediction

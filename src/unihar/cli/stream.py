@@ -23,10 +23,16 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import typer
 
 from unihar.errors import InputError
+
+if TYPE_CHECKING:
+    from unihar.data.layouts import KeypointLayout
+    from unihar.inference.streaming import FrameUpdate, StreamPrediction
+    from unihar.recognizer import StreamEnd
 
 
 def stream(
@@ -101,7 +107,7 @@ def stream(
         source, stride=stride, realtime=realtime, reconnect=reconnect, image_stride=image_stride, image_size=image_size
     )
     display = None
-    end = None
+    end: StreamEnd | None = None
     try:  # whatever fails from here on (the window, the run), the source is closed
         if not headless:
             display = _Display(backend.layout, on_quit=events.close)
@@ -122,6 +128,7 @@ def stream(
         events.close()
         if display is not None:
             display.close()
+    assert end is not None  # a stream's last event is its StreamEnd (or it raised)
     summary = end.summary
     if not json_output:
         typer.echo(
@@ -136,21 +143,22 @@ def stream(
 class _Display:
     """An OpenCV window with everyone's skeleton, id and latest action (drawn by the video renderer)."""
 
-    def __init__(self, layout, on_quit: Callable[[], None]) -> None:
+    def __init__(self, layout: KeypointLayout, on_quit: Callable[[], None]) -> None:
         import cv2
 
         self.cv2 = cv2
         self.layout = layout
         self.on_quit = on_quit  # ends the stream as if the source had: the last windows and the summary follow
-        self.latest: dict = {}  # person -> their latest StreamPrediction
+        self.latest: dict[int, StreamPrediction] = {}  # person -> their latest StreamPrediction
         try:
             cv2.namedWindow("unihar", cv2.WINDOW_NORMAL)
         except cv2.error:
             raise InputError("cannot open a window here (no display): use --headless") from None
 
-    def show(self, update) -> None:
+    def show(self, update: FrameUpdate) -> None:
         from unihar.inference.render import PersonOverlay, draw_frame
 
+        assert update.frame is not None  # with an on_frame, the stream sends the decoded frames
         people = []
         for person, keypoints in update.people.items():
             prediction = self.latest.get(person)

@@ -81,7 +81,8 @@ class Camera:
         ry = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
         rx = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
         rz = np.array([[cr, -sr, 0.0], [sr, cr, 0.0], [0.0, 0.0, 1.0]])
-        return rz @ rx @ ry
+        rotation: np.ndarray = rz @ rx @ ry
+        return rotation
 
 
 # Kinect v1 colour camera (640x480): the view 2D poses of Kinect recordings would be estimated in.
@@ -139,7 +140,8 @@ def skeleton_centre(points: np.ndarray) -> np.ndarray:
     visible = points[..., 3] > 0
     if not visible.any():
         return np.zeros(3)
-    return points[..., :3][visible].mean(axis=0)
+    centre: np.ndarray = points[..., :3][visible].mean(axis=0)
+    return centre
 
 
 def project(points: np.ndarray, camera: Camera) -> np.ndarray:

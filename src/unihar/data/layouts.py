@@ -614,9 +614,9 @@ def _derive(kpts: np.ndarray, layout: KeypointLayout, joint: str) -> np.ndarray:
         visible = np.ones(stack.shape[:-1], dtype=bool)
     if joint in ("neck", "mid_hip"):
         # A midpoint needs both sides; one shoulder alone would put the neck on that shoulder.
-        ok = visible.all(axis=-1) & (len(parts) == 2)
+        ok = np.asarray(visible.all(axis=-1) & (len(parts) == 2))
     else:
-        ok = visible.any(axis=-1)
+        ok = np.asarray(visible.any(axis=-1))
     weights = visible.astype(np.float32)
     count = np.maximum(weights.sum(axis=-1, keepdims=True), 1.0)
     mean = (stack * weights[..., None]).sum(axis=-2) / count

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -67,7 +68,8 @@ def frame_indices(num_frames: int, num_out: int) -> np.ndarray:
     if num_out < 1:
         raise InputError(f"frame_indices: num_out must be >= 1, got {num_out}")
     idx = np.floor((np.arange(num_out) + 0.5) * (num_frames / num_out)).astype(np.int64)
-    return np.clip(idx, 0, num_frames - 1)
+    indices: np.ndarray = np.clip(idx, 0, num_frames - 1)
+    return indices
 
 
 @dataclass(frozen=True)
@@ -151,13 +153,14 @@ def normalize_pose(kpts: np.ndarray, method: str = "center_scale") -> np.ndarray
         raise ConfigError(f"normalization must be one of {NORMALIZATIONS}, got {method!r}")
     kpts = _check_keypoints(kpts, "normalize_pose", 3)
     if method == "none":
-        return kpts.copy()
+        unchanged: np.ndarray = kpts.copy()
+        return unchanged
     xy, conf = kpts[..., :2], kpts[..., 2]
     visible = conf > 0  # (..., T, J)
     big = np.float32(np.inf)
     lo = np.where(visible[..., None], xy, big).min(axis=-2)  # (..., T, 2)
     hi = np.where(visible[..., None], xy, -big).max(axis=-2)
-    frame_ok = visible.any(axis=-1)  # (..., T)
+    frame_ok = cast(np.ndarray, visible.any(axis=-1))  # (..., T): an array, visible having 2 axes or more
     with np.errstate(invalid="ignore"):
         centre = np.where(frame_ok[..., None], (lo + hi) / 2, np.nan)
         size = np.where(frame_ok, (hi - lo).max(axis=-1), np.nan)
@@ -233,13 +236,17 @@ def resize_frame(frame: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     if min(h, w) != size:
         scale = size / min(h, w)
         image = TF.resize(image, [max(size, int(round(h * scale))), max(size, int(round(w * scale)))], antialias=True)
-    return TF.center_crop(image, [size, size]).contiguous()
+    cropped: torch.Tensor = TF.center_crop(image, [size, size]).contiguous()
+    return cropped
 
 
 def normalize_frames(frames: torch.Tensor, prep: PreprocessConfig) -> torch.Tensor:
     """``(..., 3, S, S)`` uint8 frames -> float32 with the model's mean / std."""
     x = TF.to_dtype(frames, torch.float32, scale=True)
-    return TF.normalize(x.reshape(-1, *x.shape[-3:]), list(prep.image_mean), list(prep.image_std)).reshape(x.shape)
+    normalized: torch.Tensor = TF.normalize(
+        x.reshape(-1, *x.shape[-3:]), list(prep.image_mean), list(prep.image_std)
+    ).reshape(x.shape)
+    return normalized
 
 
 def image_window(frames: np.ndarray, prep: PreprocessConfig) -> torch.Tensor:

@@ -143,7 +143,8 @@ class SignalRecording:
         inside = self._knots[k] + left * h + 0.5 * (right - left) * self.rate * h * h
         before = np.minimum(position, 0.0)[:, None] / self.rate * samples[0]
         after = np.maximum(position - last, 0.0)[:, None] / self.rate * samples[-1]
-        return inside + before + after
+        integral: np.ndarray = inside + before + after
+        return integral
 
     def stretched(self, start: float, duration: float) -> SignalRecording:
         """The same samples spread evenly over ``[start, start + duration)``: aligning two recordings of
@@ -219,8 +220,9 @@ def _read_csv(path: Path) -> SignalRecording:
         raise InputError(
             f"cannot read sensor file {path} as CSV (a header 'time,acc_x,...' then numbers): {err}"
         ) from None
-    fields = [_HEADER.match(h) for h in header.strip().split(",")]
-    if not fields or any(f is None for f in fields) or fields[0].group(1) != "time":
+    matches = [_HEADER.match(h) for h in header.strip().split(",")]
+    fields = [f for f in matches if f is not None]
+    if not matches or len(fields) != len(matches) or fields[0].group(1) != "time":
         raise InputError(
             f"{path}: the first line must name the columns, 'time' first (e.g. time,acc_x,acc_y,...), got "
             f"{header.strip()!r}"

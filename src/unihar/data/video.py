@@ -15,14 +15,20 @@ from __future__ import annotations
 import heapq
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from unihar.errors import VideoError
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
+    from av.video.frame import VideoFrame
+    from av.video.stream import VideoStream
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -83,7 +89,7 @@ class VideoInfo:
         return (self.width, self.height)
 
 
-def natural_sort_key(path: Path) -> list:
+def natural_sort_key(path: Path) -> list[int | str]:
     """Sort ``frame2.png`` before ``frame10.png``."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
@@ -112,6 +118,7 @@ class VideoReader:
             raise VideoError(f"expected a positive frame rate, got {fps!r}")
         if not self.path.exists():
             raise VideoError(f"video not found: {str(source)!r} does not exist")
+        self._images: list[Path] | None
         if self.path.is_dir():
             self._images = sorted(
                 (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
@@ -131,7 +138,7 @@ class VideoReader:
             self.info = self._probe_file()
 
     # -- files -------------------------------------------------------------------------------------------
-    def _open_container(self):
+    def _open_container(self) -> InputContainer:
         import av
 
         try:
@@ -149,10 +156,17 @@ class VideoReader:
         container = self._open_container()
         try:
             stream = container.streams.video[0]
-            stated = stream.average_rate or stream.guessed_rate or stream.base_rate
-            rate = stated
+            header_rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            # a Fraction whatever PyAV gives (a Fraction before PyAV 19, its own rational type from 19)
+            stated = (
+                Fraction(header_rate.numerator, header_rate.denominator)
+                if header_rate and header_rate.denominator
+                else None
+            )
             num_frames: int | None = int(stream.frames) if stream.frames else None
-            if not _plausible_rate(stated):
+            if stated is not None and _plausible_rate(stated):
+                rate = stated
+            else:
                 measured = _rate_from_timestamps(container, stream)
                 if measured is None or not _plausible_rate(measured[0]):
                     raise VideoError(
@@ -204,9 +218,10 @@ class VideoReader:
                 raise VideoError(f"video {str(self.path)!r} is corrupt: {_ffmpeg_reason(exc)}") from None
             finally:
                 container.close()
+        assert count is not None  # a folder's count is its images; a file without one was counted above
         return count if self.max_frames is None else min(count, self.max_frames)
 
-    def _iter_file(self) -> Iterator[np.ndarray]:
+    def _iter_file(self) -> Generator[np.ndarray, None, None]:
         """The frames of the file. A packet that fails to decode (a damaged stretch of the file) is
         skipped and counted in ``corrupt_frames``; the previous picture stands in for its frame at the
         frame's place in time (found from the timestamps: with frame threading the error is reported a
@@ -234,7 +249,7 @@ class VideoReader:
                         reason = _ffmpeg_reason(exc)
                         continue
                     for frame in frames:
-                        image = frame.to_ndarray(format="rgb24")
+                        image: np.ndarray = frame.to_ndarray(format="rgb24")
                         turns = _quarter_turns(frame)
                         if turns:
                             image = np.ascontiguousarray(np.rot90(image, k=turns))
@@ -283,7 +298,7 @@ class VideoReader:
         except (UnidentifiedImageError, OSError) as exc:
             raise VideoError(f"cannot read image {str(path)!r}: {exc}") from None
 
-    def _iter_folder(self) -> Iterator[np.ndarray]:
+    def _iter_folder(self) -> Generator[np.ndarray, None, None]:
         assert self._images is not None
         limit = len(self._images) if self.max_frames is None else min(self.max_frames, len(self._images))
         for path in self._images[:limit]:
@@ -295,7 +310,7 @@ class VideoReader:
                 )
             yield image
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def __iter__(self) -> Generator[np.ndarray, None, None]:
         return self._iter_folder() if self._images is not None else self._iter_file()
 
     def __len__(self) -> int:
@@ -304,7 +319,7 @@ class VideoReader:
         return count if self.max_frames is None else min(count, self.max_frames)
 
 
-def _quarter_turns(frame) -> int:
+def _quarter_turns(frame: VideoFrame) -> int:
     """Counter-clockwise quarter turns that make a frame upright (its display-matrix rotation, e.g. phones)."""
     rotation = getattr(frame, "rotation", 0) or 0
     return int(round(rotation / 90)) % 4
@@ -339,7 +354,7 @@ def _describe_rate(rate: Fraction | float | None) -> str:
     return f"{float(rate):g} fps"
 
 
-def _rate_from_timestamps(container, stream) -> tuple[Fraction, int] | None:
+def _rate_from_timestamps(container: InputContainer, stream: VideoStream) -> tuple[Fraction, int] | None:
     """(frame rate, frame count) from the packet timestamps, for files whose header states no usable rate.
 
     Browsers' MediaRecorder writes webm with a variable rate and a 1 ms time base; FFmpeg then guesses

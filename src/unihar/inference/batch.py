@@ -57,8 +57,10 @@ from unihar.models import HARModel
 
 try:  # POSIX: two runs must not append to the same file at once
     import fcntl
+
+    _HAVE_FCNTL = True
 except ImportError:  # Windows: no lock
-    fcntl = None
+    _HAVE_FCNTL = False
 
 __all__ = [
     "BatchSettings",
@@ -122,14 +124,14 @@ def find_videos(specs: Iterable[str | Path]) -> list[Path]:
     return unique
 
 
-def _order(path: Path) -> list:
+def _order(path: Path) -> list[list[int | str]]:
     """Natural order of whole paths: ``clip2.mp4`` before ``clip10.mp4``, folder by folder."""
     return [natural_sort_key(Path(part)) for part in path.parts]
 
 
 def _videos_in(folder: Path) -> list[Path]:
     """Videos under ``folder``, hidden folders skipped and symlinked folders not followed (no loops)."""
-    videos = []
+    videos: list[Path] = []
     for root, folders, files in os.walk(folder):
         folders[:] = [d for d in folders if not d.startswith(".")]
         videos += [Path(root) / f for f in files if is_video_file(Path(f))]
@@ -164,12 +166,12 @@ class ResultsFile:
     def __enter__(self) -> ResultsFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as err:
             raise InputError(f"cannot open --out {str(self.path)!r}: {err.strerror}") from None
         try:
-            self._lock()
-            self._read_existing()
+            self._lock(fd)
+            self._read_existing(fd)
         except BaseException:
             self.close()
             raise
@@ -183,20 +185,20 @@ class ResultsFile:
             os.close(self._fd)  # also releases the lock
             self._fd = None
 
-    def _lock(self) -> None:
-        if fcntl is None:
+    def _lock(self, fd: int) -> None:
+        if not _HAVE_FCNTL:
             return
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise InputError(
                 f"{str(self.path)!r} is being written by another `unihar predict` run; "
                 "wait for it or pick another --out"
             ) from None
 
-    def _read_existing(self) -> None:
-        size = os.fstat(self._fd).st_size
-        content = os.pread(self._fd, size, 0) if size else b""
+    def _read_existing(self, fd: int) -> None:
+        size = os.fstat(fd).st_size
+        content = os.pread(fd, size, 0) if size else b""
         complete, newline, tail = content.rpartition(b"\n")
         lines = [_parse_line(raw) for raw in complete.split(b"\n")] if newline else []
         for number, line in enumerate(lines, start=1):
@@ -210,11 +212,11 @@ class ResultsFile:
         if tail:  # no newline at the end: a run was killed while writing its last line?
             last = _parse_line(tail)
             if last:  # the line is whole, only its newline is missing
-                os.write(self._fd, b"\n")
+                os.write(fd, b"\n")
                 self._remember(last)
             elif tail.startswith(LINE_START):  # the start of one of our lines: cut it off, nothing else
                 self.dropped_tail = tail
-                os.ftruncate(self._fd, len(complete) + len(newline))
+                os.ftruncate(fd, len(complete) + len(newline))
             else:
                 raise InputError(
                     f"--out {str(self.path)!r} is not the output of a batch run: its last line is not a JSON object "
@@ -338,7 +340,7 @@ class _Worker:
 
     process: Any
     conn: Any
-    videos: deque = field(default_factory=deque)
+    videos: deque[str] = field(default_factory=deque)
     ready: bool = False
 
 
@@ -367,7 +369,7 @@ class _WorkerPool:
     def busy(self) -> bool:
         return any(worker.videos for worker in self.workers)
 
-    def feed(self, waiting: deque) -> None:
+    def feed(self, waiting: deque[str]) -> None:
         """Send waiting videos to the workers with room for them, least loaded first."""
         while waiting:
             worker = min(self.workers, key=lambda w: len(w.videos), default=None)
@@ -472,6 +474,7 @@ def _local_outcomes(
         while pool.busy:
             for _source, result in pool.receive():
                 if isinstance(result, VideoPoses):
+                    assert classifier is not None  # poses come back only when the workers do not classify
                     yield classifier(result)
                 elif isinstance(result, VideoOutcome):
                     yield result

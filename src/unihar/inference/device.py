@@ -50,10 +50,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 def _weights_device(model: Any) -> torch.device | None:
     """The device of a PyTorch model's first parameter (or buffer); None for a model without any."""
     if isinstance(model, torch.nn.Module):
-        for tensor in model.parameters():
-            return tensor.device
-        for tensor in model.buffers():
-            return tensor.device
+        for parameter in model.parameters():
+            return parameter.device
+        for buffer in model.buffers():
+            return buffer.device
     return None
 
 

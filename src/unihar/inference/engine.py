@@ -46,13 +46,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from unihar.config import PreprocessConfig
+from unihar.config import ImuModelConfig, PreprocessConfig
 from unihar.data.layouts import KeypointLayout, convert_keypoints, get_layout
 from unihar.data.pose.base import interpolate_gap
 from unihar.data.preprocess import WindowGeometry, clip_indices, normalize_frames, pose_clips, resize_frame
@@ -78,6 +78,11 @@ SIGNAL_BATCH = 256  # sensor clips per encoder call
 # rest (at most 10 %) is held at the recording's first / last sample.
 MIN_SIGNAL_COVERAGE = 0.9
 MAX_UNSEEN_SECONDS = 1.0  # a person unseen for longer is gone: a later detection is someone new (or a new stretch)
+
+ClipKey = tuple[int, ...]  # a pose clip: (track, *source frames)
+SignalKey = tuple[str, int, float, float]  # a sensor clip: (modality, track, t0, t1)
+_Key = TypeVar("_Key", bound=Hashable)
+_T = TypeVar("_T")
 
 
 def max_gap_frames(fps: float) -> int:
@@ -149,9 +154,9 @@ class _Pending:
     track: int
     start: int
     end: int
-    clip_keys: list[tuple] | None  # None: the model reads no poses
+    clip_keys: list[ClipKey] | None  # None: the model reads no poses
     image_frames: list[list[int]] | None
-    signal_keys: dict[str, list[tuple]] = field(default_factory=dict)  # modality -> clip keys, where covered
+    signal_keys: dict[str, list[SignalKey]] = field(default_factory=dict)  # modality -> clip keys, where covered
     clips: int = 0
 
     @property
@@ -161,27 +166,27 @@ class _Pending:
         return tuple(have + list(self.signal_keys))  # in the model's order
 
 
-class _Cache:
+class _Cache(Generic[_Key]):
     """Encoder outputs by key, and the inputs of the keys not encoded yet (``pending``): what overlapping
     windows share is encoded once, in batches, when the windows run."""
 
     def __init__(self, batch: int) -> None:
         self.batch = batch  # inputs per encoder call
-        self.values: dict[Hashable, Tensor] = {}
-        self.pending: dict[Hashable, Any] = {}  # key -> model input, until encoded
+        self.values: dict[_Key, Tensor] = {}
+        self.pending: dict[_Key, Any] = {}  # key -> model input, until encoded
         self.encoded = 0
 
     def __len__(self) -> int:
         return len(self.values)
 
-    def __getitem__(self, key: Hashable) -> Tensor:
+    def __getitem__(self, key: _Key) -> Tensor:
         return self.values[key]
 
-    def wants(self, key: Hashable) -> bool:
+    def wants(self, key: _Key) -> bool:
         """Neither encoded nor waiting to be."""
         return key not in self.values and key not in self.pending
 
-    def encode(self, encoder: Callable[[list, list], Iterable[tuple[Hashable, Tensor]]]) -> None:
+    def encode(self, encoder: Callable[[list[_Key], list[Any]], Iterable[tuple[_Key, Tensor]]]) -> None:
         """Encode every pending input: ``encoder(keys, inputs)`` gets ``batch`` at a time and yields (key, output)."""
         keys = list(self.pending)
         for first in range(0, len(keys), self.batch):
@@ -191,7 +196,7 @@ class _Cache:
         self.encoded += len(keys)
         self.pending.clear()
 
-    def forget(self, stale: Callable[[Any], bool]) -> None:
+    def forget(self, stale: Callable[[_Key], bool]) -> None:
         for key in [k for k in self.values if stale(k)]:
             del self.values[key]
 
@@ -205,9 +210,9 @@ class _Features:
         self, model: HARModel, prep: PreprocessConfig, image_prep: PreprocessConfig, device: torch.device
     ) -> None:
         self.model, self.prep, self.image_prep, self.device = model, prep, image_prep, device
-        self.clips = _Cache(CLIP_BATCH)
-        self.frames = _Cache(FRAME_BATCH)
-        self.signals = _Cache(SIGNAL_BATCH)
+        self.clips: _Cache[ClipKey] = _Cache(CLIP_BATCH)
+        self.frames: _Cache[int] = _Cache(FRAME_BATCH)
+        self.signals: _Cache[SignalKey] = _Cache(SIGNAL_BATCH)
 
     def encode_pending(self) -> None:
         self.clips.encode(self._encode_clips)
@@ -218,11 +223,15 @@ class _Features:
         """The head's input for windows with as many clips and the same modalities (all encoded)."""
         tokens: dict[str, Tensor] = {}
         if batch[0].clip_keys is not None:
-            tokens["skeleton"] = torch.stack([torch.stack([self.clips[k] for k in w.clip_keys]) for w in batch])
+            tokens["skeleton"] = torch.stack(
+                [torch.stack([self.clips[k] for k in _same_as_first(w.clip_keys)]) for w in batch]
+            )
         if batch[0].image_frames is not None:
             tokens["rgb"] = torch.stack(
                 [
-                    torch.stack([torch.stack([self.frames[i] for i in frames]) for frames in w.image_frames])
+                    torch.stack(
+                        [torch.stack([self.frames[i] for i in frames]) for frames in _same_as_first(w.image_frames)]
+                    )
                     for w in batch
                 ]
             )
@@ -230,7 +239,7 @@ class _Features:
             tokens[name] = torch.stack([torch.stack([self.signals[k] for k in w.signal_keys[name]]) for w in batch])
         return tokens
 
-    def _encode_clips(self, keys: list[tuple], poses: list[np.ndarray]) -> Iterable[tuple[tuple, Tensor]]:
+    def _encode_clips(self, keys: list[ClipKey], poses: list[np.ndarray]) -> Iterable[tuple[ClipKey, Tensor]]:
         clips = pose_clips(np.stack(poses), self.prep)
         return zip(keys, self.model.encode_clips(torch.from_numpy(clips).to(self.device)))
 
@@ -240,14 +249,20 @@ class _Features:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return zip(indices, self.model.encode_frames(batch))
 
-    def _encode_signals(self, keys: list[tuple], clips: list[np.ndarray]) -> Iterable[tuple[tuple, Tensor]]:
+    def _encode_signals(self, keys: list[SignalKey], clips: list[np.ndarray]) -> Iterable[tuple[SignalKey, Tensor]]:
         """One encoder call per modality: a batch may hold clips of several sensors."""
-        out: list[tuple[tuple, Tensor]] = []
+        out: list[tuple[SignalKey, Tensor]] = []
         for name in dict.fromkeys(k[0] for k in keys):
             mine = [i for i, k in enumerate(keys) if k[0] == name]
             batch = torch.from_numpy(np.stack([clips[i] for i in mine])).to(self.device)
             out += zip([keys[i] for i in mine], self.model.encode(name, batch))
         return out
+
+
+def _same_as_first(inputs: list[_T] | None) -> list[_T]:
+    """A window's inputs of a modality the first window of its batch has: a batch's windows have the same."""
+    assert inputs is not None  # windows are batched by their modalities (WindowEngine._run)
+    return inputs
 
 
 class _FrameBuffer:
@@ -292,7 +307,7 @@ class _SensorSignals:
     input queued in ``cache``, so overlapping windows share it as they share pose clips.
     """
 
-    def __init__(self, model: HARModel, fps: float | None, prep: PreprocessConfig, cache: _Cache) -> None:
+    def __init__(self, model: HARModel, fps: float | None, prep: PreprocessConfig, cache: _Cache[SignalKey]) -> None:
         self.model, self.fps, self.prep, self.cache = model, fps, prep, cache
         self.names = model.config.signal_modalities
         self.recordings: dict[int, dict[str, SignalRecording]] = {}  # track -> modality -> recording
@@ -318,7 +333,7 @@ class _SensorSignals:
             raise InputError("a sensor signal needs a timeline: give the engine the source's fps")
         if ended:
             raise InputError(f"track {track_id} already ended: attach its {name} signal before its windows are due")
-        config = self.model.config.modality_config(name)
+        config = _signal_config(self.model, name)
         if not isinstance(samples, SignalRecording):
             if rate is None:
                 raise InputError("attach_signal: samples given as an array need their rate (Hz)")
@@ -336,25 +351,35 @@ class _SensorSignals:
     def drop(self, track_id: int) -> None:
         self.recordings.pop(track_id, None)
 
-    def window_keys(self, track_id: int, start: int, end: int, clips: int) -> dict[str, list[tuple]]:
+    def window_keys(self, track_id: int, start: int, end: int, clips: int) -> dict[str, list[SignalKey]]:
         """The sensor clips of window ``[start, end)`` of a track, for each signal its recording covers
         (queueing the inputs of those not encoded yet)."""
-        out: dict[str, list[tuple]] = {}
+        out: dict[str, list[SignalKey]] = {}
         for name in self.names:
             recording = self.recordings.get(track_id, {}).get(name)
-            if recording is None or coverage(recording, start / self.fps, end / self.fps) < MIN_SIGNAL_COVERAGE:
+            # (attach takes a recording only with a timeline: there is one where there is a recording)
+            if (
+                recording is None
+                or self.fps is None
+                or coverage(recording, start / self.fps, end / self.fps) < MIN_SIGNAL_COVERAGE
+            ):
                 self.windows_without[name] += 1
                 continue
             spans = clip_spans(start, end, clips, self.fps)
-            keys = [(name, track_id, a, b) for a, b in spans]
+            keys: list[SignalKey] = [(name, track_id, a, b) for a, b in spans]
             todo = [(k, span) for k, span in zip(keys, spans) if self.cache.wants(k)]
             if todo:
-                config = self.model.config.modality_config(name)
+                config = _signal_config(self.model, name)
                 inputs = signal_clips(recording, [span for _, span in todo], self.prep, config)
                 for (key, _), clip in zip(todo, inputs):
                     self.cache.pending[key] = clip
             out[name] = keys
         return out
+
+
+def _signal_config(model: HARModel, name: str) -> ImuModelConfig:
+    """The config section of the sensor modality ``name``: the sensor sections are :class:`ImuModelConfig`."""
+    return cast(ImuModelConfig, model.config.modality_config(name))
 
 
 class WindowEngine:
@@ -504,6 +529,7 @@ class WindowEngine:
             self._close(track)
         reason = None
         if not track.classified:
+            assert self.fps is not None  # without a rate every track gets one window: all are classified
             n = track.longest
             reason = (
                 f"seen for {n} frame{'s' if n != 1 else ''} ({n / self.fps:.2f} s); "
@@ -575,7 +601,7 @@ class WindowEngine:
 
     def _queue(self, track: _Track, start: int, end: int, clips: int) -> None:
         """Make the window ``[start, end)`` of ``track`` due: gather the inputs of its clips not yet encoded."""
-        keys: list[tuple] | None = [] if self.uses_poses else None
+        keys: list[ClipKey] | None = [] if self.uses_poses else None
         image_frames: list[list[int]] | None = [] if self.uses_images else None
         signal_keys = self.signals.window_keys(track.id, start, end, clips)
         if keys is None and image_frames is None and not signal_keys:
@@ -612,7 +638,9 @@ class WindowEngine:
             return
         horizon = self._latest_frame - reach
         self.features.frames.forget(lambda frame: frame < horizon)
-        self.features.signals.forget(lambda key: self._out_of_reach(key[1], key[3] * self.fps, reach))
+        fps = self.fps
+        assert fps is not None  # a window geometry (reach) comes with the source's rate
+        self.features.signals.forget(lambda key: self._out_of_reach(key[1], key[3] * fps, reach))
 
     def _out_of_reach(self, track_id: int, frame: float, reach: int | None) -> bool:
         """No future window of the track can use what starts at source frame ``frame`` (or the track is gone)."""
@@ -631,7 +659,8 @@ class WindowEngine:
         self.features.encode_pending()
         pending, self._pending = self._pending, []
         results: list[WindowResult] = []
-        groups: dict[tuple, list[_Pending]] = {}  # windows with as many clips and the same modalities run together
+        # windows with as many clips and the same modalities run together
+        groups: dict[tuple[int, tuple[str, ...]], list[_Pending]] = {}
         for item in pending:
             groups.setdefault((item.clips, item.modalities), []).append(item)
         for group in groups.values():
@@ -667,8 +696,9 @@ def run_sequences(
     per_sequence: dict[int, list[WindowResult]] = {}
     for index, sequence in enumerate(sequences):
         for name, recordings in (signals or {}).items():
-            if recordings[index] is not None:
-                engine.attach_signal(index, name, recordings[index])
+            recording = recordings[index]
+            if recording is not None:
+                engine.attach_signal(index, name, recording)
         for result in engine.add_sequence(index, sequence):
             per_sequence.setdefault(result.track, []).append(result)
         per_sequence.setdefault(index, [])

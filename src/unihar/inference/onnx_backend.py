@@ -39,7 +39,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -48,8 +48,9 @@ from torch import Tensor, nn
 from unihar.config import ModelConfig, PreprocessConfig
 from unihar.errors import CheckpointError, ConfigError, InputError, UniHARError
 from unihar.models import UniHAR, UniHARFeatures
+from unihar.models.imu import ImuModality
 from unihar.models.modalities import MODALITIES, Modality, modalities_of
-from unihar.models.unihar import CPU_CHUNK_FRAMES, CPU_CHUNK_TOKENS
+from unihar.models.unihar import CPU_CHUNK_FRAMES, CPU_CHUNK_TOKENS, check_model_inputs
 
 __all__ = ["EXPORT_VERSION", "OPSET", "OnnxModel", "export_onnx"]
 
@@ -77,6 +78,7 @@ def _unit_example(modality: Modality, prefix: str) -> tuple[Tensor, dict[int, An
     Dim = torch.export.Dim
     if modality.name == "skeleton":
         cfg = modality.config.pose_model
+        assert cfg.joints is not None and cfg.max_seq_len is not None  # required while pose_model is on
         frames = Dim(f"{prefix}_frames", max=cfg.max_seq_len) if cfg.max_seq_len >= 2 else Dim.STATIC
         return torch.zeros(5, min(3, cfg.max_seq_len), cfg.joints, 3), {0: Dim(f"{prefix}_n"), 1: frames}, False
     if modality.name == "rgb":
@@ -86,13 +88,14 @@ def _unit_example(modality: Modality, prefix: str) -> tuple[Tensor, dict[int, An
             True,
         )
     if modality.name == "imu":
-        return torch.zeros(5, modality.samples, len(modality.config.imu_model.channels)), {0: Dim(f"{prefix}_n")}, False
+        imu = cast(ImuModality, modality)  # the class registered under "imu"
+        return torch.zeros(5, imu.samples, len(imu.imu_config.channels)), {0: Dim(f"{prefix}_n")}, False
     raise ConfigError(f"the {modality.name!r} modality cannot be exported to ONNX yet (known: skeleton, rgb, imu)")
 
 
 def _graph_inputs(
     model: UniHAR, modality: Modality, window: tuple[Any, Any]
-) -> tuple[list[tuple[str, Tensor, dict]], Tensor, bool]:
+) -> tuple[list[tuple[str, Tensor, dict[int, Any]]], Tensor, bool]:
     """A modality's window input and units as (name, example, dynamic axes), and an example of its
     window tokens with whether their steps are dynamic. ``window`` is the shared (batch, clips)."""
     Dim = torch.export.Dim
@@ -141,7 +144,7 @@ def _answered_subsets(model: UniHAR, tokens: dict[str, Tensor]) -> list[tuple[st
 
 def _token_inputs(
     heads: list[tuple[str, ...]], examples: dict[str, tuple[Tensor, bool]]
-) -> list[tuple[str, Tensor, dict]]:
+) -> list[tuple[str, Tensor, dict[int, Any]]]:
     """The window tokens each head reads, as (name, example, dynamic axes). Every head has inputs and
     dimensions of its own: heads sharing one would let the exporter read a head's batch size off
     another's input, which a session cut for one head does not feed."""
@@ -239,6 +242,7 @@ def export_onnx(
             external_data=False,
             verbose=False,
         )
+    assert program is not None  # dynamo=True always returns the program
     proto = program.model_proto
     if quantize:
         proto = _quantized(onnx, proto)
@@ -335,6 +339,7 @@ def _by_valid_clips(segment_mask: Tensor | None, run: Callable[[tuple[Tensor, Te
         if out is None:
             out = part.new_empty((len(group), *part.shape[1:]))
         out[rows] = part
+    assert out is not None  # some clip is invalid here, so there is at least one pattern
     return out
 
 
@@ -447,6 +452,7 @@ class OnnxModel:
             raise InputError(f"{modality} units: expected a float tensor (N, ...), got {type(units).__name__}")
         if modality == "skeleton":
             j, tm = self.config.pose_model.joints, self.config.pose_model.max_seq_len
+            assert j is not None and tm is not None  # required while pose_model is on
             if units.dim() != 4 or units.shape[2] != j or not 1 <= units.shape[1] <= tm or units.shape[3] < 2:
                 raise InputError(
                     f"clips: expected shape (N, T, J, C) with J={j}, 1 <= T <= {tm}, C >= 2, got {tuple(units.shape)}"
@@ -457,7 +463,7 @@ class OnnxModel:
             "skeleton": CPU_CHUNK_TOKENS // max(1, units.shape[1] * units.shape[2]),
             "rgb": CPU_CHUNK_FRAMES,
         }.get(modality)
-        parts = units.split(max(1, per_run)) if per_run is not None else [units]
+        parts = torch.split(units, max(1, per_run)) if per_run is not None else [units]
         return torch.cat([self._run(f"{modality}_tokens", {f"{modality}_units": _numpy(part)}) for part in parts])
 
     def encode_clips(self, clips: Tensor) -> Tensor:
@@ -513,18 +519,19 @@ class OnnxModel:
         **signals: Tensor,
     ) -> Tensor:
         """Whole windows: pose (B, L, T, J, C) [+ images (B, L, T', 3, H, W)] [+ imu (B, L, S, C)] -> logits (B, K)."""
-        UniHAR.check_inputs(self, pose, images, segment_mask, **signals)  # same checks, same messages
+        check_model_inputs(self.config, pose, images, segment_mask, **signals)  # same checks, same messages
         given = {"pose": pose, "images": images, **signals}
         inputs = [MODALITIES[m].input_name for m in self.modalities]
         if any(given.get(key) is None for key in inputs):
             # A modality left out is missing, as in PyTorch: the encoders of the others, then their head.
             tokens = {
-                m: self._window_tokens(m, given[key])
+                m: self._window_tokens(m, x)
                 for m, key in zip(self.modalities, inputs)
-                if given.get(key) is not None
+                if (x := given.get(key)) is not None
             }
             return self.forward_head(UniHARFeatures(tokens, segment_mask))
-        window = {key: _three_channels(given[key]) if key == "pose" else given[key] for key in inputs}
+        # Every input is given here (the filter only narrows the type).
+        window = {key: _three_channels(x) if key == "pose" else x for key in inputs if (x := given[key]) is not None}
 
         def run(select: tuple[Tensor, Tensor] | None) -> Tensor:
             return self._run("logits", {key: _select(value, select) for key, value in window.items()})

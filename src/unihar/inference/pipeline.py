@@ -18,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
+from unihar.config import ImuModelConfig
 from unihar.data.layouts import KeypointLayout
 from unihar.data.pose import PoseSequence, fill_missing, get_pose_backend
 from unihar.data.pose.tracking import Tracker, multi_person_tracker, single_person_tracker
@@ -126,7 +127,8 @@ class VideoPipeline:
                     f"this model has no {name!r} sensor modality (it reads {self.model.config.modalities})"
                 )
             recording = source if isinstance(source, SignalRecording) else read_signal_file(source)
-            recordings[name] = check_recording(recording, self.prep, self.model.config.modality_config(name))
+            imu = cast(ImuModelConfig, self.model.config.modality_config(name))  # the sensor sections are imu_model
+            recordings[name] = check_recording(recording, self.prep, imu)
         return recordings
 
     def _attach(self, engine: WindowEngine, recordings: Mapping[str, SignalRecording], wearer: int) -> None:

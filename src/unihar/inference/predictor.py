@@ -51,10 +51,9 @@ class HARPredictor:
         device: str | torch.device | None = None,
         labels: list[str] | None = None,
     ) -> None:
-        if isinstance(config, (str, Path)):
-            config = read_config(config)
+        model_config = read_config(config) if isinstance(config, (str, Path)) else config
         resolve_device(device)  # a bad device is refused before the checkpoint is read
-        model = build_model(config, labels=labels)
+        model = build_model(model_config, labels=labels)
         load_checkpoint(model, weight_path)
         self.model: UniHAR = model.eval()
         self.device = place_model(self.model, device)

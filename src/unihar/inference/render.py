@@ -12,8 +12,10 @@ found (interpolated) are drawn thin.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -26,7 +28,8 @@ from unihar.inference.results import ActionScore, VideoPrediction
 
 __all__ = ["render_video", "draw_frame", "PersonOverlay", "check_output_path"]
 
-_CODECS = {
+_Encoder = Literal["libx264", "libvpx-vp9", "mpeg4"]  # video encoders: PyAV then gives a VideoStream
+_CODECS: dict[str, _Encoder] = {
     ".mp4": "libx264",
     ".m4v": "libx264",
     ".mov": "libx264",
@@ -60,7 +63,7 @@ def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
@@ -137,7 +140,7 @@ def render_video(
     output: str | Path,
     overwrite: bool = False,
     fps: float | None = None,
-    progress=None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> Path:
     """Write ``source`` with everyone's skeleton and action, and the main person's top-3, to ``output``."""
     import av

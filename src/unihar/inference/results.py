@@ -107,7 +107,8 @@ class PersonPrediction:
         """``(J, 3)`` keypoints at source frame ``frame``, or None outside the person's frames."""
         if not self.start_frame <= frame <= self.end_frame:
             return None
-        return self.keypoints[frame - self.start_frame]
+        pose: np.ndarray = self.keypoints[frame - self.start_frame]
+        return pose
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "start_frame": self.start_frame, "end_frame": self.end_frame}
@@ -147,7 +148,9 @@ class VideoPrediction:
 
     @property
     def probs(self) -> np.ndarray:
-        return self.main.probs
+        probs = self.main.probs
+        assert probs is not None  # the main person is a classified one: probs comes with topk
+        return probs
 
     @property
     def missing_frames(self) -> int:
@@ -176,9 +179,10 @@ class VideoPrediction:
         """The summary line and tables ``unihar predict`` prints, as plain text ``width`` columns wide."""
         from rich.console import Console
 
-        console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
+        buffer = io.StringIO()
+        console = Console(file=buffer, width=width, color_system=None, force_terminal=False)
         print_prediction(self, console)
-        return console.file.getvalue().rstrip("\n")
+        return buffer.getvalue().rstrip("\n")
 
     def __str__(self) -> str:
         return self.summary()

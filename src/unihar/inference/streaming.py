@@ -25,7 +25,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,7 +209,7 @@ class LiveSource:
     ) -> None:
         self.name, self.is_file, self.reconnect = name, is_file, reconnect
         self._open = connect  # -> a connection: iterable of frames, ``fps`` (None: not stated), close() (idempotent)
-        self.fps: float | None = None
+        self._fps: float | None = None  # known once the first connection is made (in here)
         self.reconnects = 0  # times the source was lost and came back
         self.lost = 0  # frames that went by while it was away
         self.gave_up: str | None = None  # why the frames ended before the source did, if they did
@@ -217,6 +217,7 @@ class LiveSource:
         self._lock = threading.Lock()
         self._reading = False
         self._early: list[tuple[float, np.ndarray]] = []  # (arrival, frame) read while timing the source
+        self._connection: tuple[Any, Iterator[np.ndarray]] | None
         try:
             self._connection = self._connect()
         except VideoError as err:
@@ -225,12 +226,18 @@ class LiveSource:
                 raise VideoError(self.gave_up or str(err)) from None
             self._connection = connection
 
+    @property
+    def fps(self) -> float:
+        """The source's frame rate: stated by it, or timed from its first frames."""
+        assert self._fps is not None  # set by the first connection, which the constructor makes
+        return self._fps
+
     def _connect(self) -> tuple[Any, Iterator[np.ndarray]]:
         connection = self._open()
         try:
             frames = iter(connection)
-            if self.fps is None:
-                self.fps = connection.fps or self._time_frames(frames)
+            if self._fps is None:
+                self._fps = connection.fps or self._time_frames(frames)
         except BaseException:
             connection.close()
             raise
@@ -260,8 +267,11 @@ class LiveSource:
         """Connect again, waiting as ``reconnect`` says; None (``gave_up`` set) if that fails or the source is
         closed."""
         started, tried = time.monotonic(), 0
-        for delay in self.reconnect.delays() if self.reconnect is not None else ():
-            if time.monotonic() - started + delay > self.reconnect.timeout:
+        reconnect = self.reconnect
+        delays: Iterable[float] = reconnect.delays() if reconnect is not None else ()
+        timeout = reconnect.timeout if reconnect is not None else 0.0  # unused without reconnect: no delays
+        for delay in delays:
+            if time.monotonic() - started + delay > timeout:
                 break
             if self._closed.wait(delay):
                 return None
@@ -360,7 +370,7 @@ class _FileFrames:
     def __init__(self, path: str) -> None:
         self.reader = open_video(path)
         self.fps = self.reader.info.fps
-        self._frames: Iterator[np.ndarray] | None = None
+        self._frames: Generator[np.ndarray, None, None] | None = None
 
     def __iter__(self) -> Iterator[np.ndarray]:
         self._frames = iter(self.reader)
@@ -368,7 +378,7 @@ class _FileFrames:
 
     def close(self) -> None:
         if self._frames is not None:
-            self._frames.close()  # type: ignore[attr-defined]  (a generator: closes the container)
+            self._frames.close()  # a generator: closes the container
 
 
 def open_live_source(source: str | int, reconnect: Reconnect | None = None) -> LiveSource:
@@ -441,7 +451,7 @@ class _Channel:
     """
 
     def __init__(self, size: int, stop: threading.Event, drop_oldest: bool = False) -> None:
-        self.items: deque = deque()
+        self.items: deque[Any] = deque()
         self.size, self.stop, self.drop_oldest = size, stop, drop_oldest
         self.cond = threading.Condition()
         self.dropped = 0

@@ -87,6 +87,9 @@ class HARModel(Protocol):
     def forward_head(self, features: UniHARFeatures) -> Tensor:
         """Encoded clips of B windows -> logits (B, K)."""
 
+    def eval(self) -> HARModel:
+        """Inference mode (dropout off); returns the model itself."""
+
     def probabilities(self, logits: Tensor) -> Tensor:
         """Logits -> calibrated probabilities (softmax with the model's temperature)."""
 

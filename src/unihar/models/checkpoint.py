@@ -1,7 +1,7 @@
 """Checkpoint files: reading them onto a :class:`UniHAR` strictly, and writing ``save_pretrained`` folders.
 
-The model module builds on this one, so the functions here take the model as a plain ``nn.Module``
-(a :class:`~unihar.models.UniHAR`: its ``config``, ``labels`` and branches) and never import it.
+The model module builds on this one, so the functions here take the model (a
+:class:`~unihar.models.UniHAR`: its ``config``, ``labels`` and branches) without importing it at run time.
 
 A checkpoint is a ``pytorch_model.bin`` (``torch.save`` of a state dict, plain or wrapped as
 ``{"state_dict": ...}``) or a ``model.safetensors``. :func:`checkpoint_filter_fn` maps the foreign
@@ -18,7 +18,7 @@ import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -31,7 +31,9 @@ from unihar.hub import CONFIG_NAME, LABELS_NAME, SAFETENSORS_NAME
 
 __all__ = ["read_state_dict", "checkpoint_filter_fn", "load_checkpoint", "save_pretrained"]
 
-Model = TypeVar("Model", bound=nn.Module)  # load_checkpoint hands back the model it was given
+# load_checkpoint hands back the model it was given. The model module builds on this one, so the model is
+# typed as a module here (its UniHAR-specific parts are read as attributes).
+Model = TypeVar("Model", bound=nn.Module)
 
 # Prefixes that training wrappers add to every key: DistributedDataParallel, torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -81,7 +83,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, object]) -> dict[str, Tensor]:
     return out
 
 
-def _adapt_aux_head(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
+def _adapt_aux_head(model: Any, state_dict: Mapping[str, Tensor]) -> None:
     """The auxiliary pose head is unused in the forward pass and its width is whatever the checkpoint
     holds (6 in the published layout): resize ours to match instead of refusing the checkpoint."""
     weight = state_dict.get("short_seq_model.head.weight")
@@ -143,7 +145,7 @@ def load_checkpoint(model: Model, checkpoint: str | Path | Mapping[str, Tensor])
     return model
 
 
-def save_pretrained(model: nn.Module, save_directory: str | Path, overwrite: bool = False) -> Path:
+def save_pretrained(model: Any, save_directory: str | Path, overwrite: bool = False) -> Path:
     """Write ``config.json``, ``model.safetensors`` and ``class_label.json`` (the Hugging Face layout).
 
     Refuses to replace existing files unless ``overwrite=True``.

@@ -50,7 +50,8 @@ class _MissingEmbeddings(nn.Module):
         return any(name.startswith("missing_") for name, _ in self.named_parameters(recurse=False))
 
     def missing(self, key: str) -> Tensor:
-        return getattr(self, f"missing_{key}")
+        embedding: Tensor = getattr(self, f"missing_{key}")
+        return embedding
 
 
 class ConcatFusion(_MissingEmbeddings):
@@ -81,7 +82,8 @@ class ConcatFusion(_MissingEmbeddings):
             if available is not None and key in available:
                 feature = torch.where(available[key][:, None], feature, self.missing(key))
             parts.append(feature)
-        return self.classifier(self.mlp(self.ln(torch.cat(parts, dim=-1))))
+        logits: Tensor = self.classifier(self.mlp(self.ln(torch.cat(parts, dim=-1))))
+        return logits
 
 
 class CrossAttentionFusion(_MissingEmbeddings):
@@ -156,4 +158,5 @@ class CrossAttentionFusion(_MissingEmbeddings):
         masked = any(masks.get(key) is not None for key in tokens) or bool(available)
         padding = ~is_valid if masked else None
         out = self.cross(x, src_key_padding_mask=padding)
-        return self.classifier(self.mlp(self.ln(masked_mean(out, weights))))
+        logits: Tensor = self.classifier(self.mlp(self.ln(masked_mean(out, weights))))
+        return logits

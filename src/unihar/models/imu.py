@@ -10,11 +10,12 @@ events within a clip (stand up vs sit down) survives the mean over time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
+from unihar.config import ImuModelConfig
 from unihar.data.signals import samples_per_clip
 from unihar.errors import InputError
 from unihar.models.modalities import Modality, check_finite, check_float_tensor, register_modality
@@ -65,7 +66,8 @@ class ImuEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         steps = self.stem(x.transpose(1, 2)).transpose(1, 2)
-        return self.norm(self.encoder(steps + self.pos_embed))
+        tokens: Tensor = self.norm(self.encoder(steps + self.pos_embed))
+        return tokens
 
 
 @register_modality
@@ -79,15 +81,22 @@ class ImuModality(Modality):
     classifier = "classifier_imu"
 
     @property
+    def imu_config(self) -> ImuModelConfig:
+        """Its config section, ``config.imu_model``."""
+        imu = self.config.imu_model
+        assert imu is not None  # the modality exists only for a config with an imu_model section
+        return imu
+
+    @property
     def samples(self) -> int:
-        return samples_per_clip(self.config.preprocessing, self.config.imu_model)
+        return samples_per_clip(self.config.preprocessing, self.imu_config)
 
     @property
     def feature_dim(self) -> int:
-        return self.config.imu_model.hidden_dim
+        return self.imu_config.hidden_dim
 
     def build(self, pretrained_backbone: bool = False) -> dict[str, nn.Module | None]:
-        cfg = self.config.imu_model
+        cfg = self.imu_config
         return {
             "imu_encoder": ImuEncoder(
                 len(cfg.channels),
@@ -103,7 +112,7 @@ class ImuModality(Modality):
         }
 
     def check(self, x: Any, batch: int | None, clips: int | None) -> tuple[int, int]:
-        imu = self.config.imu_model
+        imu = self.imu_config
         c, s = len(imu.channels), self.samples
         expected = f"(B, L, S, C) with S={s} samples per clip ({imu.rate:g} Hz), C={c} channels {list(imu.channels)}"
         if batch is not None:
@@ -118,4 +127,6 @@ class ImuModality(Modality):
         return b, l
 
     def encode(self, model: nn.Module, units: Tensor) -> Tensor:
-        return model.imu_encoder(units)
+        encoder = cast(ImuEncoder, model.imu_encoder)  # set by build(); the model does not declare plug-in modules
+        tokens: Tensor = encoder(units)
+        return tokens

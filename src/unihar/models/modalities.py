@@ -108,21 +108,21 @@ class Modality:
         when another input set them); returns its (batch, clips)."""
         raise NotImplementedError
 
-    def encode(self, model: nn.Module, units: Tensor) -> Tensor:
+    def encode(self, model: Any, units: Tensor) -> Tensor:
         """Units of input (clips ``(N, ...)``) -> tokens ``(N, T, D)``: what the engine caches."""
         raise NotImplementedError
 
-    def encode_window(self, model: nn.Module, x: Tensor) -> Tensor:
+    def encode_window(self, model: Any, x: Tensor) -> Tensor:
         """A window input ``(B, L, ...)`` -> tokens ``(B, L, T, D)``; the clips share the encoder's weights."""
         b, l = x.shape[:2]
         tokens = self.encode(model, x.reshape(b * l, *x.shape[2:]))
         return tokens.reshape(b, l, *tokens.shape[1:])
 
-    def pool(self, model: nn.Module, tokens: Tensor, mask: Tensor | None) -> Tensor:
+    def pool(self, model: Any, tokens: Tensor, mask: Tensor | None) -> Tensor:
         """``(B, L, T, D)`` -> the window's feature ``(B, D)``: mean over time, then over the valid clips."""
         return masked_mean(tokens.mean(dim=2), mask)
 
-    def fusion_tokens(self, model: nn.Module, tokens: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def fusion_tokens(self, model: Any, tokens: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """What cross-attention attends over: ``(B, L*T, D)`` and its validity mask (``None``: all valid)."""
         b, l, t, d = tokens.shape
         token_mask = None if mask is None else mask.unsqueeze(2).expand(b, l, t).reshape(b, l * t)

@@ -26,9 +26,9 @@ features, per-step sensor tokens: what a streaming predictor caches); ``forward_
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +59,11 @@ from unihar.models.modalities import (
 # * clips are encoded a few at a time, so a layer's activations stay in cache between its ops;
 # * frames go through the ResNet in channels-last layout, 32 at a time (bounded activations).
 # Same float32 arithmetic in another order: the outputs agree with the plain path to ~1e-6.
-_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+# (The type: ignores below: torch.backends.mkldnn.is_available and torch.jit.is_tracing are unannotated,
+# and torch.jit's __all__ leaves is_tracing out.)
+_ONEDNN_LINEAR: Callable[..., Tensor] | None = (
+    getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+)
 CPU_CHUNK_TOKENS = (
     4096  # pose tokens (clips x frames x joints) per chunk: 2 MB per layer input, 8 MB of MLP activations
 )
@@ -81,6 +85,7 @@ def cpu_inference(x: Tensor, module: nn.Module) -> bool:
 
 def _onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None, gelu: bool = False) -> Tensor:
     """``x @ weight.T + bias`` [then the exact GELU] computed by oneDNN."""
+    assert _ONEDNN_LINEAR is not None  # only called on the fast path, which needs it
     return _ONEDNN_LINEAR(x, weight, bias, "gelu" if gelu else "none", [], "none" if gelu else "")
 
 
@@ -103,8 +108,10 @@ class AttentionBlock(nn.Module):
         fast = _ONEDNN_LINEAR is not None and cpu_inference(tokens, self)
         x = tokens + self._attention(self.ln1(tokens), across_frames, fast)
         if not fast:
-            return x + self.mlp(self.ln2(x))
-        fc1, fc2 = self.mlp[0], self.mlp[3]  # Linear -> GELU -> Dropout (inactive in eval) -> Linear
+            mlp: Tensor = self.mlp(self.ln2(x))
+            return x + mlp
+        # Linear -> GELU -> Dropout (inactive in eval) -> Linear
+        fc1, fc2 = cast(nn.Linear, self.mlp[0]), cast(nn.Linear, self.mlp[3])
         return x + _onednn_linear(_onednn_linear(self.ln2(x), fc1.weight, fc1.bias, gelu=True), fc2.weight, fc2.bias)
 
     def _attention(self, h: Tensor, across_frames: bool, fast: bool) -> Tensor:
@@ -124,6 +131,8 @@ class AttentionBlock(nn.Module):
 
 class SinusoidalPositionEmbedding(nn.Module):
     """Fixed sin/cos table over time, shape (Tm, 1, D) so it broadcasts over joints."""
+
+    pe: Tensor  # a buffer
 
     def __init__(self, max_len: int, dim: int) -> None:
         super().__init__()
@@ -192,21 +201,23 @@ class PoseFormerFactorized(nn.Module):
 
     def position_embedding(self, num_frames: int) -> Tensor:
         if hasattr(self, "temporal_pe"):
-            return self.temporal_pe(num_frames)  # (T, 1, D)
+            table: Tensor = self.temporal_pe(num_frames)  # (T, 1, D)
+            return table
         return self.temporal_pe_param[:, :num_frames]  # (1, T, 1, D)
 
     def forward(self, x: Tensor) -> Tensor:
         n, t, j, _ = x.shape
         per_chunk = max(1, CPU_CHUNK_TOKENS // (t * j))
         if n > per_chunk and cpu_inference(x, self):  # clips are independent: a few at a time stay in cache
-            return torch.cat([self.encode(part) for part in x.split(per_chunk)])
+            return torch.cat([self.encode(part) for part in torch.split(x, per_chunk)])
         return self.encode(x)
 
     def encode(self, x: Tensor) -> Tensor:
         """The token grid (N, T, J, D) of clips (N, T, J, C), all at once."""
         t = x.shape[1]
-        tokens = self.embed(self.prepare_input(x)) + self.joint_type_emb.weight + self.position_embedding(t)
-        for temporal, spatial in self.blocks:
+        tokens: Tensor = self.embed(self.prepare_input(x)) + self.joint_type_emb.weight + self.position_embedding(t)
+        for block in self.blocks:
+            temporal, spatial = cast(nn.ModuleList, block)
             if self.enable_temporal_attention:
                 tokens = temporal(tokens, across_frames=True)
             tokens = spatial(tokens, across_frames=False)
@@ -222,7 +233,8 @@ class LongTermEncoder(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
     def forward(self, clips: Tensor, padding_mask: Tensor | None = None) -> Tensor:
-        return self.encoder(clips, src_key_padding_mask=padding_mask)
+        encoded: Tensor = self.encoder(clips, src_key_padding_mask=padding_mask)
+        return encoded
 
 
 class ImageEncoder(nn.Module):
@@ -242,12 +254,13 @@ class ImageEncoder(nn.Module):
         """(N, 3, H, W), ImageNet-normalised -> (N, feature_dim)."""
         if cpu_inference(frames, self):  # channels-last, in batches of bounded size
             frames = frames.contiguous(memory_format=torch.channels_last)
-            return torch.cat([self.encode(part) for part in frames.split(CPU_CHUNK_FRAMES)])
+            return torch.cat([self.encode(part) for part in torch.split(frames, CPU_CHUNK_FRAMES)])
         return self.encode(frames)
 
     def encode(self, frames: Tensor) -> Tensor:
         """The features of frames (N, 3, H, W), all at once."""
-        return self.fc(torch.flatten(self.backbone(frames), 1))
+        features: Tensor = self.fc(torch.flatten(self.backbone(frames), 1))
+        return features
 
 
 @register_modality
@@ -263,23 +276,33 @@ class SkeletonModality(Modality):
 
     @property
     def feature_dim(self) -> int:
-        return self.config.pose_model.hidden_dim
+        hidden_dim = self.config.pose_model.hidden_dim
+        assert hidden_dim is not None  # required while pose_model is on (checked by the config)
+        return hidden_dim
 
     def build(self, pretrained_backbone: bool = False) -> dict[str, nn.Module | None]:
         pose, lt = self.config.pose_model, self.config.long_term_model
+        # The sizes are required while pose_model is on, long_term_model's while it is enabled (checked by the config).
+        assert pose.joints is not None and pose.hidden_dim is not None and pose.layers is not None
+        assert pose.heads is not None and pose.max_seq_len is not None
+        short_seq_model = PoseFormerFactorized(
+            joints=pose.joints,
+            hidden_dim=pose.hidden_dim,
+            layers=pose.layers,
+            heads=pose.heads,
+            max_seq_len=pose.max_seq_len,
+            mlp_dropout=self.config.regularization.short_term_dropout,
+            use_sinusoidal_pe=pose.use_sinusoidal_pe,
+            enable_temporal_attention=pose.enable_temporal_attention,
+            aux_head_dim=pose.aux_head_dim,
+        )
+        long_term = None
+        if lt.enabled:
+            assert lt.heads is not None and lt.layers is not None and lt.dropout is not None
+            long_term = LongTermEncoder(pose.hidden_dim, lt.heads, lt.layers, lt.dropout)
         return {
-            "short_seq_model": PoseFormerFactorized(
-                joints=pose.joints,
-                hidden_dim=pose.hidden_dim,
-                layers=pose.layers,
-                heads=pose.heads,
-                max_seq_len=pose.max_seq_len,
-                mlp_dropout=self.config.regularization.short_term_dropout,
-                use_sinusoidal_pe=pose.use_sinusoidal_pe,
-                enable_temporal_attention=pose.enable_temporal_attention,
-                aux_head_dim=pose.aux_head_dim,
-            ),
-            "long_term": LongTermEncoder(pose.hidden_dim, lt.heads, lt.layers, lt.dropout) if lt.enabled else None,
+            "short_seq_model": short_seq_model,
+            "long_term": long_term,
             "classifier_pose": nn.Linear(pose.hidden_dim, self.config.num_classes),
         }
 
@@ -300,10 +323,13 @@ class SkeletonModality(Modality):
         check_finite("pose", x)
         return b, l
 
-    def encode(self, model: nn.Module, units: Tensor) -> Tensor:
-        return model.short_seq_model(units).mean(dim=2)
+    def encode(self, model: UniHAR, units: Tensor) -> Tensor:
+        encoder = model.short_seq_model
+        assert encoder is not None  # built by this modality
+        grid: Tensor = encoder(units)
+        return grid.mean(dim=2)
 
-    def pool(self, model: nn.Module, tokens: Tensor, mask: Tensor | None) -> Tensor:
+    def pool(self, model: UniHAR, tokens: Tensor, mask: Tensor | None) -> Tensor:
         clips = tokens.mean(dim=2)
         if model.long_term is not None:
             clips = model.long_term(clips, None if mask is None else ~mask)
@@ -322,12 +348,14 @@ class RgbModality(Modality):
 
     @property
     def feature_dim(self) -> int:
-        return self.config.image_model.feature_dim
+        feature_dim = self.config.image_model.feature_dim
+        assert feature_dim is not None  # required while image_model is enabled (checked by the config)
+        return feature_dim
 
     def build(self, pretrained_backbone: bool = False) -> dict[str, nn.Module | None]:
         return {
             "image_encoder": ImageEncoder(
-                self.config.image_model.feature_dim, self.config.image_model.backbone, pretrained=pretrained_backbone
+                self.feature_dim, self.config.image_model.backbone, pretrained=pretrained_backbone
             )
         }
 
@@ -343,14 +371,17 @@ class RgbModality(Modality):
         check_finite("images", x)
         return int(x.shape[0]), int(x.shape[1])
 
-    def encode(self, model: nn.Module, units: Tensor) -> Tensor:
-        return model.image_encoder(units)
+    def encode(self, model: UniHAR, units: Tensor) -> Tensor:
+        encoder = model.image_encoder
+        assert encoder is not None  # built by this modality
+        features: Tensor = encoder(units)
+        return features
 
-    def encode_window(self, model: nn.Module, x: Tensor) -> Tensor:
+    def encode_window(self, model: UniHAR, x: Tensor) -> Tensor:
         b, l, t = x.shape[:3]
         return self.encode(model, x.reshape(b * l * t, *x.shape[3:])).reshape(b, l, t, -1)
 
-    def fusion_tokens(self, model: nn.Module, tokens: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def fusion_tokens(self, model: UniHAR, tokens: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
         return self.pool(model, tokens, mask).unsqueeze(1), None
 
 
@@ -364,6 +395,14 @@ _PUBLISHED_PARTS = ("short_seq_model", "long_term", "classifier_pose", "image_en
 class UniHAR(nn.Module):
     """The full Uni-HAR network, sized from a validated config: one encoder per modality, and a fusion
     head when there are several (see :mod:`unihar.models.modalities`)."""
+
+    # The parts of the published layout (``_PUBLISHED_PARTS``): None where the config has no such branch.
+    # Other modalities' modules (``imu_encoder``...) are set by their ``build``.
+    short_seq_model: PoseFormerFactorized | None
+    long_term: LongTermEncoder | None
+    classifier_pose: nn.Linear | None
+    image_encoder: ImageEncoder | None
+    fusion: ConcatFusion | CrossAttentionFusion | None
 
     def __init__(
         self,
@@ -387,11 +426,12 @@ class UniHAR(nn.Module):
         if len(self._modalities) > 1:
             self.fusion = self._build_fusion()
 
-    def _build_fusion(self) -> nn.Module:
+    def _build_fusion(self) -> ConcatFusion | CrossAttentionFusion:
         fusion = self.config.fusion_model
         dims = {m.fusion_key: m.feature_dim for m in self._modalities.values()}
         missing = bool(fusion.missing_embeddings)
         if fusion.mode == "concat":
+            assert fusion.output_dim is not None  # required with several modalities (checked by the config)
             return ConcatFusion(dims, fusion.output_dim, self.num_classes, missing)
         first = next(iter(self._modalities.values()))
         return CrossAttentionFusion(first.feature_dim, dims, self.num_classes, missing)
@@ -426,26 +466,9 @@ class UniHAR(nn.Module):
     def check_inputs(self, pose: Any = None, images: Any = None, segment_mask: Any = None, **signals: Any) -> None:
         """Raise :class:`InputError` naming the expected and the given shape, before any compute.
 
-        Reads only ``self.config``, so other backends (ONNX) reuse it.
+        Reads only ``self.config`` (:func:`check_model_inputs`), so other backends (ONNX) reuse it.
         """
-        batch = clips = None
-        for modality, x in _model_inputs(self.config, pose, images, signals):
-            batch, clips = modality.check(x, batch, clips)
-        if batch is None:
-            names = ", ".join(m.input_name for m in modalities_of(self.config))
-            raise InputError(f"no input given: this model reads {names}")
-        if segment_mask is not None:
-            b, l = batch, clips
-            if not isinstance(segment_mask, Tensor) or segment_mask.dtype != torch.bool:
-                raise InputError(
-                    f"segment_mask: expected a bool tensor of shape ({b}, {l}), got {describe(segment_mask)}"
-                )
-            if tuple(segment_mask.shape) != (b, l):
-                raise InputError(f"segment_mask: expected shape ({b}, {l}), got {tuple(segment_mask.shape)}")
-            if not bool(segment_mask.any(dim=1).all()):
-                raise InputError(
-                    "segment_mask: every sample needs at least one valid clip (a row of all False was given)"
-                )
+        check_model_inputs(self.config, pose, images, segment_mask, **signals)
 
     # ------------------------------------------------------------------ encoders (per clip: what streaming caches)
     def _modality(self, name: str) -> Modality:
@@ -521,19 +544,28 @@ class UniHAR(nn.Module):
         return self._own_logits(lone, features)
 
     def _fuse(self, present: list[Modality], tokens: dict[str, Tensor], mask: Tensor | None) -> Tensor:
+        fusion = self.fusion
+        assert fusion is not None  # called only on a model with a fusion head
         available = self._modality_dropout(present, next(iter(tokens.values())))
-        if isinstance(self.fusion, ConcatFusion):
-            return self.fusion({m.fusion_key: m.pool(self, tokens[m.name], mask) for m in present}, available)
-        sequences, masks = {}, {}
+        logits: Tensor
+        if isinstance(fusion, ConcatFusion):
+            logits = fusion({m.fusion_key: m.pool(self, tokens[m.name], mask) for m in present}, available)
+            return logits
+        sequences: dict[str, Tensor] = {}
+        masks: dict[str, Tensor | None] = {}
         for m in present:
             sequences[m.fusion_key], masks[m.fusion_key] = m.fusion_tokens(self, tokens[m.name], mask)
-        return self.fusion(sequences, masks, available)
+        logits = fusion(sequences, masks, available)
+        return logits
 
     def _modality_dropout(self, present: list[Modality], like: Tensor) -> dict[str, Tensor] | None:
         """While training with stand-ins: drop each present modality of each sample with probability
         ``fusion_model.modality_dropout``, never all of a sample's, so the head learns to answer from any subset."""
         rate = self.config.fusion_model.modality_dropout or 0.0
-        if not (self.training and rate > 0 and len(present) > 1 and self.fusion.has_missing_embeddings):
+        fusion = self.fusion
+        if not (
+            self.training and rate > 0 and len(present) > 1 and fusion is not None and fusion.has_missing_embeddings
+        ):
             return None
         batch = like.shape[0]
         keep = torch.rand(batch, len(present), device=like.device) >= rate
@@ -556,8 +588,10 @@ class UniHAR(nn.Module):
 
     def _own_logits(self, modality: Modality, features: UniHARFeatures) -> Tensor:
         """One modality's answer from its own classifier over its own pooled feature."""
+        assert modality.classifier is not None  # called only for a modality that has one
         classifier = getattr(self, modality.classifier)
-        return classifier(modality.pool(self, features.tokens[modality.name], features.segment_mask))
+        logits: Tensor = classifier(modality.pool(self, features.tokens[modality.name], features.segment_mask))
+        return logits
 
     def forward(
         self,
@@ -571,7 +605,11 @@ class UniHAR(nn.Module):
         clips (``imu=`` (B, L, S, C)) and clip mask (B, L). A modality left out counts as missing.
         ``return_auxiliary`` (training): instead, the logits of every head that has a loss: the learned
         fusion head's (:meth:`fusion_head`) and each modality's own (:meth:`auxiliary_logits`)."""
-        if not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()):
+        if not (
+            torch.jit.is_tracing()  # see cpu_inference
+            or torch.compiler.is_compiling()
+            or torch.onnx.is_in_onnx_export()
+        ):
             self.check_inputs(pose, images, segment_mask, **signals)
         features = self.forward_features(pose, images, segment_mask, **signals)
         if return_auxiliary:
@@ -617,6 +655,26 @@ class UniHAR(nn.Module):
         return model.eval()
 
 
+def check_model_inputs(
+    config: ModelConfig, pose: Any = None, images: Any = None, segment_mask: Any = None, **signals: Any
+) -> None:
+    """:meth:`UniHAR.check_inputs` for a model of this config, whichever backend runs it."""
+    batch = clips = None
+    for modality, x in _model_inputs(config, pose, images, signals):
+        batch, clips = modality.check(x, batch, clips)
+    if batch is None:
+        names = ", ".join(m.input_name for m in modalities_of(config))
+        raise InputError(f"no input given: this model reads {names}")
+    if segment_mask is not None:
+        b, l = batch, clips
+        if not isinstance(segment_mask, Tensor) or segment_mask.dtype != torch.bool:
+            raise InputError(f"segment_mask: expected a bool tensor of shape ({b}, {l}), got {describe(segment_mask)}")
+        if tuple(segment_mask.shape) != (b, l):
+            raise InputError(f"segment_mask: expected shape ({b}, {l}), got {tuple(segment_mask.shape)}")
+        if not bool(segment_mask.any(dim=1).all()):
+            raise InputError("segment_mask: every sample needs at least one valid clip (a row of all False was given)")
+
+
 def _model_inputs(
     config: ModelConfig, pose: Any, images: Any, signals: Mapping[str, Any]
 ) -> list[tuple[Modality, Any]]:
@@ -638,7 +696,7 @@ def _model_inputs(
 
 
 def build_model(
-    config: Mapping[str, Any], labels: list[str] | None = None, pretrained_backbone: bool = False
+    config: ModelConfig | Mapping[str, Any], labels: list[str] | None = None, pretrained_backbone: bool = False
 ) -> UniHAR:
     """Build an untrained Uni-HAR from a config dict. Never touches the network unless
     ``pretrained_backbone=True`` asks for torchvision's ImageNet weights."""

@@ -151,7 +151,9 @@ _PREDICT_OPENAPI = {
         },
     }
 }
-_ERRORS = {status: {"model": ErrorMessage} for status in (400, 408, 413, 415, 422, 503)}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorMessage} for status in (400, 408, 413, 415, 422, 503)
+}
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -193,8 +195,9 @@ def create_app(recognizer: Recognizer | VideoPipeline, settings: ServeSettings |
         lifespan=lifespan,
     )
     app.state.service = service
-    app.add_exception_handler(UniHARError, _uniharerror_handler)
-    app.add_exception_handler(ServerBusy, _busy_handler)
+    # Starlette's stubs want handlers of any Exception; each is only ever called with the class it is registered for.
+    app.add_exception_handler(UniHARError, _uniharerror_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(ServerBusy, _busy_handler)  # type: ignore[arg-type]
 
     @app.post(
         "/v1/predict",
@@ -211,7 +214,7 @@ def create_app(recognizer: Recognizer | VideoPipeline, settings: ServeSettings |
             False,
             description="Also return each person's keypoints (with their id and colour) and the skeleton's bones.",
         ),
-    ) -> JSONResponse:
+    ) -> Response:
         """Upload a video (``multipart/form-data``, field ``file``) or send keypoints as JSON.
 
         The answer is the JSON ``unihar predict --json`` prints; ``?poses=1`` adds ``poses``.

@@ -39,7 +39,7 @@ def paced_protocol(timeout: float, min_rate: float) -> type[asyncio.Protocol]:
         _since = _last = 0.0
         _received = 0
 
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
             self._start_watch()
 

@@ -198,7 +198,7 @@ class JobQueue:
     async def run(self, place: _Place, function: Callable[..., T], *args: Any) -> T:
         """Run ``function(*args)`` on a worker thread, holding ``place`` until it ends; awaited off the event loop."""
         place.handed_over = True
-        future: Future = self._executor.submit(self._timed, function, *args)
+        future: Future[T] = self._executor.submit(self._timed, function, *args)
         # A job cancelled before it started (the request went away) never runs _timed: give its place back here.
         future.add_done_callback(lambda done: self._release() if done.cancelled() else None)
         return await asyncio.wrap_future(future)

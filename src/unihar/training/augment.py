@@ -22,24 +22,25 @@ confidence jitter: its input confidences are exactly 0 or 1 at inference, and mu
 from __future__ import annotations
 
 from dataclasses import asdict, field
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
 from unihar.data.camera import CameraRanges
 from unihar.data.layouts import KeypointLayout
 from unihar.errors import ConfigError
-from unihar.schema import ConfigBase, build, config_dataclass, number
+from unihar.schema import Bounds, ConfigBase, Number, build, config_dataclass
 from unihar.training.signal_augment import SignalAugmentConfig
 
 __all__ = ["AugmentConfig", "SkeletonAugment"]
 
-Number = number()
-Amount = number(ge=0)  # a strength: 0 turns it off
-Chance = number(ge=0, le=1)
-Kept = number(gt=0, le=1)  # a share of the frames
-Range = tuple[Number, Number]  # [low, high]
-Factors = tuple[number(gt=0), number(gt=0)]  # [low, high] of a zoom or a speed
+Value = Annotated[Number, Bounds()]
+Amount = Annotated[Number, Bounds(ge=0)]  # a strength: 0 turns it off
+Chance = Annotated[Number, Bounds(ge=0, le=1)]
+Kept = Annotated[Number, Bounds(gt=0, le=1)]  # a share of the frames
+Range = tuple[Value, Value]  # [low, high]
+Factor = Annotated[Number, Bounds(gt=0)]
+Factors = tuple[Factor, Factor]  # [low, high] of a zoom or a speed
 
 
 @config_dataclass
@@ -82,7 +83,7 @@ class AugmentConfig(ConfigBase):
         )
 
     @classmethod
-    def from_dict(cls, data: dict, source: str | None = None) -> AugmentConfig:
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> AugmentConfig:
         """The ``augment`` section of a run config (``imu``: its sensor subsection); keys left out keep
         their defaults."""
         if isinstance(data, dict) and "imu" in data:  # its own messages: "augment.imu: unknown keys ..."
@@ -117,7 +118,7 @@ class AugmentConfig(ConfigBase):
             imu=SignalAugmentConfig.off(),
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 

@@ -37,7 +37,9 @@ def sequence_nll(logits: Sequence[np.ndarray], labels: np.ndarray, temperature: 
     return _nll(*_stack(logits, labels), temperature)
 
 
-def _nll(windows: torch.Tensor, targets: torch.Tensor, owners: torch.Tensor, count: int, temperature) -> torch.Tensor:
+def _nll(
+    windows: torch.Tensor, targets: torch.Tensor, owners: torch.Tensor, count: int, temperature: float | torch.Tensor
+) -> torch.Tensor:
     p_true = torch.softmax(windows / temperature, dim=-1).gather(1, targets[:, None])[:, 0]
     per_sequence = torch.zeros(count, dtype=torch.float64).index_add(0, owners, p_true)
     per_sequence = per_sequence / torch.bincount(owners, minlength=count).to(torch.float64)

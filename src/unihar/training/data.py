@@ -50,6 +50,9 @@ __all__ = [
     "hold_out",
 ]
 
+# A skeleton augmentation: (window, rng) -> the augmented window.
+Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
 # Where in a training window an event (e.g. the moment of a fall) may fall: between these fractions.
 EVENT_WINDOW_RANGE = (0.25, 0.75)
 
@@ -60,7 +63,7 @@ class SampleKey(NamedTuple):
     epoch: int
     position: int
     source: int
-    index: int
+    index: int  # type: ignore[assignment]  # typeshed: a field named like tuple.index shadows the method
 
 
 def relabel(data: SkeletonDataset, mapping: dict[str, str], classes: Sequence[str]) -> SkeletonDataset:
@@ -118,7 +121,7 @@ def sampling_weights(
     return weights
 
 
-class BalancedSampler(torch.utils.data.Sampler):
+class BalancedSampler(torch.utils.data.Sampler[SampleKey]):
     """Yields the :class:`SampleKey` s of one epoch for one process (rank ``rank`` of ``world``).
 
     ``epoch_size`` draws per epoch in all (0: as many as there are sequences), split evenly over the
@@ -211,7 +214,7 @@ def crop_for_training(
     return start, start + span
 
 
-class WindowDataset(torch.utils.data.Dataset):
+class WindowDataset(torch.utils.data.Dataset[tuple[Any, ...]]):
     """One augmented training window per :class:`SampleKey` (see the module docstring).
 
     Items are ``(pose (L, T, J, 3), label)``, or ``(pose, images (L, T, 3, S, S), label)`` with
@@ -227,7 +230,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self,
         datasets: SkeletonDataset | Sequence[SkeletonDataset],
         prep: PreprocessConfig,
-        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | Sequence[Callable] | None = None,
+        augment: Augment | Sequence[Augment | None] | None = None,
         speed: tuple[float, float] = (1.0, 1.0),
         min_crop: float = 1.0,
         seed: int = 0,
@@ -267,7 +270,7 @@ class WindowDataset(torch.utils.data.Dataset):
         source = int(np.searchsorted(self._offsets, index, side="right") - 1)
         return SampleKey(self.epoch, index, source, index - int(self._offsets[source]))
 
-    def __getitem__(self, item: SampleKey | int) -> tuple:
+    def __getitem__(self, item: SampleKey | int) -> tuple[Any, ...]:
         key = item if isinstance(item, SampleKey) else self.key(int(item))
         data = self.datasets[key.source]
         rng = np.random.default_rng([self.seed, key.epoch, key.position])
@@ -283,7 +286,7 @@ class WindowDataset(torch.utils.data.Dataset):
             window = augment(window, rng)
         pose = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))
         label = int(data.labels[key.index])
-        inputs: tuple = (pose,)
+        inputs: tuple[Any, ...] = (pose,)
         if self.images:
             inputs += (image_window(data.video_frames(key.index, start, end), self.prep),)
         if self.signals:
@@ -294,8 +297,10 @@ class WindowDataset(torch.utils.data.Dataset):
         self, data: SkeletonDataset, name: str, index: int, start: int, end: int, rng: np.random.Generator
     ) -> torch.Tensor:
         """The sensor's clips over the same frames as the skeleton window (same crop, same speed)."""
+        assert data.signals is not None  # checked in __init__: every dataset carries every sensor read
         recording = data.signals[name][index]
         if self.signal_augment is not None:
             recording = self.signal_augment(recording, rng)
+        assert data.fps is not None  # recordings are placed on the skeleton's timeline by its frame rate
         spans = clip_spans(start, end, self.prep.clips, data.fps)
         return torch.from_numpy(signal_clips(recording, spans, self.prep, self.signals[name]))

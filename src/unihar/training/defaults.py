@@ -52,9 +52,9 @@ class DataSummary:
 
 
 def summarize(datasets: Sequence[SkeletonDataset], classes: int) -> DataSummary:
-    rated = [d for d in datasets if d.fps]
-    durations = np.concatenate([[len(s) / d.fps for s in d.sequences] for d in rated]) if rated else np.zeros(0)
-    fps = float(np.median([d.fps for d in rated])) if rated else None
+    rated = [(d, d.fps) for d in datasets if d.fps]
+    durations = np.concatenate([[len(s) / rate for s in d.sequences] for d, rate in rated]) if rated else np.zeros(0)
+    fps = float(np.median([rate for _, rate in rated])) if rated else None
     return DataSummary(
         sequences=sum(len(d) for d in datasets),
         classes=classes,

@@ -17,14 +17,19 @@ top-1 probability), per-class accuracy and the confusion matrix (rows = true cla
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from unihar.config import PreprocessConfig
 from unihar.data.datasets import SkeletonDataset
+from unihar.data.layouts import KeypointLayout
 from unihar.data.preprocess import frame_indices
+from unihar.data.signals import SignalRecording
 from unihar.data.taxonomy import Taxonomy, dataset_key, load_taxonomy
 from unihar.data.video import open_video
 from unihar.errors import InputError
@@ -93,7 +98,8 @@ class EvalResult:
 
     @property
     def predictions(self) -> np.ndarray:
-        return self.probs.argmax(axis=1)
+        predictions: np.ndarray = self.probs.argmax(axis=1)
+        return predictions
 
     def topk(self, k: int) -> float:
         """Fraction of the (positive) sequences whose class is among the ``k`` most probable."""
@@ -116,7 +122,7 @@ class EvalResult:
     def correct(self) -> np.ndarray:
         """Per sequence: top-1 right (a negative: top-1 is none of the classes it rules out)."""
         predictions = self.predictions
-        right = predictions == self.labels
+        right: np.ndarray = predictions == self.labels
         for label, ruled_out in self.excluded.items():
             rows = self.labels == label
             right[rows] = ~np.isin(predictions[rows], ruled_out)
@@ -160,7 +166,7 @@ class _Logits(torch.nn.Module):
         super().__init__()
         self.inner = model
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         try:
             return super().__getattr__(name)  # the module's own parameters and submodules (``inner``)
         except AttributeError:
@@ -171,7 +177,7 @@ class _Logits(torch.nn.Module):
         return logits.float()
 
 
-def eval_view(data: SkeletonDataset, layout) -> SkeletonDataset:
+def eval_view(data: SkeletonDataset, layout: str | Sequence[str] | KeypointLayout) -> SkeletonDataset:
     """What a model is scored on: 3D data seen through its fixed recording camera, in the model's layout."""
     return data.projected().to_layout(layout)
 
@@ -186,7 +192,8 @@ def window_logits(
     raw = _Logits(model)
     sensors = model.config.signal_modalities  # the recordings of the sensors the model reads, one per sequence
     check_signals([data], sensors)
-    signals = {name: data.signals[name] for name in sensors}
+    recordings = data.signals or {}  # check_signals: the data has every sensor the model reads
+    signals = {name: recordings[name] for name in sensors}
     if not model.has_image_branch:
         windows = run_sequences(
             raw,
@@ -203,7 +210,13 @@ def window_logits(
     return [_image_sequence_logits(raw, data, i, device, signals) for i in range(len(data))]
 
 
-def _image_sequence_logits(model: _Logits, data: SkeletonDataset, index: int, device, signals: dict) -> np.ndarray:
+def _image_sequence_logits(
+    model: _Logits,
+    data: SkeletonDataset,
+    index: int,
+    device: torch.device | str,
+    signals: dict[str, list[SignalRecording]],
+) -> np.ndarray:
     """One sequence of a video dataset through the engine, its frames decoded in step with its poses."""
     engine = WindowEngine(
         model, data.fps, pose_layout=data.layout, batch_windows=IMAGE_BATCH_WINDOWS, min_seconds=0.0, device=device
@@ -211,6 +224,7 @@ def _image_sequence_logits(model: _Logits, data: SkeletonDataset, index: int, de
     for name, recordings in signals.items():
         engine.attach_signal(0, name, recordings[index])
     sequence = data.sequences[index]
+    assert data.videos is not None  # window_logits sends only video datasets here
     path, total = data.videos[index]
     wanted = frame_indices(total, len(sequence))  # sequence frame -> video frame (non-decreasing)
     results = []
@@ -293,7 +307,7 @@ def align_labels(
 def evaluate(
     model: HARModel,
     data: SkeletonDataset,
-    prep=None,
+    prep: PreprocessConfig | None = None,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
     closed_set: bool = False,

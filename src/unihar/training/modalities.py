@@ -84,7 +84,8 @@ def apply_modalities(
         config = {**model.get(section, {}), **overrides.get(section, {})}
         if config.get("mean") is None or config.get("std") is None:  # the training recordings' statistics
             channels = config.get("channels", ImuModelConfig().channels)
-            mean, std = channel_statistics([r for d in datasets for r in d.signals[sensor]], channels)
+            # check_signals: every dataset has its recordings
+            mean, std = channel_statistics([r for d in datasets if d.signals for r in d.signals[sensor]], channels)
             config = {"mean": mean, "std": std, **{k: v for k, v in config.items() if v is not None}}
         model[section] = config
     if len(modalities) > 1:

@@ -11,7 +11,7 @@ Speed changes and temporal crops come from the window cut shared with the skelet
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from pydantic import WithJsonSchema
@@ -19,12 +19,12 @@ from scipy.spatial.transform import Rotation
 
 from unihar.data.signals import SignalRecording
 from unihar.errors import ConfigError
-from unihar.schema import ConfigBase, build, config_dataclass, number
+from unihar.schema import Bounds, ConfigBase, Number, build, config_dataclass
 
 __all__ = ["SignalAugmentConfig", "SignalAugment"]
 
 # Never negative; check_rules says so in one message for all four, so the bound is the schema's only.
-Strength = Annotated[number(), WithJsonSchema({"type": "number", "minimum": 0})]
+Strength = Annotated[Number, Bounds(), WithJsonSchema({"type": "number", "minimum": 0})]
 
 
 @config_dataclass
@@ -39,7 +39,7 @@ class SignalAugmentConfig(ConfigBase):
     shift_seconds: Strength = 0.1  # clock offset against the video, +- this
 
     @classmethod
-    def from_dict(cls, data: dict, source: str | None = None) -> SignalAugmentConfig:
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> SignalAugmentConfig:
         """The ``augment.imu`` section of a run config; keys left out keep their defaults."""
         return build(cls, data, source)
 
@@ -52,7 +52,7 @@ class SignalAugmentConfig(ConfigBase):
     def off(cls) -> SignalAugmentConfig:
         return cls(rotation_deg=0.0, gain=0.0, noise=0.0, shift_seconds=0.0)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ from unihar.errors import ConfigError, InputError
 from unihar.inference.device import default_device
 from unihar.jsonfile import read_json
 from unihar.models import UniHAR, build_model
-from unihar.schema import Bool, ConfigBase, Int, Str, build, config_dataclass, number
+from unihar.schema import Bool, Bounds, ConfigBase, Int, Number, Str, build, config_dataclass
 from unihar.training import defaults
 from unihar.training.augment import AugmentConfig, SkeletonAugment
 from unihar.training.calibration import MIN_SEQUENCES, fit_temperature
@@ -77,6 +77,9 @@ from unihar.training.evaluation import (
 from unihar.training.modalities import apply_modalities, augment_for, check_signals, parse_modalities
 from unihar.training.signal_augment import SignalAugment
 
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
 __all__ = ["TrainConfig", "RunConfig", "Vocabulary", "build_vocabulary", "train", "RECIPES_DIR", "resolve_recipe"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -85,11 +88,18 @@ RECIPE_NAME = "training_args.json"
 EVAL_NAME = "eval_results.json"
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 MIXTURE_LAYOUT = "penn13"  # the 13 body joints every skeleton dataset and pose estimator has
-AMP_MODES = ("auto", "off", "bf16", "fp16")
+AmpMode = Literal["auto", "off", "bf16", "fp16"]
+AMP_MODES: tuple[AmpMode, ...] = get_args(AmpMode)
 
 
 Count = Annotated[Int, Field(ge=1)]
 Naturals = Annotated[Int, Field(ge=0)]  # 0 has a meaning: see the field
+AnyNumber = Annotated[Number, Bounds()]
+Positive = Annotated[Number, Bounds(gt=0)]
+NonNegative = Annotated[Number, Bounds(ge=0)]
+Fraction = Annotated[Number, Bounds(ge=0, le=1)]
+BelowOne = Annotated[Number, Bounds(ge=0, lt=1)]
+BelowHalf = Annotated[Number, Bounds(ge=0, lt=0.5)]
 
 
 @config_dataclass
@@ -102,23 +112,23 @@ class TrainConfig(ConfigBase):
     SECTION: ClassVar[str] = "train"
     epochs: Count | None = None
     batch_size: Count = 32
-    lr: number(gt=0) = 4e-3
-    weight_decay: number(ge=0) = 0.05
-    warmup_epochs: number(ge=0) | None = None  # linear warm-up, then cosine decay to lr * min_lr_ratio
-    min_lr_ratio: number(ge=0, le=1) = 0.01
-    label_smoothing: number(ge=0, lt=1) = 0.1
-    grad_clip: number(ge=0) = 1.0  # 0 = no clipping
+    lr: Positive = 4e-3
+    weight_decay: NonNegative = 0.05
+    warmup_epochs: NonNegative | None = None  # linear warm-up, then cosine decay to lr * min_lr_ratio
+    min_lr_ratio: Fraction = 0.01
+    label_smoothing: BelowOne = 0.1
+    grad_clip: NonNegative = 1.0  # 0 = no clipping
     seed: Int = 0
-    amp: Literal[AMP_MODES] = "auto"  # auto: bf16/fp16 on CUDA, off on CPU; or "off", "bf16", "fp16"
+    amp: AmpMode = "auto"  # auto: bf16/fp16 on CUDA, off on CPU; or "off", "bf16", "fp16"
     num_threads: Naturals = 0  # torch CPU threads per process; 0 = torch's default
     workers: Naturals | None = None  # DataLoader processes; None: 0 for poses, 2 when decoding video
     epoch_size: Naturals = 0  # samples drawn per epoch; 0 = the number of training sequences
-    dataset_balance: number(ge=0, le=1) = 0.5  # dataset d drawn with probability ~ n_d ** dataset_balance
-    class_balance: number(ge=0, le=1) = 0.5  # class c of d drawn with probability ~ n_dc ** class_balance
-    dataset_weights: dict[str, number()] = field(default_factory=dict)  # {"ur-fall": 3}: that dataset's share x 3
+    dataset_balance: Fraction = 0.5  # dataset d drawn with probability ~ n_d ** dataset_balance
+    class_balance: Fraction = 0.5  # class c of d drawn with probability ~ n_dc ** class_balance
+    dataset_weights: dict[str, AnyNumber] = field(default_factory=dict)  # {"ur-fall": 3}: that dataset's share x 3
     vocabulary: Literal["auto", "dataset", "taxonomy"] = "auto"  # dataset names, taxonomy names, or auto
     taxonomy: Str | None = None  # a taxonomy.json of your own; None: the packaged one
-    calibration_split: number(ge=0, lt=0.5) = 0.1  # share of each class held out to fit the temperature
+    calibration_split: BelowHalf = 0.1  # share of each class held out to fit the temperature
     eval_every: Count | None = None  # evaluate every N epochs (and always after the last)
     eval_split: Str | None = None  # None: "val" if the dataset has one, else "test"; "" = no evaluation
     eval_batch_size: Count = 256
@@ -251,7 +261,7 @@ def _check_model_overrides(overrides: dict[str, Any]) -> None:
     ModelConfig.from_dict(_merge(default_config(num_classes=2), overrides))
 
 
-def _merge(base: dict, override: dict) -> dict:
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
         out[key] = (
@@ -385,7 +395,9 @@ def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if mode == "bf16" else torch.float16
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int, min_ratio: float):
+def _scheduler(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int, min_ratio: float
+) -> torch.optim.lr_scheduler.LRScheduler:
     """Linear warm-up over ``warmup`` steps, then cosine decay to ``lr * min_ratio`` at step ``total``."""
     base = optimizer.param_groups[0]["lr"]
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -505,6 +517,7 @@ def train(
     prep, model_config, chosen = _model_config(run, datasets, summary, init_model, modalities)
     check_signals(datasets.train_sets + datasets.eval_sets, model_config.signal_modalities)
     _choose_schedule(cfg, summary, model_config, chosen)
+    assert cfg.epochs is not None and cfg.eval_every is not None  # filled in by _choose_schedule
     datasets.view_for_evaluation(prep.layout)
 
     # ---- the model, the batches it learns from, and how it learns
@@ -592,7 +605,8 @@ def _data_specs(data: str | Sequence[str] | None, run: RunConfig, root: str | Pa
 
 def _agree_on_out_dir(out: Path, resume: bool, overwrite: bool, rank: int, world: int) -> bool:
     """Whether to resume, decided by rank 0 and told to every rank, so all of them go on or all stop."""
-    resuming, problem = False, None
+    resuming: bool = False
+    problem: str | None = None
     if rank == 0:
         try:
             resuming = _check_out_dir(out, resume, overwrite)
@@ -678,9 +692,10 @@ def _training_loader(
     rank: int,
     world: int,
     device: torch.device,
-) -> tuple[WindowDataset, BalancedSampler, torch.utils.data.DataLoader]:
+) -> tuple[WindowDataset, BalancedSampler, torch.utils.data.DataLoader[tuple[Any, ...]]]:
     """Augmented windows of the training sets, drawn balanced across datasets and classes (this rank's share)."""
     cfg = run.train
+    assert cfg.workers is not None  # filled in by _choose_schedule
     augments = [
         SkeletonAugment(
             get_layout(prep.layout), augment_for(run.augment, d), binary_confidence=prep.binarize_confidence
@@ -813,7 +828,7 @@ class _Optimiser:
 
     params: list[torch.nn.Parameter]
     optimizer: torch.optim.Optimizer
-    scheduler: Any
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     amp_dtype: torch.dtype | None
     scaler: torch.amp.GradScaler
     grad_clip: float
@@ -821,10 +836,11 @@ class _Optimiser:
     @classmethod
     def create(cls, model: UniHAR, cfg: TrainConfig, steps_per_epoch: int, device: torch.device) -> _Optimiser:
         """No weight decay on biases, norms and embeddings' 1-D params; frozen parameters are left out."""
+        assert cfg.epochs is not None and cfg.warmup_epochs is not None  # filled in by _choose_schedule
         total_steps = steps_per_epoch * cfg.epochs
         warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
         params = [p for p in model.parameters() if p.requires_grad]
-        groups = [
+        groups: list[dict[str, Any]] = [
             {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
         ]
@@ -836,7 +852,8 @@ class _Optimiser:
 
     @property
     def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        lr: float = self.optimizer.param_groups[0]["lr"]
+        return lr
 
     def step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -886,7 +903,7 @@ class _Loop:
         self.label_smoothing = cfg.label_smoothing
         self.freeze_pose = cfg.freeze_pose
 
-    def epoch(self, loader: torch.utils.data.DataLoader, bar: _Bar | None) -> tuple[float, float]:
+    def epoch(self, loader: torch.utils.data.DataLoader[tuple[Any, ...]], bar: _Bar | None) -> tuple[float, float]:
         """One pass over ``loader``: the mean loss and the accuracy (labels of the model's classes), over every rank."""
         self.model.train()
         if self.freeze_pose:  # frozen parts keep dropout off
@@ -927,7 +944,7 @@ class _Loop:
 
 
 def _resume(
-    path: Path, model: UniHAR, optimiser: _Optimiser, config_record: dict, device: torch.device, rank: int
+    path: Path, model: UniHAR, optimiser: _Optimiser, config_record: dict[str, Any], device: torch.device, rank: int
 ) -> int:
     """Load the checkpoint of an interrupted run into the model and the optimiser: the epoch to go on from."""
     state = torch.load(path, map_location=device, weights_only=False)
@@ -937,12 +954,14 @@ def _resume(
         )
     model.load_state_dict(state["model"])
     optimiser.load_state_dict(state)
-    start_epoch = state["epoch"] + 1
+    start_epoch: int = state["epoch"] + 1
     _log(rank, f"resuming from {path} at epoch {start_epoch + 1}")
     return start_epoch
 
 
-def _save_checkpoint(out: Path, model: UniHAR, optimiser: _Optimiser, epoch: int, config_record: dict) -> None:
+def _save_checkpoint(
+    out: Path, model: UniHAR, optimiser: _Optimiser, epoch: int, config_record: dict[str, Any]
+) -> None:
     """Written aside, then renamed over the last one: a run stopped while writing keeps a whole checkpoint."""
     torch.save(
         {"model": model.state_dict(), **optimiser.state_dict(), "epoch": epoch, "model_config": config_record},
@@ -1052,6 +1071,8 @@ def _save_results(
     """The save_pretrained folder and its eval_results.json; the final metrics (see :func:`train`)."""
     model.cpu().save_pretrained(out, overwrite=True)
     per_dataset = {n: r.metrics() for n, r in results.items()}
+    metrics: dict[str, Any]
+    summary_json: dict[str, Any]
     if len(per_dataset) == 1:
         metrics = next(iter(per_dataset.values()))
         summary_json = {"split": eval_split, **metrics}
@@ -1075,14 +1096,17 @@ def _loader_options(spec: str, options: dict[str, Any]) -> dict[str, Any]:
     return options if fmt in ("haa500", "video-folder") else {}
 
 
-def _calibrate(model: UniHAR, held: Sequence[SkeletonDataset], batch_size: int, device, rank: int) -> float:
+def _calibrate(
+    model: UniHAR, held: Sequence[SkeletonDataset], batch_size: int, device: torch.device | str, rank: int
+) -> float:
     """Fit the softmax temperature on the held-out sequences (2D, model layout; 1.0 when too few)."""
-    logits, labels = [], []
+    logits: list[np.ndarray] = []
+    label_parts: list[np.ndarray] = []
     for view in held:
         keep = np.flatnonzero(view.labels < model.num_classes)  # negatives have no class to be calibrated to
         seq_logits = window_logits(model, view, batch_size, device)
         logits += [seq_logits[i] for i in keep]
-        labels.append(view.labels[keep])
+        label_parts.append(view.labels[keep])
     if len(logits) < MIN_SEQUENCES:
         _log(
             rank,
@@ -1090,7 +1114,7 @@ def _calibrate(model: UniHAR, held: Sequence[SkeletonDataset], batch_size: int, 
             "(train.calibration_split = 0, or little data): temperature 1.0",
         )
         return 1.0
-    labels = np.concatenate(labels)
+    labels = np.concatenate(label_parts)
     temperature = fit_temperature(logits, labels)
     before = expected_calibration_error(mean_probabilities(logits, 1.0), labels)
     after = expected_calibration_error(mean_probabilities(logits, temperature), labels)
@@ -1128,7 +1152,7 @@ def _append_csv(path: Path, row: dict[str, Any], columns: list[str]) -> None:
         w.writerow(row)
 
 
-def _tensorboard(out: Path):
+def _tensorboard(out: Path) -> SummaryWriter | None:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional

@@ -23,6 +23,7 @@ variant after ``@`` (``sbu@3:PATH`` tests on SBU's fold 3).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from unihar.data.datasets.base import SkeletonDataset
 from unihar.data.datasets.formats import FORMATS, check_format_split
@@ -77,7 +78,7 @@ def split_variant(fmt: str) -> tuple[str, str | None]:
     return name, (variant if sep else None)
 
 
-def load_dataset(spec: str, split: str = "train", **options) -> SkeletonDataset:
+def load_dataset(spec: str, split: str = "train", **options: Any) -> SkeletonDataset:
     """Load one split of the dataset named by ``FORMAT:PATH``.
 
     ``options`` go to loaders that extract poses from video (``workers``, ``pose_backend``).

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,7 @@ class SkeletonDataset:
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.classes))
 
-    def subset(self, indices: Sequence[int], **changes) -> SkeletonDataset:
+    def subset(self, indices: Sequence[int] | np.ndarray, **changes: Any) -> SkeletonDataset:
         """The sequences ``indices`` (in that order) with everything kept per sequence (names, videos,
         events, signals); ``changes`` replace other fields (e.g. ``labels`` and ``classes`` together)."""
         keep = [int(i) for i in indices]

@@ -35,7 +35,8 @@ class DatasetFormat:
         module, _, function = self.loader.partition(":")
         loader = getattr(importlib.import_module(f"unihar.data.datasets.{module}"), function)
         args = (path, split) if self.variant is None else (path, split, variant)
-        return loader(*args, **(options if self.options else {}))
+        dataset: SkeletonDataset = loader(*args, **(options if self.options else {}))
+        return dataset
 
 
 # haa500's val split is clip 16 of each class; the folder formats read DIR/val when the user made one.

@@ -111,6 +111,8 @@ def load_msr_action3d(path: str | Path, split: str = "train", variant: str | Non
     sequences, labels, names = [], [], []
     for f in _files(path):
         match = _FILE.match(f.stem)
+        if match is None:  # the glob also takes names such as a01_s01_eX_skeleton.txt
+            raise InputError(f"{_NAME}: unexpected file name {f.name} in {f.parent}; expected aAA_sSS_eEE_skeleton.txt")
         action, subject = int(match.group(1)), int(match.group(2))
         if not 1 <= action <= 20:
             raise InputError(f"{_NAME}: {f} names action a{action:02d}; expected a01-a20")

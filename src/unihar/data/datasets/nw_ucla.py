@@ -64,6 +64,7 @@ def _json_dir(path: Path) -> Path:
 
 def _read(f: Path, label_by_action: dict[int, int]) -> tuple[np.ndarray, int]:
     match = _FILE.match(f.stem)
+    assert match is not None  # the files were picked by this pattern (load_nw_ucla)
     action = int(match.group(1))
     if action not in label_by_action:
         raise InputError(f"{_NAME}: {f} names action a{action:02d}; expected one of {sorted(label_by_action)}")

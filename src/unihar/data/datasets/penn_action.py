@@ -70,9 +70,14 @@ def _read_all(files: list[Path]) -> dict[str, np.ndarray]:
             raise InputError(
                 f"penn-action: {f} has x/y/visibility of shapes {x.shape}/{y.shape}/{v.shape}, expected (frames, 13)"
             )
-        xs.append(x.astype(np.float32)), ys.append(y.astype(np.float32)), vis.append(v.astype(np.uint8))
+        xs.append(x.astype(np.float32))
+        ys.append(y.astype(np.float32))
+        vis.append(v.astype(np.uint8))
         offsets.append(offsets[-1] + x.shape[0])
-        actions.append(action), train.append(flag), sizes.append((w, h)), ids.append(f.stem)
+        actions.append(action)
+        train.append(flag)
+        sizes.append((w, h))
+        ids.append(f.stem)
     return {
         "x": np.concatenate(xs),
         "y": np.concatenate(ys),

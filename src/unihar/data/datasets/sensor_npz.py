@@ -43,7 +43,7 @@ ALIGNMENTS = ("time", "relative")
 MIN_COVERAGE = 0.9
 
 
-def _signal_specs(meta: dict, meta_file: Path) -> dict[str, dict[str, Any]]:
+def _signal_specs(meta: dict[str, Any], meta_file: Path) -> dict[str, dict[str, Any]]:
     """The ``signals`` section of dataset.json, checked."""
     signals = meta.get("signals")
     if not isinstance(signals, dict) or not signals:

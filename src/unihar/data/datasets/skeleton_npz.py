@@ -15,6 +15,7 @@ names the model cannot use are dropped with a warning.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from unihar.jsonfile import read_json
 __all__ = ["load_skeleton_npz", "read_dataset_json"]
 
 
-def read_dataset_json(root: Path) -> dict:
+def read_dataset_json(root: Path) -> dict[str, Any]:
     """``DIR/dataset.json``, checked: joint and class names, and the frame rate when it has one."""
     meta_file = root / "dataset.json"
     if not meta_file.is_file():
@@ -39,7 +40,8 @@ def read_dataset_json(root: Path) -> dict:
     fps = meta.get("fps")
     if fps is not None and not (isinstance(fps, (int, float)) and fps > 0):
         raise InputError(f"skeleton-npz: 'fps' in {meta_file} must be a positive number, got {fps!r}")
-    return meta
+    checked: dict[str, Any] = meta  # an object: the checks above raise for anything else
+    return checked
 
 
 def load_skeleton_npz(path: str | Path, split: str = "train") -> SkeletonDataset:

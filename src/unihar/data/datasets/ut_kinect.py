@@ -131,7 +131,9 @@ def load_ut_kinect(path: str | Path, split: str = "train", variant: str | None =
     recordings: dict[str, np.ndarray] = {}
     sequences, labels, names = [], [], []
     for recording, action, start, end in read_segments(label_file):
-        subject = int(_RECORDING.match(recording).group(1))
+        match = _RECORDING.match(recording)
+        assert match is not None  # read_segments takes recording names from the lines this pattern matches
+        subject = int(match.group(1))
         if (subject in train_subjects) != (split == "train") or math.isnan(start) or math.isnan(end):
             continue
         if recording not in recordings:

@@ -158,6 +158,8 @@ def load_utd_mhad(path: str | Path, split: str = "train", variant: str | None = 
     identity = {}
     for f in files:
         match = _FILE.match(f.stem)
+        if match is None:  # the glob also takes names such as a1_s1_tX_skeleton.mat
+            raise InputError(f"{_NAME}: unexpected file name {f.name} in {f.parent}; expected aA_sS_tT_skeleton.mat")
         action, subject, trial = (int(g) for g in match.groups())
         if not 1 <= action <= len(UTD_MHAD_CLASSES):
             raise InputError(f"{_NAME}: {f} names action a{action}; expected a1-a{len(UTD_MHAD_CLASSES)}")

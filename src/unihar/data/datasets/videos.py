@@ -82,8 +82,8 @@ def _extract_one(video: str, backend: str, out: str) -> tuple[str, str | None]:
         out,
         keypoints=seq.keypoints.astype(np.float32),
         joints=np.asarray(seq.layout.joints),
-        fps=fps,
-        missing=seq.missing,
+        fps=np.asarray(fps),  # what np.savez makes of the numbers anyway
+        missing=np.asarray(seq.missing),
         frame_size=np.asarray(seq.frame_size),
     )
     return video, None
@@ -120,12 +120,12 @@ def extract_poses(
         outcomes = (f.result() for f in as_completed(futures))
     cache_of = {str(v): c for v, c in todo}
     try:
-        for video, error in outcomes:
+        for source, error in outcomes:
             done += 1
             if error:
-                failed[Path(video)] = error
+                failed[Path(source)] = error
             else:
-                result[Path(video)] = cache_of[video]
+                result[Path(source)] = cache_of[source]
             if progress is not None:
                 progress(done, len(videos))
     finally:
@@ -169,6 +169,7 @@ def _load_sequences(
         sources.append((str(video), len(kpts)))
     if not sequences:
         raise InputError(f"{name}: no video gave usable poses")
+    assert layout is not None  # set with the first sequence
     return SkeletonDataset(
         sequences, np.asarray(labels), classes, layout, fps=TIME_BASE_FPS, names=names, name=name, videos=sources
     )
@@ -231,7 +232,7 @@ def load_video_folder(
         split_root = root
     if not classes:
         raise InputError(f"video-folder: expected one folder per class in {root} (DIR/<class>/*.mp4)")
-    items = []
+    items: list[tuple[Path, int]] = []
     for label, name in enumerate(classes):
         folder = split_root / name
         if not folder.is_dir():

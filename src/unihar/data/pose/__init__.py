@@ -16,6 +16,8 @@ when nobody is found in any frame.
 
 from __future__ import annotations
 
+from typing import Any
+
 from unihar.data.pose.arrays import ArrayPoses
 from unihar.data.pose.base import PoseSequence, fill_missing, finalize_poses
 from unihar.data.pose.blazepose import BlazePose
@@ -39,7 +41,7 @@ __all__ = [
     "select_main_actor",
 ]
 
-POSE_BACKENDS = {
+POSE_BACKENDS: dict[str, type[BlazePose | MediaPipePose | OpenPoseJSON | ArrayPoses]] = {
     "blazepose": BlazePose,
     "mediapipe": MediaPipePose,
     "openpose-json": OpenPoseJSON,
@@ -47,10 +49,12 @@ POSE_BACKENDS = {
 }
 
 
-def get_pose_backend(name: str = "blazepose", max_people: int | None = None, **kwargs):
+def get_pose_backend(name: str = "blazepose", max_people: int | None = None, **kwargs: Any) -> Any:
     """A pose backend by name (see the table above); ``kwargs`` go to its constructor.
 
     ``max_people`` goes to the estimators (backends that read video); importers read what the file holds.
+    Backends are used by duck typing (``needs_video`` says which kind: ``frame_estimator`` / ``estimate``,
+    or ``load``), as are backend objects of a caller's own, hence ``Any``.
     """
     key = name.strip().lower().replace("_", "-")
     key = {"openpose": "openpose-json", "npy": "array", "npz": "array"}.get(key, key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -100,5 +101,5 @@ def poses_from_array(
         raise InputError(
             f"{source}: layout {layout.name!r} has {layout.num_joints} joints, the array has {array.shape[1]}"
         )
-    detected = (array[..., 2] > 0).any(axis=1)
+    detected = cast(np.ndarray, (array[..., 2] > 0).any(axis=1))  # (N,): array has 3 axes
     return finalize_poses(array, detected, layout, frame_size or _extent(array), source)

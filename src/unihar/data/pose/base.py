@@ -64,7 +64,8 @@ def interpolate_gap(before: np.ndarray, after: np.ndarray, steps: int) -> np.nda
     fractions = (np.arange(1, steps) / steps).astype(np.float32)[:, None, None]
     between = before + (after - before) * fractions
     both = (before[:, -1] > 0) & (after[:, -1] > 0)
-    return np.where(both[None, :, None], between, np.float32(0.0)).astype(np.float32)
+    gap: np.ndarray = np.where(both[None, :, None], between, np.float32(0.0)).astype(np.float32)
+    return gap
 
 
 def fill_missing(keypoints: np.ndarray, detected: np.ndarray) -> np.ndarray:
@@ -85,9 +86,10 @@ def fill_missing(keypoints: np.ndarray, detected: np.ndarray) -> np.ndarray:
     if not detected.any():
         raise NoPersonError("nobody was detected in any frame")
     if detected.all():
-        return keypoints.copy()
+        whole: np.ndarray = keypoints.copy()
+        return whole
     known = np.flatnonzero(detected)
-    filled = keypoints.copy()
+    filled: np.ndarray = keypoints.copy()
     filled[: known[0]] = keypoints[known[0]]  # carried back
     filled[known[-1] + 1 :] = keypoints[known[-1]]  # carried forward
     for a, b in zip(known[:-1], known[1:]):

@@ -35,6 +35,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.special import expit
@@ -55,7 +56,7 @@ from unihar.data.pose.blazepose_geometry import (
 )
 from unihar.data.pose.native_log import native_stderr_silenced
 from unihar.data.pose.tracking import select_main_actor
-from unihar.data.video import open_video
+from unihar.data.video import VideoReader, open_video
 from unihar.errors import ConfigError, InputError
 
 __all__ = ["BlazePose", "MODEL_DIR"]
@@ -92,7 +93,8 @@ def _check_frame(frame: np.ndarray) -> np.ndarray:
 
 def _to_frame(points: np.ndarray, to_frame: np.ndarray) -> np.ndarray:
     """Points normalized to a detector input (``(..., 2)``) -> frame pixels, by the crop's matrix."""
-    return points * DETECTOR_SIZE @ to_frame[:, :2].T + to_frame[:, 2]
+    pixels: np.ndarray = points * DETECTOR_SIZE @ to_frame[:, :2].T + to_frame[:, 2]
+    return pixels
 
 
 _loaded_once = threading.Event()
@@ -102,7 +104,11 @@ class _TFLiteModel:
     """One ``.tflite`` network on a LiteRT interpreter; outputs are looked up by their shape."""
 
     def __init__(
-        self, interpreter_class, path: Path, num_threads: int, expected_outputs: list[tuple[int, ...]]
+        self,
+        interpreter_class: Callable[..., Any],  # LiteRT's Interpreter (ai_edge_litert has no type information)
+        path: Path,
+        num_threads: int,
+        expected_outputs: list[tuple[int, ...]],
     ) -> None:
         try:
             self._interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
@@ -129,7 +135,8 @@ class _TFLiteModel:
         self._interpreter.invoke()
 
     def output(self, shape: tuple[int, ...]) -> np.ndarray:
-        return self._interpreter.get_tensor(self._outputs[shape])[0]
+        tensor: np.ndarray = self._interpreter.get_tensor(self._outputs[shape])[0]
+        return tensor
 
 
 class _PoseStream:
@@ -180,7 +187,7 @@ class _PoseStream:
         """Regions ``(D, 4)`` of the people the detector finds that are not tracked yet, best first."""
         anchors = self.config.anchors
         found = []  # (scores, face boxes, keypoints) per searched region, in frame pixels
-        for region in detection_regions(*self.frame_size):
+        for region in detection_regions(frame.shape[1], frame.shape[0]):  # the frame_size __call__ just set
             to_frame = crop_matrix(region, DETECTOR_SIZE)
             image = warp_crop(frame, to_frame, DETECTOR_SIZE, border="zeros")
             self.detector.run((image / 127.5 - 1.0)[None])
@@ -206,7 +213,8 @@ class _PoseStream:
         torso = np.linalg.norm(shoulders - hips, axis=1)  # (T,)
         hip_gap = np.linalg.norm(keypoints[:, None, DETECTOR_HIP] - hips[None], axis=-1)  # (D, T)
         shoulder_gap = np.linalg.norm(keypoints[:, None, DETECTOR_SHOULDER] - shoulders[None], axis=-1)
-        return (np.maximum(hip_gap, shoulder_gap) < SAME_PERSON_TORSO * torso[None]).any(axis=1)
+        same: np.ndarray = (np.maximum(hip_gap, shoulder_gap) < SAME_PERSON_TORSO * torso[None]).any(axis=1)
+        return same
 
     def _landmarks(self, frame: np.ndarray, rois: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Landmarks ``(K, 39, 3)`` (pixel x, pixel y, visibility) and presence ``(K,)`` for each region."""
@@ -253,7 +261,8 @@ def _body_distance(points: np.ndarray) -> np.ndarray:
     distance = np.linalg.norm(points[:, None, :, None] - points[None, :, None, :], axis=-1)  # (K, K, 33, 33)
     spread = np.sqrt(np.maximum(np.ptp(points, axis=1).prod(axis=1), 1e-6))  # (K,)
     mean_nearest = (distance.min(axis=3).mean(axis=2) + distance.min(axis=2).mean(axis=2)) / 2
-    return mean_nearest / np.sqrt(spread[:, None] * spread[None, :])
+    dissimilarity: np.ndarray = mean_nearest / np.sqrt(spread[:, None] * spread[None, :])
+    return dissimilarity
 
 
 def _nested(points: np.ndarray) -> np.ndarray:
@@ -261,7 +270,8 @@ def _nested(points: np.ndarray) -> np.ndarray:
     lo, hi = points.min(axis=1), points.max(axis=1)  # (K, 2)
     overlap = np.clip(np.minimum(hi[:, None], hi[None]) - np.maximum(lo[:, None], lo[None]), 0, None).prod(axis=-1)
     area = np.maximum((hi - lo).prod(axis=1), 1e-6)
-    return overlap / np.minimum(area[:, None], area[None])
+    overlap_share: np.ndarray = overlap / np.minimum(area[:, None], area[None])
+    return overlap_share
 
 
 class BlazePose:
@@ -347,7 +357,7 @@ class BlazePose:
             keypoints = np.zeros((0, NUM_LANDMARKS, 3), np.float32)
         return finalize_poses(keypoints, detected, self.layout, frame_size or (0, 0), source)
 
-    def __call__(self, source) -> PoseSequence:
+    def __call__(self, source: str | Path | VideoReader | Iterable[np.ndarray]) -> PoseSequence:
         """``source``: a video path / image folder, a :class:`~unihar.data.video.VideoReader`, or frames."""
         if isinstance(source, (str, Path)):
             source = open_video(source)

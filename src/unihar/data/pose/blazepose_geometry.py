@@ -191,7 +191,7 @@ def refine_with_heatmap(
     mean_col = (confidence * cols[:, None, :]).sum(axis=(1, 2)) / safe_total / cols_total
     mean_row = (confidence * rows[:, :, None]).sum(axis=(1, 2)) / safe_total / rows_total
     refine = inside & (confidence.max(axis=(1, 2)) >= min_confidence) & (total > 0)
-    refined = points.copy()
+    refined: np.ndarray = points.copy()
     refined[refine] = np.column_stack([mean_col, mean_row])[refine]
     return refined
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class MediaPipePose:
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_confidence = min_tracking_confidence
 
-    def _solution(self):
+    def _solution(self) -> Any:  # a mediapipe.solutions.pose.Pose (mediapipe has no type information)
         try:
             from mediapipe.python.solutions import pose as mp_pose
         except ImportError as exc:
@@ -84,7 +85,7 @@ class MediaPipePose:
         finally:
             solution.close()
 
-    def _landmarks(self, solution, frame: np.ndarray) -> np.ndarray:
+    def _landmarks(self, solution: Any, frame: np.ndarray) -> np.ndarray:
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise InputError(f"expected RGB frames as (height, width, 3) uint8 arrays, got {frame.shape} {frame.dtype}")

@@ -83,7 +83,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    iou: np.ndarray = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return iou
 
 
 def keypoint_similarity(
@@ -200,10 +201,10 @@ class PoseTracker:
                     continued.add(int(row))
             lost = [row for row in range(len(self.tracks)) if row not in continued]
             unmatched = [int(i) for i in placeable if int(i) not in matched]
-            for row, index in self._rejoin(lost, people, unmatched):
-                self._continue(self.tracks[row], people[index])
-                ids[index] = self.tracks[row].id
-                matched.add(index)
+            for row, rejoined in self._rejoin(lost, people, unmatched):
+                self._continue(self.tracks[row], people[rejoined])
+                ids[rejoined] = self.tracks[row].id
+                matched.add(rejoined)
         for index in placeable:
             if int(index) not in matched:
                 track = Track(self._next_id, people[index].copy(), self.frame, np.zeros(2))
