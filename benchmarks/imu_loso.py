@@ -56,7 +56,7 @@ def run_fold(root: Path, fold: int, modalities: str, out: Path, threads: int) ->
     }
     model = load_model(folder)
     if len(model.modalities) > 1:  # the same fused model with its sensor dropped at test time
-        view = eval_view(load_dataset(data, "test"), model.prep.layout)
+        view = eval_view(load_dataset(data, "test"), model.preprocessing.layout)
         windows = run_sequences(model, view.sequences, view.fps, pose_layout=view.layout)  # no recording attached
         probs = np.stack([np.mean([w.probs for w in seq], axis=0) for seq in windows])
         row["top1_without_imu"] = float((probs.argmax(axis=1) == view.labels).mean())

@@ -50,7 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from unihar import build_model
 from unihar.config import default_config
-from unihar.models.unihar import PoseFormerFactorized
+from unihar.models.network import PoseFormerFactorized
 
 SHAPES = {  # name -> (batch, with images)
     "pose-only window, batch 1": (1, False),
@@ -384,7 +384,7 @@ def attention_table(args: argparse.Namespace) -> list[dict]:
 def linear_layers(args: argparse.Namespace) -> list[dict]:
     """The pose encoder's linear layers alone (4096 tokens, D=128, MLP 512): PyTorch's default GEMM
     (MKL's sgemm) against oneDNN's, which the model's CPU inference path calls."""
-    from unihar.models.unihar import _ONEDNN_LINEAR, _onednn_linear
+    from unihar.models.network import _ONEDNN_LINEAR, _onednn_linear
 
     if _ONEDNN_LINEAR is None:
         print("this PyTorch has no oneDNN linear: skipped")

@@ -105,21 +105,21 @@ def median_ms(fn, repeats: int) -> float:
 
 def window_latency(frames: np.ndarray, model, controls: list[tuple[str, int, int | None]], repeats: int) -> list[dict]:
     """Per-window cost once the stream is warm: the direct implementation vs the streaming predictor."""
-    prep = model.prep
+    preprocessing = model.preprocessing
     rng = np.random.default_rng(0)
     kpts = np.concatenate(
         [rng.uniform(0, 300, (len(frames), 17, 2)), rng.uniform(0.5, 1, (len(frames), 17, 1))], -1
     ).astype(np.float32)
-    window = prep.clips * prep.clip_len  # 30 fps video: span = clip_len
+    window = preprocessing.clips * preprocessing.clip_len  # 30 fps video: span = clip_len
     rows = []
 
     def direct(end: int) -> np.ndarray:
-        pose = torch.from_numpy(pose_window(kpts[end - window : end], prep))[None]
-        images = image_window(frames[end - window : end], prep)[None]
+        pose = torch.from_numpy(pose_window(kpts[end - window : end], preprocessing))[None]
+        images = image_window(frames[end - window : end], preprocessing)[None]
         with torch.inference_mode():
             return model.probabilities(model(pose, images))[0].numpy()
 
-    ends = [window + i * prep.clip_len for i in range(repeats)]
+    ends = [window + i * preprocessing.clip_len for i in range(repeats)]
     ends = [e for e in ends if e <= len(frames)]
     direct_ms = median_ms(lambda: direct(ends[0]), max(2, min(3, repeats)))
     exact_probs = direct(ends[-1])
@@ -148,11 +148,12 @@ def window_latency(frames: np.ndarray, model, controls: list[tuple[str, int, int
 
 def feature_similarity(frames: np.ndarray, model, image_size: int) -> float:
     """Mean cosine similarity of per-frame image features at ``image_size`` vs the model's size."""
-    prep = model.prep
+    preprocessing = model.preprocessing
     sample = frames[:: max(1, len(frames) // 16)][:16]
-    full = image_window(sample, PreprocessConfig(**{**prep.to_dict(), "clips": 1, "clip_len": len(sample)}))[0]
+    full = image_window(sample, PreprocessConfig(**{**preprocessing.to_dict(), "clips": 1, "clip_len": len(sample)}))[0]
     small = image_window(
-        sample, PreprocessConfig(**{**prep.to_dict(), "clips": 1, "clip_len": len(sample), "image_size": image_size})
+        sample,
+        PreprocessConfig(**{**preprocessing.to_dict(), "clips": 1, "clip_len": len(sample), "image_size": image_size}),
     )[0]
     with torch.inference_mode():
         a, b = model.encode_frames(full), model.encode_frames(small)

@@ -76,7 +76,7 @@ def fall_detection(model, spec: str, batch_size: int) -> dict:
     from unihar.data.datasets import load_dataset
     from unihar.training.evaluation import eval_view, window_logits
 
-    data = eval_view(load_dataset(spec, "test"), model.prep.layout)
+    data = eval_view(load_dataset(spec, "test"), model.preprocessing.layout)
     fall = model.labels.index("fall")
     is_fall = np.asarray([data.classes[i] == "fall" for i in data.labels])
     by_threshold, by_top1 = [], []

@@ -71,7 +71,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "unihar.train",
+                "unihar.training",
                 "--data",
                 f"penn-action:{PENN}",
                 "--out",

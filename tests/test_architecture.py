@@ -51,7 +51,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "unihar.cli",
             "unihar.serving",
             "unihar.training",
-            "unihar.train",
             "unihar.inference.batch",
             "unihar.inference.batch_stages",
             "unihar.inference.batch_ray",

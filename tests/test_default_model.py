@@ -69,7 +69,7 @@ def test_bundled_model_is_small_pose_only_and_knows_the_everyday_vocabulary(mode
     assert missing == []
     assert len(set(model.labels)) == len(model.labels)
     assert all(name == name.lower() and " " not in name for name in model.labels)
-    assert model.prep.layout == "penn13" and model.prep.normalization == "center_scale"
+    assert model.preprocessing.layout == "penn13" and model.preprocessing.normalization == "center_scale"
     assert list(model.modalities) == ["skeleton"]
     # calibrated at training time: the fitted temperature is stored in the config
     assert model.config.classifier.temperature != 1.0
@@ -116,7 +116,7 @@ def test_ur_fall_test_split_falls_found_with_few_false_alarms(model) -> None:
     from unihar.data.datasets import load_dataset
     from unihar.training.evaluation import eval_view, window_logits
 
-    data = eval_view(load_dataset(f"ur-fall:{SHARED_DATA / 'ur-fall-movenet'}", "test"), model.prep.layout)
+    data = eval_view(load_dataset(f"ur-fall:{SHARED_DATA / 'ur-fall-movenet'}", "test"), model.preprocessing.layout)
     fall = model.labels.index("fall")
     # an alarm: some window's calibrated p(fall) >= 0.5 (benchmarks/train_default_model.py)
     window_probs = [

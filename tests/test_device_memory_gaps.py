@@ -142,7 +142,7 @@ def test_streaming_memory_is_bounded_however_long_the_stream(image_model) -> Non
         ):
             peaks[name] = max(peaks[name], size)
     assert peaks["images"] <= bound and peaks["features"] <= bound, peaks
-    assert peaks["clips"] <= bound // engine.geometry.span + engine.prep.clips, peaks
+    assert peaks["clips"] <= bound // engine.geometry.span + engine.preprocessing.clips, peaks
     assert len(engine.tracks[0].poses) <= engine.geometry.window
 
 
@@ -154,7 +154,7 @@ def test_offline_classify_with_images_keeps_memory_bounded(image_model, monkeypa
     pipeline = VideoPipeline(image_model, pose_backend="array", device="cpu")
     poses = PoseSequence(kpts, LAYOUTS["coco17"], (32, 24))
     result = pipeline.classify(poses, FPS, topk=2, frames=iter(frames))
-    bound = image_model.prep.window_seconds * FPS + max_gap_frames(FPS) + 1
+    bound = image_model.preprocessing.window_seconds * FPS + max_gap_frames(FPS) + 1
     assert n > 3 * bound
     assert _Measured.peaks["images"] <= bound and _Measured.peaks["features"] <= bound, _Measured.peaks
     assert result.windows[-1].end_frame == n and len(result.windows) == 11  # every stride, then the end
@@ -228,9 +228,9 @@ def test_the_engine_never_sees_a_joint_sliding_to_the_origin(pose_model) -> None
     filled = fill_missing(filled, detected)
     window = next(w for w in got if w.end_frame == 20)
     with torch.no_grad():
-        expected = pose_model.probabilities(pose_model(torch.from_numpy(pose_window(filled, pose_model.prep))[None]))[
-            0
-        ].numpy()
+        expected = pose_model.probabilities(
+            pose_model(torch.from_numpy(pose_window(filled, pose_model.preprocessing))[None])
+        )[0].numpy()
     np.testing.assert_allclose(window.probs, expected, atol=1e-5)
 
 

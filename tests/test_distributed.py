@@ -1,4 +1,4 @@
-"""torchrun with 2 CPU processes (gloo): DistributedDataParallel training through ``-m unihar.train``."""
+"""torchrun with 2 CPU processes (gloo): DistributedDataParallel training through ``-m unihar.training``."""
 
 import csv
 import json
@@ -29,7 +29,7 @@ def test_torchrun_two_gloo_processes(tmp_path):
             "--nproc_per_node",
             "2",
             "-m",
-            "unihar.train",
+            "unihar.training",
             "--data",
             f"skeleton-npz:{data}",
             "--out",

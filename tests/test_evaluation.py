@@ -145,15 +145,15 @@ def test_image_models_are_evaluated_through_the_engine_like_a_direct_forward(tmp
         [poses], np.array([1]), list("abcd"), PENN, fps=10.0, name="video-folder/test", videos=[(str(video), 23)]
     )
     got = window_logits(model, data)[0]
-    spans = window_ranges(23, 10.0, model.prep)
+    spans = window_ranges(23, 10.0, model.preprocessing)
     assert len(got) == len(spans) == 4
     images = decoded
     with torch.no_grad():
         expected = torch.cat(
             [
                 model(
-                    torch.from_numpy(pose_window(poses[s:e], model.prep))[None],
-                    images=image_window(images[s:e], model.prep)[None],
+                    torch.from_numpy(pose_window(poses[s:e], model.preprocessing))[None],
+                    images=image_window(images[s:e], model.preprocessing)[None],
                 )
                 for s, e in spans
             ]

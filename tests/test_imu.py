@@ -84,9 +84,11 @@ def _recording(seconds: float, rate: float = 50.0, seed: int = 0, start: float =
 
 
 def _window_inputs(model: UniHAR, kpts: np.ndarray, recording: SignalRecording, start: int, end: int) -> dict:
-    prep = model.prep
-    pose = torch.from_numpy(pose_window(kpts[start:end], prep))[None]
-    imu = signal_clips(recording, clip_spans(start, end, prep.clips, FPS), prep, model.config.imu_model)
+    preprocessing = model.preprocessing
+    pose = torch.from_numpy(pose_window(kpts[start:end], preprocessing))[None]
+    imu = signal_clips(
+        recording, clip_spans(start, end, preprocessing.clips, FPS), preprocessing, model.config.imu_model
+    )
     return {"pose": pose, "imu": torch.from_numpy(imu)[None]}
 
 
@@ -357,7 +359,7 @@ def test_engine_without_sensor_coverage_answers_from_the_skeleton() -> None:
     assert engine.windows_without["imu"] == by_modalities.count(("skeleton",)) > 0
     # the uncovered windows are what the model answers from the skeleton alone
     uncovered = next(r for r in results if r.modalities == ("skeleton",))
-    pose = torch.from_numpy(pose_window(kpts[uncovered.start_frame : uncovered.end_frame], model.prep))[None]
+    pose = torch.from_numpy(pose_window(kpts[uncovered.start_frame : uncovered.end_frame], model.preprocessing))[None]
     with torch.no_grad():
         np.testing.assert_allclose(uncovered.probs, model.probabilities(model(pose))[0].numpy(), atol=1e-5)
 
@@ -405,8 +407,11 @@ def test_clip_inputs_are_standardised_in_the_model_channel_order() -> None:
     recording = _recording(3.0)
     shuffled = SignalRecording(recording.samples[:, ::-1], 50.0, IMU_CHANNELS[::-1])
     spans = clip_spans(0, 24, 3, FPS)
-    a, b = signal_clips(recording, spans, model.prep, imu), signal_clips(shuffled, spans, model.prep, imu)
-    assert a.shape == (3, samples_per_clip(model.prep, imu), 6)
+    a, b = (
+        signal_clips(recording, spans, model.preprocessing, imu),
+        signal_clips(shuffled, spans, model.preprocessing, imu),
+    )
+    assert a.shape == (3, samples_per_clip(model.preprocessing, imu), 6)
     np.testing.assert_allclose(a, b, atol=1e-6)
     raw = resample_bins(recording, *spans[0], 20)
     np.testing.assert_allclose(a[0], (raw - np.array(imu.mean)) / np.array(imu.std), atol=1e-5)
@@ -486,15 +491,15 @@ def test_bad_csv_and_missing_files(tmp_path: Path) -> None:
 
 def test_a_recording_must_fit_the_model() -> None:
     model = _model()
-    imu, prep = model.config.imu_model, model.prep
+    imu, preprocessing = model.config.imu_model, model.preprocessing
     with pytest.raises(InputError, match=r"last 2.00 s, shorter than one window of the model \(2.4 s\)"):
-        check_recording(_recording(2.0), prep, imu)
+        check_recording(_recording(2.0), preprocessing, imu)
     with pytest.raises(InputError, match=r"sampled at 10 Hz.*at least 12.5 Hz"):
-        check_recording(_recording(5.0, rate=10.0), prep, imu)
+        check_recording(_recording(5.0, rate=10.0), preprocessing, imu)
     renamed = SignalRecording(_recording(3.0).samples, 50, ("ax", "ay", "az", "gx", "gy", "gz"), source="w.npz")
     with pytest.raises(InputError, match=r"w.npz: has 6 channels.*missing \['acc_x'"):
-        check_recording(renamed, prep, imu)
-    assert check_recording(_recording(2.4), prep, imu).channels == IMU_CHANNELS
+        check_recording(renamed, preprocessing, imu)
+    assert check_recording(_recording(2.4), preprocessing, imu).channels == IMU_CHANNELS
 
 
 def test_signal_augmentation_turns_the_sensor_not_the_physics() -> None:

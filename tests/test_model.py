@@ -14,7 +14,7 @@ from reference_forward import reference_logits
 from unihar import build_model
 from unihar.config import default_config
 from unihar.errors import ConfigError, InputError
-from unihar.models import unihar as unihar_module
+from unihar.models import network as network_module
 
 
 def _published_keys(variant: str | None = None) -> dict[str, tuple[int, ...]]:
@@ -145,15 +145,15 @@ def test_cpu_inference_path_equals_the_plain_modules(monkeypatch: pytest.MonkeyP
     fused, clips and frames in cache-sized chunks, channels-last ResNet); with autograd they run the
     plain modules, the path the spec test above never sees. Both give the same numbers."""
     calls = []
-    original = unihar_module._onednn_linear
-    monkeypatch.setattr(unihar_module, "_onednn_linear", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = network_module._onednn_linear
+    monkeypatch.setattr(network_module, "_onednn_linear", lambda *a, **k: calls.append(1) or original(*a, **k))
     model = randomize_(build_model(small_config())).eval()
     pose = torch.randn(4, 6, 12, 17, 3)  # 24 clips of 12 x 17 tokens: more than one chunk
     images = torch.randn(4, 6, 3, 3, 32, 32)  # 72 frames: several ResNet batches
     with torch.inference_mode():
         tuned = model(pose, images)
         tuned_frames = model.encode_frames(images.flatten(0, 2))
-    assert calls or unihar_module._ONEDNN_LINEAR is None  # the tuned path ran (where PyTorch has oneDNN)
+    assert calls or network_module._ONEDNN_LINEAR is None  # the tuned path ran (where PyTorch has oneDNN)
     calls.clear()
     plain = model(pose, images)  # autograd on: the plain path
     assert plain.requires_grad and not calls

@@ -39,8 +39,8 @@ def _synthetic_poses(tmp_path: Path, frames: int = 75) -> Path:
 def test_windows_and_aggregate(tmp_path: Path, pose_model) -> None:
     pipeline = VideoPipeline(pose_model, pose_backend="array", device="cpu")
     result = pipeline(_synthetic_poses(tmp_path), topk=3, fps=25.0)
-    prep = pose_model.prep
-    ranges = window_ranges(75, 25.0, prep)
+    preprocessing = pose_model.preprocessing
+    ranges = window_ranges(75, 25.0, preprocessing)
     assert [(w.start_frame, w.end_frame) for w in result.windows] == ranges and len(ranges) == 2
     for window in result.windows:
         assert window.probs.sum() == pytest.approx(1.0, abs=1e-5)
@@ -54,7 +54,9 @@ def test_windows_and_aggregate(tmp_path: Path, pose_model) -> None:
     kpts = np.load(tmp_path / "poses.npy")
     s, e = ranges[1]
     with torch.no_grad():
-        expected = torch.softmax(pose_model(torch.from_numpy(pose_window(kpts[s:e], prep))[None]), -1)[0].numpy()
+        expected = torch.softmax(pose_model(torch.from_numpy(pose_window(kpts[s:e], preprocessing))[None]), -1)[
+            0
+        ].numpy()
     np.testing.assert_allclose(result.windows[1].probs, expected, rtol=1e-5, atol=1e-6)
 
 

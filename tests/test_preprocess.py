@@ -29,15 +29,15 @@ def test_frame_indices_uniform_and_symmetric():
 
 
 def test_window_ranges_cover_video_and_keep_tail():
-    prep = PreprocessConfig(window_seconds=2.0, stride_seconds=1.0)
-    ranges = window_ranges(95, 10.0, prep)
+    preprocessing = PreprocessConfig(window_seconds=2.0, stride_seconds=1.0)
+    ranges = window_ranges(95, 10.0, preprocessing)
     assert ranges[0] == (0, 20)
     assert all(e - s == 20 for s, e in ranges)
     assert ranges[-1] == (75, 95)  # aligned to the end: the tail is never dropped
     assert [s for s, _ in ranges[:-1]] == list(range(0, 71, 10))
-    assert window_ranges(15, 10.0, prep) == [(0, 15)]  # shorter than a window: one window over all of it
+    assert window_ranges(15, 10.0, preprocessing) == [(0, 15)]  # shorter than a window: one window over all of it
     with pytest.raises(InputError, match="fps"):
-        window_ranges(10, 0.0, prep)
+        window_ranges(10, 0.0, preprocessing)
 
 
 def test_normalize_pose_removes_position_and_scale():
@@ -67,24 +67,24 @@ def test_normalize_pose_missing_joints_and_empty_clip():
 
 
 def test_pose_window_shape_and_checks():
-    prep = PreprocessConfig(layout="penn13", clips=2, clip_len=5)
+    preprocessing = PreprocessConfig(layout="penn13", clips=2, clip_len=5)
     kpts = np.random.default_rng(1).uniform(0, 300, size=(37, 13, 3)).astype(np.float32)
-    w = pose_window(kpts, prep)
+    w = pose_window(kpts, preprocessing)
     assert w.shape == (2, 5, 13, 3) and w.dtype == np.float32
     with pytest.raises(InputError, match="13 joints"):
-        pose_window(kpts[:, :12], prep)
+        pose_window(kpts[:, :12], preprocessing)
     with pytest.raises(InputError, match=r"got \(13, 3\)"):
-        pose_window(kpts[0], prep)
+        pose_window(kpts[0], preprocessing)
 
 
 def test_config_roundtrip_and_defaults_from_model_config():
-    prep = PreprocessConfig(layout="penn13", clips=1, clip_len=20, window_seconds=3.0, min_confidence=0.3)
-    assert PreprocessConfig.from_dict(prep.to_dict()) == prep
+    preprocessing = PreprocessConfig(layout="penn13", clips=1, clip_len=20, window_seconds=3.0, min_confidence=0.3)
+    assert PreprocessConfig.from_dict(preprocessing.to_dict()) == preprocessing
     assert (
         PreprocessConfig.from_model_config(
-            {**small_config(pose_model={"max_seq_len": 20}), "preprocessing": prep.to_dict()}
+            {**small_config(pose_model={"max_seq_len": 20}), "preprocessing": preprocessing.to_dict()}
         )
-        == prep
+        == preprocessing
     )
     # The published config has no preprocessing section: it is derived from pose_model.
     published = small_config(pose_model={"joints": 25, "max_seq_len": 16})
@@ -118,14 +118,14 @@ def test_confidence_rule():
 
 
 def test_image_window_resize_crop_and_normalise():
-    prep = PreprocessConfig(clips=2, clip_len=3, image_size=32)
+    preprocessing = PreprocessConfig(clips=2, clip_len=3, image_size=32)
     frames = np.full((10, 48, 64, 3), 255, dtype=np.uint8)
     frames[:, :, :8] = 0  # a black band on the left: removed by the centre crop
-    x = image_window(frames, prep)
+    x = image_window(frames, preprocessing)
     assert isinstance(x, torch.Tensor) and x.shape == (2, 3, 3, 32, 32) and x.dtype == torch.float32
     white = (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
     torch.testing.assert_close(x[0, 0, :, 16, 16], white)
     with pytest.raises(InputError, match="uint8"):
-        image_window(frames.astype(np.float32), prep)
+        image_window(frames.astype(np.float32), preprocessing)
     with pytest.raises(InputError, match="height, width, 3"):
-        image_window(frames[..., 0], prep)
+        image_window(frames[..., 0], preprocessing)

@@ -20,7 +20,7 @@ from unihar.inference.streaming import StreamingPredictor, run_source
 FPS = 10.0  # window 2.4 s = 24 frames = 3 clips of span 8, each resampled to T = 6; stride 0.8 s = 8 frames
 
 
-def _model(image: bool, mode: str = "concat", **prep):
+def _model(image: bool, mode: str = "concat", **preprocessing):
     cfg = small_config(image_model={"enabled": image}, fusion_model={"mode": mode})
     cfg["preprocessing"] = {
         "layout": "coco17",
@@ -29,7 +29,7 @@ def _model(image: bool, mode: str = "concat", **prep):
         "window_seconds": 2.4,
         "stride_seconds": 0.8,
         "image_size": 32,
-        **prep,
+        **preprocessing,
     }
     return randomize_(build_model(cfg, labels=[f"a{i}" for i in range(7)])).eval()
 
@@ -45,8 +45,8 @@ def _stream(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def _direct_probs(model, kpts: np.ndarray, frames: np.ndarray | None) -> np.ndarray:
     """The model called on one whole window, without the engine."""
-    pose = torch.from_numpy(pose_window(kpts, model.prep))[None]
-    images = image_window(frames, model.prep)[None] if frames is not None else None
+    pose = torch.from_numpy(pose_window(kpts, model.preprocessing))[None]
+    images = image_window(frames, model.preprocessing)[None] if frames is not None else None
     with torch.no_grad():
         return model.probabilities(model(pose, images))[0].numpy()
 
@@ -139,17 +139,17 @@ def test_leading_empty_frames_stay_on_the_timeline() -> None:
 
 def test_stream_and_offline_windows_have_the_same_length_at_any_rate() -> None:
     """15 fps, 2 s windows of 4 clips: one geometry (4 clips of 8 frames = 32) for both."""
-    prep = PreprocessConfig(window_seconds=2.0, clips=4, clip_len=6, stride_seconds=1.0)
-    geometry = WindowGeometry.at(prep, 15.0)
+    preprocessing = PreprocessConfig(window_seconds=2.0, clips=4, clip_len=6, stride_seconds=1.0)
+    geometry = WindowGeometry.at(preprocessing, 15.0)
     assert (geometry.span, geometry.window) == (8, 32)
-    assert {e - s for s, e in window_ranges(100, 15.0, prep)} == {32}
+    assert {e - s for s, e in window_ranges(100, 15.0, preprocessing)} == {32}
 
 
 def test_offline_windows_of_a_sequence_match_window_ranges_including_the_tail() -> None:
     model = _model(False)
     kpts, _ = _stream(61)
     (windows,) = run_sequences(model, [kpts], FPS)
-    assert [(w.start_frame, w.end_frame) for w in windows] == window_ranges(61, FPS, model.prep)
+    assert [(w.start_frame, w.end_frame) for w in windows] == window_ranges(61, FPS, model.preprocessing)
     for window in windows:
         expected = _direct_probs(model, kpts[window.start_frame : window.end_frame], None)
         np.testing.assert_allclose(window.probs, expected, atol=1e-5)

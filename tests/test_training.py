@@ -350,8 +350,12 @@ def test_no_config_chooses_a_small_model_and_schedule_from_the_data(data_dir, tm
     train(f"skeleton-npz:{data_dir}", tmp_path / "auto", epochs=1, progress=False)
     config = json.loads((tmp_path / "auto" / "config.json").read_text())
     assert config["pose_model"]["hidden_dim"] == 64 and config["pose_model"]["layers"] == 2
-    prep = config["preprocessing"]
-    assert prep["clips"] == 1 and prep["clip_len"] <= 20 and 1.5 <= prep["window_seconds"] <= 4.0
+    preprocessing = config["preprocessing"]
+    assert (
+        preprocessing["clips"] == 1
+        and preprocessing["clip_len"] <= 20
+        and 1.5 <= preprocessing["window_seconds"] <= 4.0
+    )
     weights = weights_of(tmp_path / "auto")
     assert sum(t.numel() for t in weights.values()) < 300_000
     chosen = json.loads((tmp_path / "auto" / "training_args.json").read_text())["chosen_from_data"]
@@ -365,7 +369,7 @@ def test_no_config_chooses_a_small_model_and_schedule_from_the_data(data_dir, tm
 @pytest.mark.slow
 def test_module_entry_reports_bad_input_without_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "unihar.train", "--data", "penn-action:/no/such/dir", "--out", str(tmp_path / "x")],
+        [sys.executable, "-m", "unihar.training", "--data", "penn-action:/no/such/dir", "--out", str(tmp_path / "x")],
         capture_output=True,
         text=True,
         timeout=120,

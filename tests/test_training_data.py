@@ -91,11 +91,11 @@ def test_sampler_epochs_are_reproducible_and_differ():
 
 
 def test_crop_for_training_puts_an_event_in_the_middle_half():
-    prep = PreprocessConfig(layout="penn13", clips=1, clip_len=8, window_seconds=2.0)
+    preprocessing = PreprocessConfig(layout="penn13", clips=1, clip_len=8, window_seconds=2.0)
     rng = np.random.default_rng(0)
     for _ in range(300):
         event = int(rng.integers(0, 120))
-        start, end = crop_for_training(120, 30.0, prep, rng, speed=(0.8, 1.2), min_crop=0.8, events=[event])
+        start, end = crop_for_training(120, 30.0, preprocessing, rng, speed=(0.8, 1.2), min_crop=0.8, events=[event])
         span = end - start
         assert 0 <= start < end <= 120 and span <= 72
         inside = start + int(0.25 * span) - 1 <= event <= start + int(0.75 * span) + 1
@@ -103,14 +103,14 @@ def test_crop_for_training_puts_an_event_in_the_middle_half():
         assert inside or at_edge
         assert start <= event < end
     # no events: anywhere in the sequence; no frame rate: the whole sequence
-    starts = {crop_for_training(120, 30.0, prep, rng)[0] for _ in range(200)}
+    starts = {crop_for_training(120, 30.0, preprocessing, rng)[0] for _ in range(200)}
     assert min(starts) < 10 and max(starts) > 50
-    assert crop_for_training(50, None, prep, rng) == (0, 50)
+    assert crop_for_training(50, None, preprocessing, rng) == (0, 50)
 
 
 def test_3d_sequences_are_seen_through_the_configured_virtual_camera():
     data = SkeletonDataset([standing_3d()], np.array([0]), ["stand"], PENN, fps=10.0, name="toy/train", dims=3)
-    prep = PreprocessConfig(layout="penn13", clips=1, clip_len=6, window_seconds=3.0, normalization="none")
+    preprocessing = PreprocessConfig(layout="penn13", clips=1, clip_len=6, window_seconds=3.0, normalization="none")
     ls, rs = PENN.index("left_shoulder"), PENN.index("right_shoulder")
 
     def shoulder_width(yaw: float) -> float:
@@ -121,7 +121,7 @@ def test_3d_sequences_are_seen_through_the_configured_virtual_camera():
             camera_distance=(3, 3),
             camera_focal=(KINECT_V1.focal, KINECT_V1.focal),
         )
-        pose = WindowDataset(data, prep, seed=1, camera_ranges=cfg.camera_ranges())[0][0].numpy()
+        pose = WindowDataset(data, preprocessing, seed=1, camera_ranges=cfg.camera_ranges())[0][0].numpy()
         return float(abs(pose[0, 0, ls, 0] - pose[0, 0, rs, 0]))
 
     frontal = abs(np.diff(KINECT_V1.focal * standing_3d()[0, [ls, rs], 0] / 3.0))[0]
@@ -129,21 +129,21 @@ def test_3d_sequences_are_seen_through_the_configured_virtual_camera():
     assert shoulder_width(90.0) < 0.02 * frontal  # in profile the shoulders overlap
     assert shoulder_width(60.0) == pytest.approx(frontal * np.cos(np.radians(60)), rel=0.05)
     # default ranges: every sample its own camera, the same one again for the same key
-    ds = WindowDataset(data, prep, seed=1)
+    ds = WindowDataset(data, preprocessing, seed=1)
     a, b = ds[SampleKey(0, 0, 0, 0)][0], ds[SampleKey(0, 1, 0, 0)][0]
     assert not torch.equal(a, b) and torch.equal(a, ds[SampleKey(0, 0, 0, 0)][0])
 
 
 def test_window_dataset_is_reproducible_and_cuts_windows_like_inference():
     data = dataset_2d([0, 1, 2], frames=14, fps=10.0)
-    prep = PreprocessConfig(layout="penn13", clips=2, clip_len=4, window_seconds=1.0)
-    ds = WindowDataset(data, prep, speed=(0.7, 1.3), min_crop=0.8, seed=3)
+    preprocessing = PreprocessConfig(layout="penn13", clips=2, clip_len=4, window_seconds=1.0)
+    ds = WindowDataset(data, preprocessing, speed=(0.7, 1.3), min_crop=0.8, seed=3)
     x0, y0 = ds[1]
     assert x0.shape == (2, 4, 13, 3) and y0 == 1
-    assert torch.equal(WindowDataset(data, prep, speed=(0.7, 1.3), min_crop=0.8, seed=3)[1][0], x0)
+    assert torch.equal(WindowDataset(data, preprocessing, speed=(0.7, 1.3), min_crop=0.8, seed=3)[1][0], x0)
     ds.set_epoch(1)
     assert not torch.equal(ds[1][0], x0)
-    assert window_ranges(14, 10.0, prep) == [(0, 10), (4, 14)]  # the windows evaluation sees
+    assert window_ranges(14, 10.0, preprocessing) == [(0, 10), (4, 14)]  # the windows evaluation sees
 
 
 def test_hold_out_is_stratified_deterministic_and_disjoint():
@@ -216,12 +216,12 @@ def test_only_the_dataset_with_a_body_worn_sensor_is_never_mirrored_in_a_mixture
     )
     assert augment_for(always, plain).flip_prob == 1.0
     assert augment_for(always, worn).flip_prob == 0.0 and augment_for(always, worn).swap_sides_prob == 0.0
-    prep = PreprocessConfig(layout="penn13", clips=1, clip_len=10, window_seconds=1.0, stride_seconds=1.0)
+    preprocessing = PreprocessConfig(layout="penn13", clips=1, clip_len=10, window_seconds=1.0, stride_seconds=1.0)
     augments = [SkeletonAugment(PENN, augment_for(always, d)) for d in (plain, worn)]
-    mixed = WindowDataset([plain, worn], prep, augments)
-    unaugmented = WindowDataset([plain, worn], prep, None)
+    mixed = WindowDataset([plain, worn], preprocessing, augments)
+    unaugmented = WindowDataset([plain, worn], preprocessing, None)
     for index in range(len(mixed)):
         changed = not torch.equal(mixed[index][0], unaugmented[index][0])
         assert changed == (mixed.key(index).source == 0)
     with pytest.raises(ValueError, match="one per dataset"):
-        WindowDataset([plain, worn], prep, augments[:1])
+        WindowDataset([plain, worn], preprocessing, augments[:1])

@@ -11,7 +11,7 @@ whole file is :func:`json_schema` (written out in ``docs/config-schema.md``).
 ``PreprocessConfig`` is our addition and the model's half of the input contract, like timm's
 ``pretrained_cfg``: which keypoint layout, how many clips of how many frames per window, how long a
 window is, how confidences are read, the image size and normalisation. A model carries it
-(``model.prep``), so training, offline prediction, streaming and serving cannot drift apart.
+(``model.preprocessing``), so training, offline prediction, streaming and serving cannot drift apart.
 
 This module imports no torch (and nothing of :mod:`unihar.data`): the command line reads configs before
 it decides to load a model.
@@ -399,15 +399,17 @@ class ModelConfig(ConfigBase):
             if config.get(kind.SECTION) is not None:
                 sections[kind.SECTION] = kind.from_dict(config[kind.SECTION])
         pose = sections["pose_model"]
-        prep_data = config.get("preprocessing")
-        if not prep_data and not pose.on:
+        preprocessing_data = config.get("preprocessing")
+        if not preprocessing_data and not pose.on:
             raise ConfigError(
                 "a config without pose_model needs a 'preprocessing' section (window_seconds, clips, ...)"
             )
-        prep = PreprocessConfig.from_dict(prep_data) if prep_data else _derived_preprocessing(pose)
+        preprocessing = (
+            PreprocessConfig.from_dict(preprocessing_data) if preprocessing_data else _derived_preprocessing(pose)
+        )
         known = {kind.SECTION for kind in _SECTIONS + _OPTIONAL_SECTIONS} | {"preprocessing"}
         extra = {k: copy.deepcopy(v) for k, v in config.items() if k not in known}
-        return cls(**sections, preprocessing=prep, extra=extra)
+        return cls(**sections, preprocessing=preprocessing, extra=extra)
 
     def check_rules(self) -> None:
         pose, image, fusion = self.pose_model, self.image_model, self.fusion_model
@@ -446,10 +448,10 @@ class ModelConfig(ConfigBase):
                     f"'long_term_model' needs heads dividing hidden_dim ({pose.hidden_dim}), "
                     f"got heads={long_term.heads}"
                 )
-        prep = self.preprocessing
-        if prep.clip_len > pose.max_seq_len:
+        preprocessing = self.preprocessing
+        if preprocessing.clip_len > pose.max_seq_len:
             raise ConfigError(
-                f"preprocessing.clip_len ({prep.clip_len}) exceeds pose_model.max_seq_len ({pose.max_seq_len})"
+                f"preprocessing.clip_len ({preprocessing.clip_len}) exceeds pose_model.max_seq_len ({pose.max_seq_len})"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """``unihar train``: train a model on skeleton data (one dataset or a mixture) and write a
 ``save_pretrained`` folder.
 
-Also the body of ``python -m unihar.train`` (for ``torchrun --nproc_per_node N -m unihar.train ...``).
+Also the body of ``python -m unihar.training`` (for ``torchrun --nproc_per_node N -m unihar.training ...``).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
 
 
 def main() -> None:
-    """``python -m unihar.train``: the same options, as a one-command program."""
+    """``python -m unihar.training``: the same options, as a one-command program."""
     from unihar.errors import UniHARError, one_line
 
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)

@@ -82,18 +82,18 @@ class WindowGeometry:
     clips: int
 
     @classmethod
-    def at(cls, prep: PreprocessConfig, fps: float, stride: int | None = None) -> WindowGeometry:
+    def at(cls, preprocessing: PreprocessConfig, fps: float, stride: int | None = None) -> WindowGeometry:
         """The geometry at ``fps``; ``stride`` (frames) overrides the model's ``stride_seconds``."""
         if not fps > 0:
             raise InputError(f"fps must be > 0, got {fps}")
-        span = max(1, int(round(prep.window_seconds * fps / prep.clips)))
-        step = int(stride) if stride is not None else max(1, int(round(prep.stride_seconds * fps)))
+        span = max(1, int(round(preprocessing.window_seconds * fps / preprocessing.clips)))
+        step = int(stride) if stride is not None else max(1, int(round(preprocessing.stride_seconds * fps)))
         if step < 1:
             raise InputError(f"stride must be >= 1 frame, got {stride}")
-        return cls(span=span, window=prep.clips * span, stride=step, clips=prep.clips)
+        return cls(span=span, window=preprocessing.clips * span, stride=step, clips=preprocessing.clips)
 
 
-def window_ranges(num_frames: int, fps: float | None, prep: PreprocessConfig) -> list[tuple[int, int]]:
+def window_ranges(num_frames: int, fps: float | None, preprocessing: PreprocessConfig) -> list[tuple[int, int]]:
     """``[start, end)`` of the windows over a sequence of ``num_frames`` frames.
 
     Windows are ``WindowGeometry.window`` frames long and start every ``stride`` frames; a sequence no
@@ -104,7 +104,7 @@ def window_ranges(num_frames: int, fps: float | None, prep: PreprocessConfig) ->
         raise InputError(f"window_ranges: the sequence has no frames (num_frames={num_frames})")
     if fps is None:
         return [(0, num_frames)]
-    geometry = WindowGeometry.at(prep, fps)
+    geometry = WindowGeometry.at(preprocessing, fps)
     win, stride = geometry.window, geometry.stride
     if num_frames <= win:
         return [(0, num_frames)]
@@ -129,16 +129,16 @@ def _check_keypoints(kpts: np.ndarray, name: str, min_dims: int) -> np.ndarray:
     return kpts.astype(np.float32, copy=False)
 
 
-def read_confidence(kpts: np.ndarray, prep: PreprocessConfig) -> np.ndarray:
+def read_confidence(kpts: np.ndarray, preprocessing: PreprocessConfig) -> np.ndarray:
     """Apply the model's confidence rule to ``(..., J, 3)`` keypoints (a new array).
 
-    Joints below ``prep.min_confidence`` become missing (confidence 0); with ``binarize_confidence``
+    Joints below ``preprocessing.min_confidence`` become missing (confidence 0); with ``binarize_confidence``
     the others get confidence 1.
     """
     out = np.array(kpts, dtype=np.float32)
     conf = np.clip(out[..., 2], 0.0, 1.0)
-    seen = conf >= prep.min_confidence if prep.min_confidence > 0 else conf > 0
-    out[..., 2] = np.where(seen, 1.0 if prep.binarize_confidence else conf, 0.0)
+    seen = conf >= preprocessing.min_confidence if preprocessing.min_confidence > 0 else conf > 0
+    out[..., 2] = np.where(seen, 1.0 if preprocessing.binarize_confidence else conf, 0.0)
     return out
 
 
@@ -188,23 +188,27 @@ def _nanmedian_last(values: np.ndarray) -> np.ndarray:
     return np.where(count > 0, (low + high) / 2, np.nan)
 
 
-def pose_clips(clips: np.ndarray, prep: PreprocessConfig) -> np.ndarray:
+def pose_clips(clips: np.ndarray, preprocessing: PreprocessConfig) -> np.ndarray:
     """Already-sampled clips ``(..., T, J, 3)`` (model layout, pixels) -> model input: the confidence
     rule, then per-clip normalisation. What :func:`pose_window` does after resampling."""
-    return normalize_pose(read_confidence(clips, prep), prep.normalization)
+    return normalize_pose(read_confidence(clips, preprocessing), preprocessing.normalization)
 
 
-def _check_layout(kpts: np.ndarray, prep: PreprocessConfig, name: str) -> None:
-    expected = get_layout(prep.layout).num_joints
+def _check_layout(kpts: np.ndarray, preprocessing: PreprocessConfig, name: str) -> None:
+    expected = get_layout(preprocessing.layout).num_joints
     if kpts.shape[-2] != expected:
-        layout = prep.layout if isinstance(prep.layout, str) else f"custom({len(prep.layout)} joints)"
+        layout = (
+            preprocessing.layout
+            if isinstance(preprocessing.layout, str)
+            else f"custom({len(preprocessing.layout)} joints)"
+        )
         raise InputError(
             f"{name}: the model's layout {layout!r} has {expected} joints, got keypoints with {kpts.shape[-2]} "
             f"(shape {kpts.shape}); convert them with convert_keypoints first"
         )
 
 
-def pose_window(kpts: np.ndarray, prep: PreprocessConfig) -> np.ndarray:
+def pose_window(kpts: np.ndarray, preprocessing: PreprocessConfig) -> np.ndarray:
     """``(N, J, 3)`` keypoints (model layout, pixel x/y, confidence in [0, 1]) -> ``(L, T, J, 3)`` model input.
 
     The ``N`` frames are resampled to ``L * T`` (:func:`frame_indices`), split into ``L`` clips, read
@@ -213,11 +217,11 @@ def pose_window(kpts: np.ndarray, prep: PreprocessConfig) -> np.ndarray:
     kpts = _check_keypoints(kpts, "pose_window", 3)
     if kpts.ndim != 3:
         raise InputError(f"pose_window: expected keypoints of shape (frames, joints, 3), got {kpts.shape}")
-    _check_layout(kpts, prep, "pose_window")
+    _check_layout(kpts, preprocessing, "pose_window")
     if kpts.shape[0] < 1:
         raise InputError("pose_window: got 0 frames")
-    picked = np.stack([kpts[i] for i in clip_indices(0, kpts.shape[0], prep.clips, prep.clip_len)])
-    return pose_clips(picked, prep)
+    picked = np.stack([kpts[i] for i in clip_indices(0, kpts.shape[0], preprocessing.clips, preprocessing.clip_len)])
+    return pose_clips(picked, preprocessing)
 
 
 def resize_frame(frame: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
@@ -240,16 +244,16 @@ def resize_frame(frame: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     return cropped
 
 
-def normalize_frames(frames: torch.Tensor, prep: PreprocessConfig) -> torch.Tensor:
+def normalize_frames(frames: torch.Tensor, preprocessing: PreprocessConfig) -> torch.Tensor:
     """``(..., 3, S, S)`` uint8 frames -> float32 with the model's mean / std."""
     x = TF.to_dtype(frames, torch.float32, scale=True)
     normalized: torch.Tensor = TF.normalize(
-        x.reshape(-1, *x.shape[-3:]), list(prep.image_mean), list(prep.image_std)
+        x.reshape(-1, *x.shape[-3:]), list(preprocessing.image_mean), list(preprocessing.image_std)
     ).reshape(x.shape)
     return normalized
 
 
-def image_window(frames: np.ndarray, prep: PreprocessConfig) -> torch.Tensor:
+def image_window(frames: np.ndarray, preprocessing: PreprocessConfig) -> torch.Tensor:
     """``(N, H, W, 3)`` uint8 RGB frames -> ``(L, T, 3, S, S)`` float32 model input.
 
     Same temporal sampling as :func:`pose_window`; each sampled frame through :func:`resize_frame`
@@ -262,7 +266,7 @@ def image_window(frames: np.ndarray, prep: PreprocessConfig) -> torch.Tensor:
         raise InputError(f"image_window: expected uint8 frames (0-255), got dtype {frames.dtype}")
     if min(frames.shape[:3]) < 1:
         raise InputError(f"image_window: got an empty frame array {frames.shape}")
-    picked = np.concatenate(clip_indices(0, frames.shape[0], prep.clips, prep.clip_len))
-    resized = torch.stack([resize_frame(frames[i], prep.image_size) for i in picked])
-    size = prep.image_size
-    return normalize_frames(resized, prep).reshape(prep.clips, prep.clip_len, 3, size, size)
+    picked = np.concatenate(clip_indices(0, frames.shape[0], preprocessing.clips, preprocessing.clip_len))
+    resized = torch.stack([resize_frame(frames[i], preprocessing.image_size) for i in picked])
+    size = preprocessing.image_size
+    return normalize_frames(resized, preprocessing).reshape(preprocessing.clips, preprocessing.clip_len, 3, size, size)

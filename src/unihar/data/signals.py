@@ -263,9 +263,9 @@ def read_signal_file(path: str | Path) -> SignalRecording:
 
 
 # ---------------------------------------------------------------------------- model input
-def samples_per_clip(prep: PreprocessConfig, imu: ImuModelConfig) -> int:
+def samples_per_clip(preprocessing: PreprocessConfig, imu: ImuModelConfig) -> int:
     """Samples per clip the encoder reads: the model's rate times a clip's nominal duration."""
-    return max(1, int(round(prep.window_seconds / prep.clips * imu.rate)))
+    return max(1, int(round(preprocessing.window_seconds / preprocessing.clips * imu.rate)))
 
 
 def clip_spans(start_frame: float, end_frame: float, clips: int, fps: float) -> list[tuple[float, float]]:
@@ -299,12 +299,15 @@ def _standardise(values: np.ndarray, imu: ImuModelConfig) -> np.ndarray:
 
 
 def signal_clips(
-    recording: SignalRecording, spans: Sequence[tuple[float, float]], prep: PreprocessConfig, imu: ImuModelConfig
+    recording: SignalRecording,
+    spans: Sequence[tuple[float, float]],
+    preprocessing: PreprocessConfig,
+    imu: ImuModelConfig,
 ) -> np.ndarray:
     """Model input ``(L, S, C)`` for the clips whose time spans are ``spans``: each resampled to
     :func:`samples_per_clip` samples, channels in the model's order, standardised."""
     recording = recording.select(imu.channels)
-    n = samples_per_clip(prep, imu)
+    n = samples_per_clip(preprocessing, imu)
     return _standardise(np.stack([resample_bins(recording, a, b, n) for a, b in spans]), imu)
 
 
@@ -318,7 +321,9 @@ def channel_statistics(
     return stacked.mean(axis=0).tolist(), np.where(std > 1e-8, std, 1.0).tolist()
 
 
-def check_recording(recording: SignalRecording, prep: PreprocessConfig, imu: ImuModelConfig) -> SignalRecording:
+def check_recording(
+    recording: SignalRecording, preprocessing: PreprocessConfig, imu: ImuModelConfig
+) -> SignalRecording:
     """A recording fit to be classified on its own timeline: the model's channels (reordered by name),
     at least ``MIN_RATE_FRACTION`` of the model's rate, and at least one window long."""
     recording = recording.select(imu.channels)
@@ -327,10 +332,10 @@ def check_recording(recording: SignalRecording, prep: PreprocessConfig, imu: Imu
             f"{recording.source}: sampled at {recording.rate:g} Hz; the model reads {imu.rate:g} Hz and needs at least "
             f"{MIN_RATE_FRACTION * imu.rate:g} Hz (a slower sensor misses the motion it was trained on)"
         )
-    if recording.duration < prep.window_seconds:
+    if recording.duration < preprocessing.window_seconds:
         raise InputError(
             f"{recording.source}: {recording.num_samples} samples at {recording.rate:g} Hz last "
             f"{recording.duration:.2f} s, "
-            f"shorter than one window of the model ({prep.window_seconds:g} s)"
+            f"shorter than one window of the model ({preprocessing.window_seconds:g} s)"
         )
     return recording

@@ -286,7 +286,7 @@ def _start_worker(settings: BatchSettings, threads: int, parent: int, whole_vide
     _worker_state["settings"] = settings
     _worker_state["pose"] = pose
     if whole_videos:
-        _worker_state["pipeline"] = settings.pipeline(settings.model(), pose)
+        _worker_state["recognizer"] = settings.recognizer(settings.model(), pose)
     # A worker whose parent was killed would otherwise wait for work forever.
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
@@ -306,7 +306,7 @@ def _worker_poses(source: str) -> VideoPoses | dict[str, Any]:
 
 
 def _worker_whole_video(source: str) -> VideoOutcome:
-    return predict_whole_video(source, _worker_state["pipeline"], _worker_state["settings"])
+    return predict_whole_video(source, _worker_state["recognizer"], _worker_state["settings"])
 
 
 def _worker_main(conn: Any, settings: BatchSettings, threads: int, parent: int, whole_videos: bool) -> None:
@@ -455,9 +455,9 @@ def _local_outcomes(
 ) -> Iterator[VideoOutcome]:
     """The outcome of each video, in the order they finish."""
     if workers == 0:
-        pipeline = settings.pipeline(model, settings.pose())
+        recognizer = settings.recognizer(model, settings.pose())
         for source in sources:
-            yield predict_whole_video(source, pipeline, settings)
+            yield predict_whole_video(source, recognizer, settings)
         return
     whole_videos = model.has_image_branch
     classifier = None if whole_videos else PoseClassifier(settings, model)
@@ -557,7 +557,7 @@ def predict_videos(
         if not todo:
             return summary
         model = settings.model()
-        settings.pipeline(model, settings.pose())  # checks topk and device before any worker starts
+        settings.recognizer(model, settings.pose())  # checks topk and device before any worker starts
         if progress is not None:
             progress(summary)
         if ray_address is not None:

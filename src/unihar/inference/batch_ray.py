@@ -116,10 +116,10 @@ class _WholeVideoStage:
     def __init__(self, settings: BatchSettings, threads: int) -> None:
         torch.set_num_threads(threads)
         self.settings = settings
-        self.pipeline = settings.pipeline(settings.model(), settings.pose(threads=threads))
+        self.recognizer = settings.recognizer(settings.model(), settings.pose(threads=threads))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outcomes = [predict_whole_video(str(source), self.pipeline, self.settings) for source in batch["source"]]
+        outcomes = [predict_whole_video(str(source), self.recognizer, self.settings) for source in batch["source"]]
         return {
             "line": np.array([json.dumps(o.line) for o in outcomes], dtype=object),
             "frames": np.array([o.frames for o in outcomes], dtype=np.int64),

@@ -24,6 +24,7 @@ from unihar.errors import InputError, UniHARError, one_line
 from unihar.inference.pipeline import DEFAULT_MAX_PEOPLE, VideoPipeline
 from unihar.loading import check_backend, load_model
 from unihar.models import HARModel
+from unihar.recognizer import Recognizer
 
 __all__ = [
     "UNEXPECTED",
@@ -87,10 +88,11 @@ class BatchSettings:
     def model_device(self) -> str | None:
         return "cpu" if self.backend == "onnxruntime" and self.device is None else self.device
 
-    def pipeline(self, model: HARModel, pose: Any) -> VideoPipeline:
+    def recognizer(self, model: HARModel, pose: Any) -> Recognizer:
+        """The recognizer of one stage: the stages of a run share one loaded model, each with its own pose
+        backend (checks ``topk`` and the device)."""
         pipeline = VideoPipeline(model, pose_backend=pose, device=self.model_device, max_people=self.max_people)
-        pipeline.check_topk(self.topk)
-        return pipeline
+        return Recognizer.from_pipeline(pipeline, topk=self.topk)
 
 
 @dataclass
@@ -166,7 +168,7 @@ class PoseClassifier:
         if model.has_image_branch:
             raise InputError("this model also reads RGB frames: its videos are predicted whole (predict_whole_video)")
         self.settings = settings
-        self.pipeline = settings.pipeline(model, _EstimatedPoses(settings.pose()))
+        self.pipeline = settings.recognizer(model, _EstimatedPoses(settings.pose())).pipeline
 
     def __call__(self, poses: VideoPoses) -> VideoOutcome:
         started = time.perf_counter()
@@ -179,7 +181,7 @@ class PoseClassifier:
         return VideoOutcome(line, len(poses.people), poses.seconds, time.perf_counter() - started)
 
 
-def predict_whole_video(source: str | Path, pipeline: VideoPipeline, settings: BatchSettings) -> VideoOutcome:
+def predict_whole_video(source: str | Path, recognizer: Recognizer, settings: BatchSettings) -> VideoOutcome:
     """One video through the whole pipeline, as ``unihar predict VIDEO --json``."""
     started = time.perf_counter()
     frames = [0]
@@ -188,7 +190,7 @@ def predict_whole_video(source: str | Path, pipeline: VideoPipeline, settings: B
         frames[0] = done
 
     try:
-        line = pipeline(source, topk=settings.topk, fps=settings.fps, progress=count).to_dict()
+        line = recognizer.predict(source, topk=settings.topk, fps=settings.fps, progress=count).to_dict()
     except Exception as err:
         line = failure(source, err)
     return VideoOutcome(line, frames[0], time.perf_counter() - started)

@@ -207,9 +207,18 @@ class _Features:
     ``(modality, track, t0, t1)``."""
 
     def __init__(
-        self, model: HARModel, prep: PreprocessConfig, image_prep: PreprocessConfig, device: torch.device
+        self,
+        model: HARModel,
+        preprocessing: PreprocessConfig,
+        image_preprocessing: PreprocessConfig,
+        device: torch.device,
     ) -> None:
-        self.model, self.prep, self.image_prep, self.device = model, prep, image_prep, device
+        self.model, self.preprocessing, self.image_preprocessing, self.device = (
+            model,
+            preprocessing,
+            image_preprocessing,
+            device,
+        )
         self.clips: _Cache[ClipKey] = _Cache(CLIP_BATCH)
         self.frames: _Cache[int] = _Cache(FRAME_BATCH)
         self.signals: _Cache[SignalKey] = _Cache(SIGNAL_BATCH)
@@ -240,11 +249,11 @@ class _Features:
         return tokens
 
     def _encode_clips(self, keys: list[ClipKey], poses: list[np.ndarray]) -> Iterable[tuple[ClipKey, Tensor]]:
-        clips = pose_clips(np.stack(poses), self.prep)
+        clips = pose_clips(np.stack(poses), self.preprocessing)
         return zip(keys, self.model.encode_clips(torch.from_numpy(clips).to(self.device)))
 
     def _encode_frames(self, indices: list[int], frames: list[Tensor]) -> Iterable[tuple[int, Tensor]]:
-        batch = normalize_frames(torch.stack(frames), self.image_prep).to(self.device)
+        batch = normalize_frames(torch.stack(frames), self.image_preprocessing).to(self.device)
         if self.device.type == "cpu":
             batch = batch.contiguous(memory_format=torch.channels_last)
         return zip(indices, self.model.encode_frames(batch))
@@ -307,8 +316,10 @@ class _SensorSignals:
     input queued in ``cache``, so overlapping windows share it as they share pose clips.
     """
 
-    def __init__(self, model: HARModel, fps: float | None, prep: PreprocessConfig, cache: _Cache[SignalKey]) -> None:
-        self.model, self.fps, self.prep, self.cache = model, fps, prep, cache
+    def __init__(
+        self, model: HARModel, fps: float | None, preprocessing: PreprocessConfig, cache: _Cache[SignalKey]
+    ) -> None:
+        self.model, self.fps, self.preprocessing, self.cache = model, fps, preprocessing, cache
         self.names = model.config.signal_modalities
         self.recordings: dict[int, dict[str, SignalRecording]] = {}  # track -> modality -> recording
         self.windows_without: dict[str, int] = {name: 0 for name in self.names}  # windows a signal did not cover
@@ -370,7 +381,7 @@ class _SensorSignals:
             todo = [(k, span) for k, span in zip(keys, spans) if self.cache.wants(k)]
             if todo:
                 config = _signal_config(self.model, name)
-                inputs = signal_clips(recording, [span for _, span in todo], self.prep, config)
+                inputs = signal_clips(recording, [span for _, span in todo], self.preprocessing, config)
                 for (key, _), clip in zip(todo, inputs):
                     self.cache.pending[key] = clip
             out[name] = keys
@@ -386,7 +397,7 @@ class WindowEngine:
     """Cuts tracks into windows and classifies them with a :class:`~unihar.models.HARModel`.
 
     Args:
-        model: the model (PyTorch or onnxruntime); its ``prep`` says how windows are made.
+        model: the model (PyTorch or onnxruntime); its ``preprocessing`` says how windows are made.
         fps: frames per second of the source; ``None`` for sequences without a rate, where each track
             is one window.
         pose_layout: the joint layout of the keypoints pushed (default: the model's).
@@ -419,15 +430,15 @@ class WindowEngine:
         device: str | torch.device | None = None,
     ) -> None:
         self.model = model
-        self.prep = model.prep
-        self.layout = get_layout(self.prep.layout)
+        self.preprocessing = model.preprocessing
+        self.layout = get_layout(self.preprocessing.layout)
         self.pose_layout = self.layout if pose_layout is None else get_layout(pose_layout)
         self.fps = fps
         if fps is None:  # a sequence without a rate: every track is one window over all of it
             self.geometry = None
             self.capacity = None
         else:
-            self.geometry = WindowGeometry.at(self.prep, fps, stride)
+            self.geometry = WindowGeometry.at(self.preprocessing, fps, stride)
             self.capacity = self.geometry.window
         if image_stride < 1:
             raise InputError(f"image_stride must be >= 1, got {image_stride}")
@@ -439,7 +450,9 @@ class WindowEngine:
         self.modalities = list(model.config.modalities)
         self.uses_poses = "skeleton" in self.modalities
         self.signal_names = model.config.signal_modalities  # recordings attached per track
-        self.image_prep = self.prep.replace(image_size=image_size) if image_size else self.prep
+        self.image_preprocessing = (
+            self.preprocessing.replace(image_size=image_size) if image_size else self.preprocessing
+        )
         self.batch_windows = batch_windows
         self.min_frames = 1 if fps is None else max(1, int(round(min_seconds * fps)))
         self.max_gap = max(0, int(max_gap))
@@ -448,9 +461,9 @@ class WindowEngine:
         self.ended: dict[int, TrackEnd] = {}
         self._latest_frame = -1
         self._pending: list[_Pending] = []  # windows due, waiting for the model
-        self.images = _FrameBuffer(self.image_prep.image_size)  # the last window + max_gap frames
-        self.features = _Features(model, self.prep, self.image_prep, self.device)
-        self.signals = _SensorSignals(model, fps, self.prep, self.features.signals)
+        self.images = _FrameBuffer(self.image_preprocessing.image_size)  # the last window + max_gap frames
+        self.features = _Features(model, self.preprocessing, self.image_preprocessing, self.device)
+        self.signals = _SensorSignals(model, fps, self.preprocessing, self.features.signals)
 
     @property
     def clips_encoded(self) -> int:
@@ -554,10 +567,10 @@ class WindowEngine:
         classified = track.last_full_end > track.first
         if window is not None and n >= window:
             if track.last_full_end < track.next_frame:
-                self._queue(track, track.next_frame - window, track.next_frame, self.prep.clips)
+                self._queue(track, track.next_frame - window, track.next_frame, self.preprocessing.clips)
             classified = True
         elif n >= self.min_frames:
-            self._queue(track, track.first, track.next_frame, self.prep.clips)
+            self._queue(track, track.first, track.next_frame, self.preprocessing.clips)
             classified = True
         track.classified = track.classified or classified
         track.longest = max(track.longest, n)
@@ -609,7 +622,7 @@ class WindowEngine:
                 f"track {track.id}: this model reads only {self.signal_names}, and no recording covers frames "
                 f"{start}-{end - 1}; attach_signal the track's recording"
             )
-        for frames in clip_indices(start, end, clips, self.prep.clip_len):
+        for frames in clip_indices(start, end, clips, self.preprocessing.clip_len):
             if keys is not None:
                 key = (track.id, *frames.tolist())
                 keys.append(key)

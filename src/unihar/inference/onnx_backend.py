@@ -50,7 +50,7 @@ from unihar.errors import CheckpointError, ConfigError, InputError, UniHARError
 from unihar.models import UniHAR, UniHARFeatures
 from unihar.models.imu import ImuModality
 from unihar.models.modalities import MODALITIES, Modality, modalities_of
-from unihar.models.unihar import CPU_CHUNK_FRAMES, CPU_CHUNK_TOKENS, check_model_inputs
+from unihar.models.network import CPU_CHUNK_FRAMES, CPU_CHUNK_TOKENS, check_model_inputs
 
 __all__ = ["EXPORT_VERSION", "OPSET", "OnnxModel", "export_onnx"]
 
@@ -399,7 +399,7 @@ class OnnxModel:
         return self.config.num_classes
 
     @property
-    def prep(self) -> PreprocessConfig:
+    def preprocessing(self) -> PreprocessConfig:
         return self.config.preprocessing
 
     def probabilities(self, logits: Tensor) -> Tensor:

@@ -87,7 +87,7 @@ class VideoPipeline:
             raise InputError(f"max_people: expected a positive integer, got {max_people!r}")
         self.model = model.eval()
         self.device = place_model(self.model, device)  # decided once: every engine follows the model
-        self.prep = model.prep
+        self.preprocessing = model.preprocessing
         self.labels = model.labels
         self.uses_images = model.has_image_branch
         self.max_people = max_people
@@ -128,7 +128,7 @@ class VideoPipeline:
                 )
             recording = source if isinstance(source, SignalRecording) else read_signal_file(source)
             imu = cast(ImuModelConfig, self.model.config.modality_config(name))  # the sensor sections are imu_model
-            recordings[name] = check_recording(recording, self.prep, imu)
+            recordings[name] = check_recording(recording, self.preprocessing, imu)
         return recordings
 
     def _attach(self, engine: WindowEngine, recordings: Mapping[str, SignalRecording], wearer: int) -> None:

@@ -626,7 +626,7 @@ class _SourceRun:
                     break
                 index, frame = item
                 people, ended = track(estimate(frame), index)
-                image = resize_frame(frame, engine.image_prep.image_size) if engine.uses_images else None
+                image = resize_frame(frame, engine.image_preprocessing.image_size) if engine.uses_images else None
                 self.to_model.put(FrameUpdate(index, frame if with_frames else None, people, ended, image))
         self.to_model.close()
 

@@ -3,7 +3,7 @@
 from unihar.models.base import HARModel, UniHARFeatures
 from unihar.models.checkpoint import checkpoint_filter_fn, load_checkpoint, read_state_dict, save_pretrained
 from unihar.models.fusion import ConcatFusion, CrossAttentionFusion
-from unihar.models.unihar import ImageEncoder, PoseFormerFactorized, UniHAR, build_model
+from unihar.models.network import ImageEncoder, PoseFormerFactorized, UniHAR, build_model
 
 __all__ = [
     "ConcatFusion",

@@ -180,7 +180,7 @@ class BalancedSampler(torch.utils.data.Sampler[SampleKey]):
 def crop_for_training(
     num_frames: int,
     fps: float | None,
-    prep: PreprocessConfig,
+    preprocessing: PreprocessConfig,
     rng: np.random.Generator,
     speed: tuple[float, float] = (1.0, 1.0),
     min_crop: float = 1.0,
@@ -199,7 +199,7 @@ def crop_for_training(
         span = num_frames
     else:
         factor = rng.uniform(*speed) if speed[1] > speed[0] else speed[0]
-        span = min(num_frames, max(1, int(round(prep.window_seconds * fps * factor))))
+        span = min(num_frames, max(1, int(round(preprocessing.window_seconds * fps * factor))))
     if min_crop < 1.0:
         span = max(1, int(round(span * rng.uniform(min_crop, 1.0))))
     last_start = num_frames - span
@@ -229,7 +229,7 @@ class WindowDataset(torch.utils.data.Dataset[tuple[Any, ...]]):
     def __init__(
         self,
         datasets: SkeletonDataset | Sequence[SkeletonDataset],
-        prep: PreprocessConfig,
+        preprocessing: PreprocessConfig,
         augment: Augment | Sequence[Augment | None] | None = None,
         speed: tuple[float, float] = (1.0, 1.0),
         min_crop: float = 1.0,
@@ -240,7 +240,7 @@ class WindowDataset(torch.utils.data.Dataset[tuple[Any, ...]]):
         signal_augment: Callable[[SignalRecording, np.random.Generator], SignalRecording] | None = None,
     ):
         datasets = [datasets] if isinstance(datasets, SkeletonDataset) else list(datasets)
-        self.datasets = [d.to_layout(prep.layout) for d in datasets]
+        self.datasets = [d.to_layout(preprocessing.layout) for d in datasets]
         for data in self.datasets:
             if images and data.videos is None:
                 raise InputError(f"{data.name}: training the image branch needs video data (haa500 or video-folder)")
@@ -248,7 +248,7 @@ class WindowDataset(torch.utils.data.Dataset[tuple[Any, ...]]):
         self.augments = list(augment) if isinstance(augment, Sequence) else [augment] * len(self.datasets)
         if len(self.augments) != len(self.datasets):
             raise ValueError(f"augment: expected one per dataset ({len(self.datasets)}), got {len(self.augments)}")
-        self.prep, self.images = prep, images
+        self.preprocessing, self.images = preprocessing, images
         self.speed, self.min_crop, self.seed, self.epoch = speed, min_crop, seed, 0
         self.camera_ranges = camera_ranges or CameraRanges()
         self.signals, self.signal_augment = dict(signals or {}), signal_augment
@@ -276,11 +276,13 @@ class WindowDataset(torch.utils.data.Dataset[tuple[Any, ...]]):
         rng = np.random.default_rng([self.seed, key.epoch, key.position])
         sequence = data.sequences[key.index]
         events = data.events[key.index] if data.events is not None else ()
-        start, end = crop_for_training(len(sequence), data.fps, self.prep, rng, self.speed, self.min_crop, events)
+        start, end = crop_for_training(
+            len(sequence), data.fps, self.preprocessing, rng, self.speed, self.min_crop, events
+        )
         part = sequence[start:end]
         if data.dims == 3:
             part = project(part, random_camera(rng, self.camera_ranges))
-        window = pose_window(part, self.prep)
+        window = pose_window(part, self.preprocessing)
         augment = self.augments[key.source]
         if augment is not None:
             window = augment(window, rng)
@@ -288,7 +290,7 @@ class WindowDataset(torch.utils.data.Dataset[tuple[Any, ...]]):
         label = int(data.labels[key.index])
         inputs: tuple[Any, ...] = (pose,)
         if self.images:
-            inputs += (image_window(data.video_frames(key.index, start, end), self.prep),)
+            inputs += (image_window(data.video_frames(key.index, start, end), self.preprocessing),)
         if self.signals:
             inputs += ({name: self._signal_window(data, name, key.index, start, end, rng) for name in self.signals},)
         return (*inputs, label)
@@ -302,5 +304,5 @@ class WindowDataset(torch.utils.data.Dataset[tuple[Any, ...]]):
         if self.signal_augment is not None:
             recording = self.signal_augment(recording, rng)
         assert data.fps is not None  # recordings are placed on the skeleton's timeline by its frame rate
-        spans = clip_spans(start, end, self.prep.clips, data.fps)
-        return torch.from_numpy(signal_clips(recording, spans, self.prep, self.signals[name]))
+        spans = clip_spans(start, end, self.preprocessing.clips, data.fps)
+        return torch.from_numpy(signal_clips(recording, spans, self.preprocessing, self.signals[name]))

@@ -65,22 +65,22 @@ def summarize(datasets: Sequence[SkeletonDataset], classes: int) -> DataSummary:
 
 def default_preprocessing(summary: DataSummary) -> dict[str, Any]:
     """The ``preprocessing`` keys (other than the layout) for this data."""
-    prep: dict[str, Any] = {
+    preprocessing: dict[str, Any] = {
         "clips": 1,
         "min_confidence": 0.3,
         "binarize_confidence": True,
         "normalization": "center_scale",
     }
     if summary.duration_p75 is None or summary.fps is None:
-        prep.update(clip_len=MAX_CLIP_LEN)
-        return prep
+        preprocessing.update(clip_len=MAX_CLIP_LEN)
+        return preprocessing
     window = float(np.clip(round(summary.duration_p75 * 2) / 2, *WINDOW_RANGE))
-    prep.update(
+    preprocessing.update(
         window_seconds=window,
         stride_seconds=round(window / 3, 2),
         clip_len=int(np.clip(round(window * summary.fps), 8, MAX_CLIP_LEN)),
     )
-    return prep
+    return preprocessing
 
 
 def default_model(summary: DataSummary, clip_len: int, clips: int) -> dict[str, Any]:

@@ -307,7 +307,7 @@ def align_labels(
 def evaluate(
     model: HARModel,
     data: SkeletonDataset,
-    prep: PreprocessConfig | None = None,
+    preprocessing: PreprocessConfig | None = None,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
     closed_set: bool = False,
@@ -315,12 +315,12 @@ def evaluate(
 ) -> EvalResult:
     """Score ``model`` on every sequence of ``data`` (any layout, 2D or 3D; labels matched by name).
 
-    ``prep`` defaults to the model's own preprocessing. ``closed_set``: only the classes the data has
+    ``preprocessing`` defaults to the model's own preprocessing. ``closed_set``: only the classes the data has
     can be predicted (probabilities renormalised over them): a dataset's standard protocol, for a model
     that knows more classes than the dataset.
     """
-    prep = prep or model.prep
-    data, excluded = align_labels(eval_view(data, prep.layout), model.labels, taxonomy)
+    preprocessing = preprocessing or model.preprocessing
+    data, excluded = align_labels(eval_view(data, preprocessing.layout), model.labels, taxonomy)
     probs = predict_sequences(model, data, batch_size, device)
     if closed_set:
         allowed = np.zeros(probs.shape[1], dtype=bool)

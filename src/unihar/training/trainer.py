@@ -13,7 +13,7 @@ Stage 1 (pose only) trains a model from scratch. Stage 2 starts from a stage-1 f
 keeps its preprocessing and pose encoder, adds the image encoder and fusion when the run config enables
 ``image_model``, and can freeze the pose encoder (``train.freeze_pose``).
 
-Run it on one process (``unihar train``) or many (``torchrun --nproc_per_node N -m unihar.train``):
+Run it on one process (``unihar train``) or many (``torchrun --nproc_per_node N -m unihar.training``):
 with ``WORLD_SIZE > 1`` the model is wrapped in DistributedDataParallel (gloo on CPU, NCCL on GPUs),
 each rank sees its share of every epoch's draws, and rank 0 evaluates, calibrates and writes the files.
 
@@ -514,17 +514,17 @@ def train(
 
     # ---- preprocessing and model config: from the stage-1 folder (init), or chosen from the data, then the run's own
     summary = defaults.summarize(datasets.train_sets, len(datasets.vocabulary.names))
-    prep, model_config, chosen = _model_config(run, datasets, summary, init_model, modalities)
+    preprocessing, model_config, chosen = _model_config(run, datasets, summary, init_model, modalities)
     check_signals(datasets.train_sets + datasets.eval_sets, model_config.signal_modalities)
     _choose_schedule(cfg, summary, model_config, chosen)
     assert cfg.epochs is not None and cfg.eval_every is not None  # filled in by _choose_schedule
-    datasets.view_for_evaluation(prep.layout)
+    datasets.view_for_evaluation(preprocessing.layout)
 
     # ---- the model, the batches it learns from, and how it learns
     model = _build_model(model_config, datasets.vocabulary, init_model, cfg, rank, device)
     del init_model
     windows, sampler, loader = _training_loader(
-        run, datasets, prep, model_config, model.has_image_branch, rank, world, device
+        run, datasets, preprocessing, model_config, model.has_image_branch, rank, world, device
     )
     steps_per_epoch = len(loader)
     optimiser = _Optimiser.create(model, cfg, steps_per_epoch, device)
@@ -536,7 +536,9 @@ def train(
     eval_names = datasets.eval_names()
     if rank == 0:
         _start_output(out, resuming)
-        _log_run(rank, datasets, len(windows), model, model_config, prep, world, device, cfg.epochs, steps_per_epoch)
+        _log_run(
+            rank, datasets, len(windows), model, model_config, preprocessing, world, device, cfg.epochs, steps_per_epoch
+        )
         _write_recipe(out / RECIPE_NAME, specs, init, world, command, run, chosen)
     writer = _tensorboard(out) if rank == 0 else None
     columns = ["epoch", "lr", "train_loss", "train_acc"] + _eval_columns(eval_names) + ["epoch_seconds"]
@@ -556,7 +558,7 @@ def train(
                 model, datasets.held_sets, cfg.eval_batch_size, device, rank
             )
         if rank == 0 and datasets.eval_sets and ((epoch + 1) % cfg.eval_every == 0 or last):
-            results = _evaluate_all(model, eval_names, datasets.eval_sets, prep, cfg.eval_batch_size, device)
+            results = _evaluate_all(model, eval_names, datasets.eval_sets, preprocessing, cfg.eval_batch_size, device)
             row.update(_eval_row(results))
         row["epoch_seconds"] = time.perf_counter() - t0
         if rank == 0:
@@ -566,7 +568,7 @@ def train(
             dist.barrier()
     if start_epoch >= cfg.epochs and rank == 0:  # resumed after the last epoch: only calibration was left
         model.config.classifier.temperature = _calibrate(model, datasets.held_sets, cfg.eval_batch_size, device, rank)
-        results = _evaluate_all(model, eval_names, datasets.eval_sets, prep, cfg.eval_batch_size, device)
+        results = _evaluate_all(model, eval_names, datasets.eval_sets, preprocessing, cfg.eval_batch_size, device)
 
     # ---- the result: a save_pretrained folder
     metrics: dict[str, Any] = {}
@@ -686,7 +688,7 @@ def _load_data(
 def _training_loader(
     run: RunConfig,
     data: _Data,
-    prep: PreprocessConfig,
+    preprocessing: PreprocessConfig,
     model_config: ModelConfig,
     use_images: bool,
     rank: int,
@@ -698,13 +700,15 @@ def _training_loader(
     assert cfg.workers is not None  # filled in by _choose_schedule
     augments = [
         SkeletonAugment(
-            get_layout(prep.layout), augment_for(run.augment, d), binary_confidence=prep.binarize_confidence
+            get_layout(preprocessing.layout),
+            augment_for(run.augment, d),
+            binary_confidence=preprocessing.binarize_confidence,
         )
         for d in data.train_sets
     ]  # per dataset: one with a body-worn sensor is never mirrored, the others are
     dataset = WindowDataset(
         data.train_sets,
-        prep,
+        preprocessing,
         augments,
         speed=run.augment.speed,
         min_crop=run.augment.min_crop,
@@ -751,25 +755,25 @@ def _model_config(
     num_classes = len(data.vocabulary.names)
     if init_model is not None:
         base = init_model.config.to_dict()
-        prep = PreprocessConfig.from_dict({**init_model.prep.to_dict(), **run.preprocessing})
+        preprocessing = PreprocessConfig.from_dict({**init_model.preprocessing.to_dict(), **run.preprocessing})
     else:
         train_sets = data.train_sets
         layout = _data_layout(train_sets[0]) if len({d.layout.joints for d in train_sets}) == 1 else MIXTURE_LAYOUT
         chosen["preprocessing"] = {"layout": layout, **defaults.default_preprocessing(summary)}
-        prep = PreprocessConfig.from_dict({**chosen["preprocessing"], **run.preprocessing})
-        chosen["model"] = defaults.default_model(summary, prep.clip_len, prep.clips)
+        preprocessing = PreprocessConfig.from_dict({**chosen["preprocessing"], **run.preprocessing})
+        chosen["model"] = defaults.default_model(summary, preprocessing.clip_len, preprocessing.clips)
         base = _merge(
-            default_config(num_classes=num_classes, joints=get_layout(prep.layout).num_joints, image=False),
+            default_config(num_classes=num_classes, joints=get_layout(preprocessing.layout).num_joints, image=False),
             chosen["model"],
         )
     model_dict = _merge(base, run.model)
     model_dict["classifier"] = {**model_dict["classifier"], "num_classes": num_classes, "temperature": 1.0}
-    model_dict["pose_model"]["joints"] = get_layout(prep.layout).num_joints
-    model_dict["preprocessing"] = prep.to_dict()
+    model_dict["pose_model"]["joints"] = get_layout(preprocessing.layout).num_joints
+    model_dict["preprocessing"] = preprocessing.to_dict()
     if modalities is not None:
         chosen["modalities"] = modalities
         model_dict = apply_modalities(model_dict, modalities, run.model, data.train_sets)
-    return prep, ModelConfig.from_dict(model_dict), chosen
+    return preprocessing, ModelConfig.from_dict(model_dict), chosen
 
 
 def _choose_schedule(
@@ -978,11 +982,11 @@ def _evaluate_all(
     model: UniHAR,
     names: list[str],
     eval_sets: list[SkeletonDataset],
-    prep: PreprocessConfig,
+    preprocessing: PreprocessConfig,
     batch_size: int,
     device: torch.device,
 ) -> dict[str, EvalResult]:
-    return {n: evaluate(model, d, prep, batch_size, device) for n, d in zip(names, eval_sets)}
+    return {n: evaluate(model, d, preprocessing, batch_size, device) for n, d in zip(names, eval_sets)}
 
 
 def _eval_columns(names: list[str]) -> list[str]:
@@ -1006,7 +1010,7 @@ def _log_run(
     sequences: int,
     model: UniHAR,
     model_config: ModelConfig,
-    prep: PreprocessConfig,
+    preprocessing: PreprocessConfig,
     world: int,
     device: torch.device,
     epochs: int,
@@ -1020,7 +1024,8 @@ def _log_run(
         rank,
         f"train: {sequences} sequences ({sizes}), {len(vocabulary.names)} classes"
         f"{f' + negatives {vocabulary.negatives}' if vocabulary.negatives else ''}, layout "
-        f"{get_layout(prep.layout).name}; held out for calibration: {sum(len(h) for h in data.held_sets)}; eval: "
+        f"{get_layout(preprocessing.layout).name}; held out for calibration: "
+        f"{sum(len(h) for h in data.held_sets)}; eval: "
         f"{data.eval_split or 'none'} ({sum(len(e) for e in data.eval_sets)}); model {n_params / 1e6:.2f} M "
         f"parameters; modalities {model_config.modalities}; {world} process(es) on {device}; {epochs} epochs x "
         f"{steps_per_epoch} steps",

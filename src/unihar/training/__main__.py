@@ -1,4 +1,4 @@
-"""``python -m unihar.train`` / ``torchrun --nproc_per_node N -m unihar.train``: the training entry point.
+"""``python -m unihar.training`` / ``torchrun --nproc_per_node N -m unihar.training``: the training entry point.
 
 Same options as ``unihar train`` (see :mod:`unihar.cli.train`); the loop is :mod:`unihar.training.trainer`.
 """

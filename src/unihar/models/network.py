@@ -452,7 +452,7 @@ class UniHAR(nn.Module):
         return "rgb" in self._modalities
 
     @property
-    def prep(self) -> PreprocessConfig:
+    def preprocessing(self) -> PreprocessConfig:
         """How this model's input is made (layout, clips, window length, image size...): the model's
         half of the input contract, stored in its ``config.json`` (like timm's ``pretrained_cfg``)."""
         return self.config.preprocessing
