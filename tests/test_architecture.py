@@ -20,7 +20,10 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Lowest first. A module belongs to the layer of the longest entry equal to its name or a package above
 # it; it may import modules of its own layer or of lower ones. The same table is in docs/architecture.md.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("unihar.errors", "unihar.jsonfile", "unihar.cache", "unihar.assets", "unihar.hub")),
+    (
+        "foundation",
+        ("unihar.errors", "unihar.jsonfile", "unihar.cache", "unihar.memory", "unihar.assets", "unihar.hub"),
+    ),
     ("config", ("unihar.config", "unihar.schema")),
     ("data", ("unihar.data",)),
     ("models", ("unihar.models",)),
@@ -43,6 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "unihar.inference.predictor",
             "unihar.inference.render",
             "unihar.recognizer",
+            "unihar.teaching",
         ),
     ),
     (

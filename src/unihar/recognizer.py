@@ -17,13 +17,14 @@ from __future__ import annotations
 import copy
 import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from unihar import assets
 from unihar.data.pose import PoseSequence, get_pose_backend
 from unihar.data.pose.arrays import poses_from_array
 from unihar.data.video import DEFAULT_IMAGE_FOLDER_FPS
@@ -34,6 +35,10 @@ from unihar.inference.results import VideoPrediction
 from unihar.inference.streaming import FrameUpdate, LiveSource, Reconnect, SourceSummary, StreamPrediction
 from unihar.loading import check_backend, load_model
 from unihar.models import HARModel, UniHAR
+
+if TYPE_CHECKING:
+    from unihar.data.datasets import SkeletonDataset
+    from unihar.teaching import TeachReport
 
 __all__ = ["Recognizer", "LiveStream", "StreamEnd", "check_stream_source", "check_export_path"]
 
@@ -188,6 +193,8 @@ class Recognizer:
             each call may ask for another number.
         revision: a Hub revision (branch, tag or commit) of ``weights``.
     """
+
+    last_teach_report: TeachReport | None = None  # set on a recognizer made by :meth:`teach`
 
     def __init__(
         self,
@@ -355,3 +362,45 @@ class Recognizer:
         return export_onnx(
             model, path, with_images=False if pose_only else None, quantize=quantize, overwrite=overwrite
         )
+
+    # ------------------------------------------------------------------ teaching
+    def teach(
+        self,
+        data: str | Sequence[str] | SkeletonDataset,
+        out: str | Path | None = None,
+        overwrite: bool = False,
+        **options: Any,
+    ) -> Recognizer:
+        """A recognizer that also knows every action of ``data`` this one does not, from a few clips each.
+
+        ``data``: one or more ``FORMAT:PATH`` specs (``video-folder:DIR`` of ``DIR/<action>/*.mp4``,
+        ``skeleton-npz:DIR``...) or a loaded ``SkeletonDataset``. The old actions' scores are kept exactly
+        (see :mod:`unihar.teaching`). ``out``: also written there as a model folder every command loads
+        (refused when it exists and is not empty, unless ``overwrite``). ``options`` reach the loaders
+        that extract poses from video (``workers``, ``skip_failed``). This recognizer is left as it is.
+        """
+        from unihar.teaching import check_teach_out, teach_model, write_taught_card
+
+        base_dir: Path | None = None  # where the base model's card is, if anywhere
+        if self.weights is not None:
+            base, base_dir = f"`{self.weights}`", Path(self.weights) if Path(self.weights).is_dir() else None
+        elif self._loaded_here:
+            base, base_dir = "the bundled model", assets.default_model_dir()
+        else:
+            base = "a model given in memory"
+        target = None if out is None else check_teach_out(out, overwrite, base_dir)
+        if self.backend != "torch" or not isinstance(self.model, UniHAR):
+            raise InputError("teaching needs a PyTorch model: create the Recognizer with backend='torch'")
+        model = copy.deepcopy(self.model).cpu()
+        taught, report = teach_model(model, data, base=base, **options)
+        if target is not None:
+            taught.save_pretrained(target, overwrite=overwrite)
+            write_taught_card(target, report, base_dir)
+        pipeline = VideoPipeline(
+            taught, pose_backend=self.pipeline.pose_backend, device=self.device, max_people=self.pipeline.max_people
+        )
+        recognizer = Recognizer.from_pipeline(pipeline, topk=min(self.topk, len(taught.labels)))
+        recognizer.last_teach_report = report
+        if target is not None:
+            recognizer.weights, recognizer._loaded_here = str(target), True
+        return recognizer

@@ -33,9 +33,9 @@ def _register_commands() -> None:
     global _registered
     if _registered:
         return
-    from unihar.cli import evaluate, export, labels, predict, serve, stream, train
+    from unihar.cli import evaluate, export, labels, predict, serve, stream, teach, train
 
-    for module in (predict, stream, train, evaluate, labels, export, serve):
+    for module in (predict, stream, train, teach, evaluate, labels, export, serve):
         module.register(app)
     _registered = True
 
@@ -43,7 +43,9 @@ def _register_commands() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``unihar`` script."""
     from unihar.errors import UniHARError, one_line
+    from unihar.memory import return_large_buffers_to_the_os
 
+    return_large_buffers_to_the_os()  # peak memory on long, large videos independent of thread timing
     _register_commands()
     try:
         app(args=argv, standalone_mode=True)

@@ -53,6 +53,7 @@ from unihar.inference.batch_stages import (
     failure,
     predict_whole_video,
 )
+from unihar.memory import return_large_buffers_to_the_os
 from unihar.models import HARModel
 
 try:  # POSIX: two runs must not append to the same file at once
@@ -281,6 +282,7 @@ def _start_worker(settings: BatchSettings, threads: int, parent: int, whole_vide
     """Runs once in each spawned worker: threads capped so N workers share the cores, and the pose
     backend (or, for image models, the whole pipeline) built once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    return_large_buffers_to_the_os()
     torch.set_num_threads(threads)
     pose = settings.pose(threads)
     _worker_state["settings"] = settings
